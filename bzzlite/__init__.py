@@ -1,0 +1,23 @@
+"""bzzlite: a declarative REST microframework on Tornado."""
+
+from __future__ import annotations
+
+from . import signals
+from .app import App
+from .errors import BzzliteError, ConfigurationError, HTTPError
+from .registry import Registry, default_registry, on, resource
+from .schema import Unique
+
+__all__ = [
+    "App",
+    "BzzliteError",
+    "ConfigurationError",
+    "HTTPError",
+    "Registry",
+    "Unique",
+    "default_registry",
+    "on",
+    "resource",
+    "signals",
+]
+__version__ = "0.1.0"

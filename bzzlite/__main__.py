@@ -1,0 +1,3 @@
+from bzzlite.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Turning request data into stored documents and back; pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import ValidationFailed
+from .schema import unknown_keys
+
+if TYPE_CHECKING:
+    from .registry import ResourceSpec
+    from .stores.base import Record
+
+
+def error_list(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's errors as problem+json ``errors`` entries (``loc`` is the field path)."""
+    return [
+        {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def check_object(data: Any, prefix: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """The body must be a JSON object; otherwise 422 naming what it was."""
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
+        raise ValidationFailed(
+            [{"loc": list(prefix), "msg": f"Input should be an object, not {kind}", "type": "model_type"}]
+        )
+    return data
+
+
+def validate(spec: ResourceSpec, data: Any, prefix: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Validate a full document and return it in JSON mode, ready to store.
+
+    An ``id`` key is ignored (the server owns ids); unknown keys at any depth are errors.
+    Raises:
+        ValidationFailed: with every problem found, ``loc`` prefixed by ``prefix``.
+    """
+    data = check_object(data, prefix)
+    if "id" in data:
+        data = {k: v for k, v in data.items() if k != "id"}
+    errors = list(unknown_keys(spec.schema.shape, data, prefix))
+    try:
+        instance = spec.model.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(error_list(exc, prefix))
+    if errors:
+        raise ValidationFailed(errors)
+    return dump(spec, instance)
+
+
+def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
+    """A validated model instance as a JSON-mode document (without the id)."""
+    doc = instance.model_dump(mode="json")
+    doc.pop("id", None)
+    return doc
+
+
+def check_patch(spec: ResourceSpec, patch: Any) -> dict[str, Any]:
+    """A merge patch must be an object naming only known fields."""
+    patch = check_object(patch)
+    patch = {k: v for k, v in patch.items() if k != "id"}
+    errors = list(unknown_keys(spec.schema.shape, _without_nulls(patch)))
+    if errors:
+        raise ValidationFailed(errors)
+    return patch
+
+
+def _without_nulls(patch: Any) -> Any:
+    if isinstance(patch, dict):
+        return {k: _without_nulls(v) for k, v in patch.items() if v is not None}
+    return patch
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: ``null`` removes a key, objects merge, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def updated_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"field": {"from": old, "to": new}}`` for the top-level fields that changed."""
+    changes: dict[str, dict[str, Any]] = {}
+    for key in dict.fromkeys([*old, *new]):
+        before, after = old.get(key), new.get(key)
+        if before != after or type(before) is not type(after):
+            changes[key] = {"from": before, "to": after}
+    return changes
+
+
+def as_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
+    """The response body of a stored document: its id first, then its fields."""
+    return {"id": record.id, **spec.schema.fill_defaults(record.doc)}
+
+
+def instance(spec: ResourceSpec, record: Record) -> BaseModel:
+    """The model instance handed to receivers, carrying ``instance.id``."""
+    data = as_json(spec, record)
+    try:
+        return spec.stored_model.model_validate(data)
+    except ValidationError:  # stored before an incompatible model change: hand it over as stored
+        return spec.stored_model.model_construct(**data)

@@ -1,0 +1,73 @@
+"""JSON in and out: fast with orjson, strict about what JSON cannot carry portably."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+from .errors import HTTPError
+
+
+class _Unportable(ValueError):
+    pass
+
+
+# An integer literal of 19+ digits may not fit in 64 bits; orjson would silently make it a float.
+_LONG_INT = re.compile(rb"(?<![\w.])-?\d{19,}(?![\d.eE])")
+
+
+def _checked_int(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise _Unportable(f"the integer {text[:30]} does not fit in 64 bits")
+    return value
+
+
+def _checked_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Unportable(f"the number {text[:30]} is too large for a double")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Unportable(f"{name} is not a JSON number")
+
+
+def _strict_loads(body: bytes) -> Any:
+    """The slow, exact parse: used only to tell 'unportable number' apart from 'malformed'."""
+    return json.loads(
+        body.decode("utf-8"),
+        parse_int=_checked_int,
+        parse_float=_checked_float,
+        parse_constant=_reject_constant,
+    )
+
+
+def loads(body: bytes) -> Any:
+    """Parse a request body; malformed JSON → 400, unportable numbers → 422."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            _strict_loads(body)
+        except _Unportable as why:
+            raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
+        except (ValueError, UnicodeDecodeError):
+            pass
+        raise HTTPError(400, f"Malformed JSON body: {exc}") from None
+    if _LONG_INT.search(body):
+        try:
+            _strict_loads(body)
+        except _Unportable as why:
+            raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Encode a response body."""
+    return orjson.dumps(value)

@@ -1,0 +1,125 @@
+"""``App``: a ``tornado.web.Application`` assembled from a registry.
+
+Routes are built once, here: every handler gets the shared :class:`Runtime` and its
+resource spec through Tornado's ``initialize`` kwargs, so no request looks anything up.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import tornado.web
+
+from .errors import StoreUnavailable
+from .handlers.base import BaseHandler, NotFoundHandler
+from .handlers.resource import CollectionHandler, ItemHandler
+from .registry import Registry, default_registry
+from .runtime import Runtime
+from .settings import Settings
+
+log = logging.getLogger("bzzlite")
+
+
+class HealthHandler(BaseHandler):
+    """``GET /_health``: 200 when the store answers, 503 when it does not."""
+
+    ALLOWED = ("GET",)
+
+    async def get(self) -> None:
+        try:
+            store = await self.runtime.ready_store()
+            details = await store.ping()
+        except StoreUnavailable as exc:
+            self.set_status(503)
+            self.write_json({"status": "unavailable", "store": {"url_scheme": self.runtime.settings.db.split(":")[0],
+                                                                "error": str(exc)}}, 503)
+            return
+        self.write_json({"status": "ok", "store": details})
+
+
+class App(tornado.web.Application):
+    """The web application serving every resource of a registry.
+
+    Args:
+        registry: where the resources and receivers were declared (the default registry).
+        db: store URL; else ``BZZLITE_DB``; else ``sqlite:///bzzlite.db``.
+        config: any object, reachable as ``handler.application.config``.
+        auth: an :class:`bzzlite.auth.Auth` configuration, to require signed-in users.
+        **options: other :class:`~bzzlite.settings.Settings` fields (``max_body_size``,
+            ``docs``, ``title``...); anything else is passed to Tornado.
+    """
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        db: str | None = None,
+        config: Any = None,
+        auth: Any = None,
+        **options: Any,
+    ) -> None:
+        self.registry = registry if registry is not None else default_registry
+        known = {k: options.pop(k) for k in list(options) if k in Settings.__dataclass_fields__}
+        self.bzz_settings = Settings.load(db=db, **known)
+        self.config = config if config is not None else SimpleNamespace()
+        self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
+        self.registry.freeze("an App")
+        rules = self._resource_rules()
+        if auth is not None:
+            rules = auth.install(self.runtime) + rules
+        rules += self._extra_rules()
+        options.setdefault("serve_traceback", False)
+        super().__init__(
+            rules,
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"runtime": self.runtime},
+            **options,
+        )
+
+    def _resource_rules(self) -> list[Any]:
+        rules: list[Any] = [(r"/_health/?", HealthHandler, {"runtime": self.runtime})]
+        for spec in self.registry.resources.values():
+            kwargs = {"runtime": self.runtime, "spec": spec}
+            path = re.escape(spec.path)
+            rules.append((rf"{path}/?", CollectionHandler, kwargs))
+            rules.append((rf"{path}/([^/]+)/?", ItemHandler, kwargs))
+        return rules
+
+    def _extra_rules(self) -> list[Any]:
+        """Routes of the optional parts (mock routes, OpenAPI and docs)."""
+        return []
+
+    @property
+    def store(self) -> Any:
+        return self.runtime.store
+
+    def use_store(self, url: str) -> None:
+        """Serve from another store (the command line's ``--db``); call before serving."""
+        self.runtime.use_store(url)
+
+    async def startup(self) -> None:
+        """Open the store now rather than on the first request.
+
+        Raises:
+            StoreUnavailable: the store cannot be opened (requests would get 503).
+        """
+        await self.runtime.ready_store()
+
+    async def shutdown(self) -> None:
+        """Close the store; every write that was answered is already committed."""
+        await self.runtime.close()
+
+    def route_table(self) -> list[tuple[str, str, str]]:
+        """(methods, path pattern, handler) for every route, for ``bzzlite routes``."""
+        table = []
+        for rule in self.wildcard_router.rules:
+            target = rule.target
+            allowed = getattr(target, "ALLOWED", ())
+            pattern = getattr(rule.matcher, "regex", None)
+            path = pattern.pattern.rstrip("$") if pattern is not None else str(rule.matcher)
+            path = path.replace(r"/([^/]+)", "/{id}").replace("/?", "").replace("\\", "")
+            table.append((",".join(allowed) or "*", path, getattr(target, "__name__", str(target))))
+        return table

@@ -1,0 +1,95 @@
+"""bzzlite's one error tree.
+
+Configuration mistakes are the developer's and are raised at import time;
+``HTTPError`` is the client's and becomes a problem+json response; store errors
+know nothing of HTTP and are mapped to statuses by the HTTP layer.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+
+class BzzliteError(Exception):
+    """Base class of every error bzzlite raises on purpose."""
+
+
+class ConfigurationError(BzzliteError, TypeError):
+    """The application is declared wrongly; the message says how to fix it."""
+
+
+class HTTPError(BzzliteError):
+    """Stop the request and answer with ``status`` and a problem+json body.
+
+    Raise it from a handler or from a ``pre_*`` receiver. ``message`` is shown to
+    the client; ``log_message`` (optional) goes only to the log.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        log_message: str | None = None,
+    ) -> None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        self.status = status
+        self.reason = reason
+        self.message = message if message is not None else reason
+        self.errors = errors
+        self.headers = headers or {}
+        self.log_message = log_message
+        super().__init__(status, self.message)
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.message}"
+
+
+class ValidationFailed(HTTPError):
+    """The body is well-formed but does not validate against the model (422)."""
+
+    def __init__(self, errors: list[dict[str, Any]], message: str = "The request body is invalid.") -> None:
+        super().__init__(422, message, errors=errors)
+
+
+class QueryError(HTTPError):
+    """A query parameter is unknown, malformed or does not coerce (400)."""
+
+    def __init__(self, parameter: str, message: str, type_: str = "query_invalid") -> None:
+        self.parameter = parameter
+        super().__init__(
+            400,
+            f"Bad query parameter {parameter!r}: {message}",
+            errors=[{"loc": ["query", parameter], "msg": message, "type": type_}],
+        )
+
+
+class StoreError(BzzliteError):
+    """Base of the errors a store raises; they carry no HTTP status."""
+
+
+class NotFound(StoreError):
+    """No document with that id."""
+
+
+class DuplicateKey(StoreError):
+    """A unique field already holds that value."""
+
+    def __init__(self, field: str | None, value: Any = None) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(field, value)
+
+
+class VersionConflict(StoreError):
+    """The document changed since the version the write was conditioned on."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (or answered too late)."""

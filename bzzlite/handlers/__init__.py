@@ -1,0 +1,1 @@
+"""Tornado handlers: the HTTP layer over the registry and the stores."""

@@ -1,0 +1,217 @@
+"""The handler every bzzlite route uses: body parsing and problem+json errors.
+
+Every failure is rendered in one place, :meth:`BaseHandler.write_error`, which maps
+bzzlite's errors, store errors and Tornado's own to RFC 9457 problem details. A
+client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+from pydantic import ValidationError
+from tornado.httputil import parse_body_arguments
+
+from .. import _json
+from .._documents import error_list
+from ..errors import (
+    DuplicateKey,
+    HTTPError,
+    NotFound,
+    StoreUnavailable,
+    VersionConflict,
+)
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger("bzzlite")
+PROBLEM_JSON = "application/problem+json"
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem body."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def as_http_error(exc: BaseException) -> HTTPError | None:
+    """The HTTP meaning of an exception, or None for a bug (→ 500)."""
+    if isinstance(exc, HTTPError):
+        return exc
+    if isinstance(exc, NotFound):
+        return HTTPError(404, "No document with that id.")
+    if isinstance(exc, DuplicateKey):
+        field = exc.field or "a unique field"
+        return HTTPError(409, f"Another document already has this value of {field}.",
+                         errors=[{"loc": [exc.field] if exc.field else [], "msg": "value already taken",
+                                  "type": "unique"}])
+    if isinstance(exc, VersionConflict):
+        return HTTPError(412, "The document changed: its current ETag does not match If-Match.")
+    if isinstance(exc, StoreUnavailable):
+        return HTTPError(503, "The store is unavailable; try again shortly.", headers={"Retry-After": "1"},
+                         log_message=str(exc))
+    if isinstance(exc, ValidationError):
+        return HTTPError(422, "The request body is invalid.", errors=error_list(exc))
+    if isinstance(exc, tornado.web.HTTPError):
+        detail = exc.reason or (HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ else "Error")
+        if exc.status_code == 405:
+            detail = "Method not allowed on this route."
+        elif exc.status_code == 404:
+            detail = "No route matches this URL."
+        return HTTPError(exc.status_code, detail)
+    return None
+
+
+def server_body_limit(limit: int) -> int:
+    """Tornado's own body limit for an app limit: above it, so the app answers 413 itself."""
+    return limit * 2 + 1024 * 1024
+
+
+class _AnyMethod(tuple):  # type: ignore[type-arg]
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+@tornado.web.stream_request_body
+class BaseHandler(tornado.web.RequestHandler):
+    """Reads bodies up to the app's limit and renders every error as problem+json."""
+
+    runtime: Runtime
+    ALLOWED: tuple[str, ...] = ()
+
+    def initialize(self, runtime: Runtime, **kwargs: Any) -> None:
+        self.runtime = runtime
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+
+    def compute_etag(self) -> str | None:
+        return None  # ETags come from document versions, not from hashing bodies
+
+    def prepare(self) -> Any:
+        length = self.request.headers.get("Content-Length")
+        limit = self.runtime.settings.max_body_size
+        if length is not None:
+            if not length.isdigit():
+                raise HTTPError(400, "Content-Length is not a number.")
+            if int(length) > limit:
+                # A client that waits for "100 Continue" reads this answer before sending the
+                # body; any other is answered after its body was read and discarded, since
+                # closing mid-upload would reset the connection before it reads the 413.
+                expects = self.request.headers.get("Expect", "").lower() == "100-continue"
+                if expects or int(length) > server_body_limit(limit):
+                    raise HTTPError(413, f"The body is larger than the limit of {limit} bytes.")
+                self._too_large = True
+        return None
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._too_large or self._size > self.runtime.settings.max_body_size:
+            self._too_large = True
+            self._chunks.clear()
+        else:
+            self._chunks.append(chunk)
+
+    @property
+    def body(self) -> bytes:
+        if self._too_large:
+            raise HTTPError(413, f"The body is larger than the limit of {self.runtime.settings.max_body_size} bytes.")
+        return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+
+    def parse_body(self) -> Any:
+        """The request body as Python data: JSON, or form fields (as in bzz's example).
+
+        Raises:
+            HTTPError: 400 malformed, 413 too large, 415 unsupported Content-Type.
+        """
+        body = self.body
+        content_type = self.request.headers.get("Content-Type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if not media:  # no Content-Type: JSON if it looks like JSON, else form fields
+            media = "application/json" if body.lstrip()[:1] in (b"{", b"[") else "application/x-www-form-urlencoded"
+        if media == "application/json" or media.endswith("+json"):
+            if not body.strip():
+                raise HTTPError(400, "The request body is empty; send a JSON object.")
+            return _json.loads(body)
+        if media in _FORM_TYPES:
+            return self.form_data(self._form_fields(content_type if content_type else media, body))
+        raise HTTPError(415, f"Unsupported Content-Type {media!r}: send application/json or form fields.")
+
+    def _form_fields(self, content_type: str, body: bytes) -> dict[str, list[str]]:
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, Any] = {}
+        parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        try:
+            return {k: [v.decode("utf-8") for v in values] for k, values in arguments.items()}
+        except UnicodeDecodeError:
+            raise HTTPError(400, "Form fields are not valid UTF-8.") from None
+
+    def form_data(self, fields: dict[str, list[str]]) -> Any:
+        """Decoded form fields as body data; resource handlers coerce them to the model."""
+        return {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
+
+    def query_arguments(self) -> dict[str, list[str]]:
+        try:
+            return {k: [v.decode("utf-8") for v in vs] for k, vs in self.request.query_arguments.items()}
+        except UnicodeDecodeError:
+            raise HTTPError(400, "The query string is not valid UTF-8.") from None
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(_json.dumps(value))
+
+    # -- errors, rendered in one place ----------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        error = as_http_error(exc) if exc is not None else None
+        if error is None:
+            if status_code < 500 and exc is None:
+                error = HTTPError(status_code)
+            else:
+                error = HTTPError(500, "Internal server error.")
+        self.clear()
+        self.set_status(error.status)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        if error.status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.set_header("Content-Type", PROBLEM_JSON)
+        self.clear_header("Server")
+        self.finish(_json.dumps(problem(error.status, error.message, error.errors)))
+
+    def allowed_methods(self) -> tuple[str, ...]:
+        return self.ALLOWED
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        error = as_http_error(value) if value is not None else None
+        if error is None:
+            super().log_exception(typ, value, tb)
+        elif error.status >= 500:
+            log.warning("%s %s: %s", self.request.method, self.request.path, error.log_message or error.message)
+        elif error.log_message:
+            log.info("%s %s: %s", self.request.method, self.request.path, error.log_message)
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown route: 404 as problem+json, whatever the method."""
+
+    SUPPORTED_METHODS = _AnyMethod()  # type: ignore[assignment]
+
+    def prepare(self) -> Any:
+        raise HTTPError(404, "No route matches this URL.")

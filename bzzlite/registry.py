@@ -1,0 +1,223 @@
+"""The registry: one object owns every ``@resource`` and ``@on`` declaration.
+
+The module-level ``resource`` and ``on`` are the default registry's bound methods
+(as blinker's ``signal`` is its default namespace's). Decorators record and return
+their target unchanged; ``add_resource`` is the data API under them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from blinker import ANY, Signal
+from pydantic import BaseModel, create_model
+
+from .errors import ConfigurationError
+from .schema import ModelSchema, inspect_model
+from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
+
+M = TypeVar("M", bound=type[BaseModel])
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Names a model field may not take: they are query parameters or the server's id.
+RESERVED_FIELDS = frozenset({"id", "page", "per_page", "sort", "fields", "after"})
+OPERATIONS = ("get", "list", "create", "update", "delete")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.~-]+\Z")
+
+
+def snake_case(name: str) -> str:
+    """``TodoItem`` → ``todo_item``, ``HTTPServer`` → ``http_server``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return name.lower()
+
+
+@dataclass(slots=True)
+class ResourceSpec:
+    """A model served as a REST collection, and what was derived from it once."""
+
+    model: type[BaseModel]
+    name: str
+    prefix: str
+    schema: ModelSchema
+    stored_model: type[BaseModel]  # the model plus its server-assigned ``id``
+    indexes: tuple[tuple[str, ...], ...] = ()
+    per_page: int = 20
+    max_per_page: int = 100
+    auth: Any = None  # per-resource auth override (see bzzlite.auth), None = app default
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        """The collection URL path: ``/{prefix}/{name}``."""
+        return f"{self.prefix}/{self.name}"
+
+    @property
+    def is_odmantic(self) -> bool:
+        return getattr(self.model, "__collection__", None) is not None and hasattr(self.model, "__odm_fields__")
+
+
+class Registry:
+    """Holds resources and signal receivers until an :class:`~bzzlite.App` is built."""
+
+    def __init__(self, signals: SignalSet | None = None) -> None:
+        self.signals = signals if signals is not None else SignalSet()
+        self.resources: dict[str, ResourceSpec] = {}  # keyed by collection path
+        self.mocks: list[Any] = []
+        self._frozen_by: str | None = None
+
+    # -- resources ---------------------------------------------------------------
+
+    @overload
+    def resource(self, model: M, /) -> M: ...
+
+    @overload
+    def resource(
+        self,
+        *,
+        name: str | None = None,
+        prefix: str = "",
+        indexes: Iterable[str | Sequence[str]] = (),
+        per_page: int = 20,
+        max_per_page: int = 100,
+        auth: Any = None,
+    ) -> Callable[[M], M]: ...
+
+    def resource(self, model: Any = None, /, **options: Any) -> Any:
+        """Serve a pydantic (or ODMantic) model as a REST collection. Bare or called."""
+        if model is not None:
+            self.add_resource(model)
+            return model
+
+        def decorator(model: M) -> M:
+            self.add_resource(model, **options)
+            return model
+
+        return decorator
+
+    def add_resource(
+        self,
+        model: Any,
+        *,
+        name: str | None = None,
+        prefix: str = "",
+        indexes: Iterable[str | Sequence[str]] = (),
+        per_page: int = 20,
+        max_per_page: int = 100,
+        auth: Any = None,
+        **options: Any,
+    ) -> ResourceSpec:
+        """Validate ``model`` and register it; the data API under ``@resource``."""
+        self._check_open("@resource")
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigurationError(
+                f"@resource expects a pydantic BaseModel (or odmantic Model) subclass, got {model!r}; "
+                "declare it as `class Name(BaseModel): ...`."
+            )
+        is_odm = hasattr(model, "__odm_fields__")
+        forbidden = sorted(
+            n for n in model.model_fields if (n in RESERVED_FIELDS and not (is_odm and n == "id")) or "__" in n
+        )
+        if forbidden:
+            raise ConfigurationError(
+                f"{model.__name__} declares field(s) {', '.join(forbidden)}: the server assigns `id`, and "
+                "`page`, `per_page`, `sort`, `fields`, `after` and names containing `__` belong to the "
+                "query language. Rename them."
+            )
+        name = name if name is not None else snake_case(model.__name__)
+        if not _NAME_RE.match(name):
+            raise ConfigurationError(f"resource name {name!r} must be a URL path segment ([A-Za-z0-9_.~-]+)")
+        prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        if per_page < 1 or max_per_page < per_page:
+            raise ConfigurationError(f"{model.__name__}: need 1 <= per_page <= max_per_page")
+        schema = inspect_model(model)
+        index_list = tuple(_index_fields(model.__name__, schema, i) for i in indexes)
+        spec = ResourceSpec(
+            model=model,
+            name=name,
+            prefix=prefix,
+            schema=schema,
+            stored_model=model if is_odm else _with_id(model),
+            indexes=index_list,
+            per_page=per_page,
+            max_per_page=max_per_page,
+            auth=auth,
+            options=options,
+        )
+        if spec.path in self.resources:
+            other = self.resources[spec.path].model
+            raise ConfigurationError(
+                f"{model.__name__} and {other.__name__} are both served at {spec.path}; "
+                "give one of them another name=... or prefix=..."
+            )
+        if any(s.model is model for s in self.resources.values()):
+            raise ConfigurationError(f"{model.__name__} is already a resource of this registry")
+        self.resources[spec.path] = spec
+        return spec
+
+    def spec_for(self, model: type[BaseModel]) -> ResourceSpec:
+        for spec in self.resources.values():
+            if spec.model is model:
+                return spec
+        raise KeyError(model)
+
+    # -- signals -----------------------------------------------------------------
+
+    def on(self, signal: str | Signal, sender: Any = ANY) -> Callable[[F], F]:
+        """Connect the decorated function (sync or async) to a signal of this registry."""
+        target = self.signal(signal)
+
+        def decorator(fn: F) -> F:
+            if not callable(fn):
+                raise ConfigurationError(f"@on({target.name!r}) decorates a function, got {fn!r}")
+            target.connect(fn, sender=sender, weak=False)
+            return fn
+
+        return decorator
+
+    def signal(self, signal: str | Signal) -> Any:
+        """This registry's signal for a name, or for a signal of another registry."""
+        name = signal if isinstance(signal, str) else getattr(signal, "name", None)
+        if name not in SIGNAL_ARGUMENTS:
+            known = ", ".join(SIGNAL_ARGUMENTS)
+            raise ConfigurationError(f"unknown signal {signal!r}; the signals are: {known}")
+        return self.signals[name]
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def freeze(self, by: str) -> None:
+        """Refuse further declarations: an app has been built from this registry."""
+        self._frozen_by = by
+
+    def _check_open(self, what: str) -> None:
+        if self._frozen_by is not None:
+            raise ConfigurationError(
+                f"{what} after {self._frozen_by} was built from this registry: declare every resource "
+                "and mock before creating the App (import the modules that declare them first)."
+            )
+
+
+def _with_id(model: type[BaseModel]) -> type[BaseModel]:
+    """A subclass of ``model`` with the server-assigned ``id``, for instances handed to receivers."""
+    stored = create_model(model.__name__, __base__=model, __module__=model.__module__, id=(str, ...))
+    stored.__qualname__ = model.__qualname__
+    return stored
+
+
+def _index_fields(model_name: str, schema: ModelSchema, index: str | Sequence[str]) -> tuple[str, ...]:
+    fields = (index,) if isinstance(index, str) else tuple(index)
+    for f in fields:
+        if f.lstrip("-") not in schema.paths:
+            raise ConfigurationError(
+                f"{model_name}: cannot index {f!r}; indexes name scalar fields of the model "
+                f"({', '.join(schema.paths)})"
+            )
+    return fields
+
+
+default_registry = Registry(default_signals)
+resource = default_registry.resource
+on = default_registry.on

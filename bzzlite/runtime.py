@@ -1,0 +1,65 @@
+"""What handlers share at run time: settings, registry, config, the store and auth.
+
+Handlers get it through ``initialize(runtime=...)`` (Tornado's rule kwargs). The
+store is opened on first use, so a store that is down at start-up answers 503 and
+the app recovers by itself when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .errors import StoreUnavailable
+from .stores import Store, open_store
+
+if TYPE_CHECKING:
+    from .registry import Registry
+    from .settings import Settings
+
+
+class Runtime:
+    """Shared state of one App."""
+
+    def __init__(self, registry: Registry, settings: Settings, config: Any) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.config = config
+        self.signals = registry.signals
+        self.auth: Any = None  # an auth policy object (bzzlite.auth), when configured
+        self.store: Store = open_store(settings.db)
+        self._open = False
+        self._opening: asyncio.Lock | None = None
+        for spec in registry.resources.values():
+            self.store.check_resource(spec)
+
+    def use_store(self, url: str) -> None:
+        """Switch to another store before serving (``--db`` on the command line wins)."""
+        if self._open:
+            raise RuntimeError("the store is already open")
+        self.settings.db = url
+        self.store = open_store(url)
+        for spec in self.registry.resources.values():
+            self.store.check_resource(spec)
+
+    async def ready_store(self) -> Store:
+        """The store, opened on first use; StoreUnavailable (503) while it cannot be."""
+        if self._open:
+            return self.store
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if not self._open:
+                try:
+                    await asyncio.wait_for(
+                        self.store.open(list(self.registry.resources.values())), self.settings.store_timeout
+                    )
+                except asyncio.TimeoutError:
+                    raise StoreUnavailable("the store did not answer in time") from None
+                self._open = True
+        return self.store
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            await self.store.close()

@@ -1,0 +1,65 @@
+"""The app's settings: one typed object, from arguments and ``BZZLITE_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigurationError
+
+DEFAULT_DB = "sqlite:///bzzlite.db"
+
+
+@dataclass(slots=True)
+class Settings:
+    """What an :class:`~bzzlite.App` is configured with.
+
+    Each field can come from an ``App(...)`` argument or, when not given there, from the
+    environment variable ``BZZLITE_<FIELD>`` (``BZZLITE_DB``, ``BZZLITE_MAX_BODY_SIZE``...).
+    """
+
+    db: str = DEFAULT_DB
+    max_body_size: int = 10 * 1024 * 1024
+    store_timeout: float = 5.0  # seconds a store call may take before 503
+    docs: bool = True  # serve /openapi.json and /docs
+    title: str = "bzzlite API"
+    version: str = "0.1.0"
+    servers: list[str] = field(default_factory=list)
+    debug: bool = False
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
+        """Arguments win over ``BZZLITE_*`` variables, which win over the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if given.get(f.name) is not None:
+                values[f.name] = given.pop(f.name)
+                continue
+            given.pop(f.name, None)
+            raw = env.get(f"BZZLITE_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.name, f.type, raw)
+        if given:
+            raise ConfigurationError(f"unknown App setting(s): {', '.join(sorted(given))}")
+        settings = cls(**values)
+        if settings.max_body_size < 1:
+            raise ConfigurationError("max_body_size must be a positive number of bytes")
+        return settings
+
+
+def _parse(name: str, type_: Any, raw: str) -> Any:
+    kind = str(type_)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind.startswith("list"):
+            return [s for s in raw.split(",") if s]
+    except ValueError:
+        raise ConfigurationError(f"BZZLITE_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

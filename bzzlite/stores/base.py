@@ -1,0 +1,96 @@
+"""The store interface every backend implements, and the URL → store factory."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..query import Query
+    from ..registry import ResourceSpec
+
+
+class Record(NamedTuple):
+    """A stored document: its id, its version (1 on creation) and its fields."""
+
+    id: str
+    version: int
+    doc: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a list query; ``total`` is None for keyset pages (not counted)."""
+
+    records: list[Record]
+    total: int | None
+    has_more: bool
+
+
+class Store(ABC):
+    """Async document storage for resources.
+
+    Raises only :mod:`bzzlite.errors` store errors: ``NotFound``, ``DuplicateKey``,
+    ``VersionConflict`` (a conditional write lost) and ``StoreUnavailable``.
+    """
+
+    url: str
+
+    @abstractmethod
+    async def open(self, specs: Sequence[ResourceSpec]) -> None:
+        """Connect and create what the resources need (tables, unique indexes)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; pending writes are already committed."""
+
+    @abstractmethod
+    async def ping(self) -> dict[str, Any]:
+        """Health details; raise StoreUnavailable when the store cannot be reached."""
+
+    @abstractmethod
+    async def insert(self, spec: ResourceSpec, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
+        """Insert (id, doc) pairs, all or nothing."""
+
+    @abstractmethod
+    async def get(self, spec: ResourceSpec, id: str) -> Record:
+        """The document with this id, or NotFound."""
+
+    @abstractmethod
+    async def replace(
+        self, spec: ResourceSpec, id: str, doc: dict[str, Any], expected_version: int | None
+    ) -> Record:
+        """Replace the fields of a document in one conditional write; bump its version."""
+
+    @abstractmethod
+    async def delete(self, spec: ResourceSpec, id: str, expected_version: int | None) -> None:
+        """Delete a document in one conditional write."""
+
+    @abstractmethod
+    async def find(self, spec: ResourceSpec, query: Query) -> Page:
+        """A page of documents matching a validated query."""
+
+    def check_resource(self, spec: ResourceSpec) -> None:
+        """Raise ConfigurationError if this store cannot serve ``spec``."""
+
+
+def open_store(url: str) -> Store:
+    """Make the store for a URL (not connected yet: see :meth:`Store.open`)."""
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        try:
+            from .mongo import MongoStore
+        except ImportError as exc:  # motor/odmantic not installed
+            raise ConfigurationError(f"the MongoDB store needs motor and odmantic: {exc}") from None
+        return MongoStore(url)
+    raise ConfigurationError(
+        f"unknown store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: "
+        "or mongodb://host:port/dbname"
+    )

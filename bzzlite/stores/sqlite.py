@@ -1,0 +1,308 @@
+"""The embedded store: one SQLite file, one table of JSON documents per resource.
+
+Each table is ``(id TEXT PRIMARY KEY, v INTEGER, doc TEXT)``; queries compile to
+``json_extract`` expressions over ``doc`` with bound parameters, and unique and
+declared indexes are expression indexes on the same expressions. Calls run on the
+event-loop thread: they take microseconds, and running them there makes each store
+call atomic with respect to other requests of the process. WAL mode lets several
+worker processes share the file; conditional writes keep them honest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import ConfigurationError, DuplicateKey, NotFound, StoreUnavailable, VersionConflict
+from ..query import Condition, Query, sort_values
+from .base import Page, Record, Store
+
+if TYPE_CHECKING:
+    from ..registry import ResourceSpec
+
+_UNIQUE_FAILED = re.compile(r"index '([^']+)'")
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigurationError(f"{url!r}: a SQLite URL is sqlite:///relative.db or sqlite:////absolute.db")
+    path = url[len("sqlite:///"):]
+    if not path:
+        raise ConfigurationError(f"{url!r} names no file; use sqlite:///bzzlite.db or sqlite:///:memory:")
+    return path
+
+
+def table_name(spec: ResourceSpec) -> str:
+    return spec.path.strip("/").replace("/", "__")
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def json_expr(path: str) -> str:
+    """The SQL expression for a field path; paths are model field names, never client text."""
+    if path == "id":
+        return "id"
+    return f"json_extract(doc, '$.{path}')"
+
+
+class SQLiteStore(Store):
+    """Documents as JSON in SQLite, via the standard library's ``sqlite3``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.conn: sqlite3.Connection | None = None
+        self._tables: dict[str, str] = {}  # collection path -> quoted table name
+        self._unique_index: dict[str, str] = {}  # index name -> field
+
+    def check_resource(self, spec: ResourceSpec) -> None:
+        if spec.is_odmantic:
+            raise ConfigurationError(
+                f"{spec.model.__name__} is an ODMantic model: it needs a MongoDB store "
+                "(--db mongodb://host:port/dbname); declare it as a pydantic BaseModel to use SQLite."
+            )
+
+    async def open(self, specs: Sequence[ResourceSpec]) -> None:
+        if self.conn is not None:
+            return
+        try:
+            if self.path != ":memory:":
+                directory = os.path.dirname(os.path.abspath(self.path))
+                if not os.path.isdir(directory):
+                    raise StoreUnavailable(f"the directory of {self.path} does not exist")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            for spec in specs:
+                self._create(conn, spec)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self.conn = conn
+
+    def _create(self, conn: sqlite3.Connection, spec: ResourceSpec) -> None:
+        self.check_resource(spec)
+        name = table_name(spec)
+        table = self._tables[spec.path] = _q(name)
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, v INTEGER NOT NULL, doc TEXT NOT NULL) "
+            "WITHOUT ROWID"
+        )
+        for field in spec.schema.unique:
+            index = f"ux_{name}_{field}"
+            self._unique_index[index] = field
+            conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(index)} ON {table}({json_expr(field)})")
+        for fields in spec.indexes:
+            cols = ", ".join(json_expr(f.lstrip("-")) + (" DESC" if f.startswith("-") else "") for f in fields)
+            index = "ix_" + name + "_" + "_".join(f.lstrip("-") for f in fields)
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {_q(index)} ON {table}({cols})")
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    async def ping(self) -> dict[str, Any]:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return {"store": "sqlite", "path": self.path}
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise StoreUnavailable("the store is not open")
+        return self.conn
+
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"SQLite error: {exc}")
+
+    def _duplicate(self, exc: sqlite3.IntegrityError) -> DuplicateKey:
+        match = _UNIQUE_FAILED.search(str(exc))
+        return DuplicateKey(self._unique_index.get(match.group(1)) if match else None)
+
+    # -- writes ------------------------------------------------------------------
+
+    async def insert(self, spec: ResourceSpec, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
+        conn = self._conn()
+        table = self._tables[spec.path]
+        rows = [(id_, orjson.dumps(doc).decode()) for id_, doc in docs]
+        try:
+            if len(rows) == 1:
+                conn.execute(f"INSERT INTO {table} (id, v, doc) VALUES (?, 1, ?)", rows[0])
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(f"INSERT INTO {table} (id, v, doc) VALUES (?, 1, ?)", rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            raise self._duplicate(exc) from None
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return [Record(id_, 1, doc) for id_, doc in docs]
+
+    async def get(self, spec: ResourceSpec, id: str) -> Record:
+        try:
+            row = self._conn().execute(f"SELECT v, doc FROM {self._tables[spec.path]} WHERE id = ?", (id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        if row is None:
+            raise NotFound(id)
+        return Record(id, row[0], orjson.loads(row[1]))
+
+    async def replace(
+        self, spec: ResourceSpec, id: str, doc: dict[str, Any], expected_version: int | None
+    ) -> Record:
+        conn = self._conn()
+        table = self._tables[spec.path]
+        text = orjson.dumps(doc).decode()
+        try:
+            if expected_version is None:
+                row = conn.execute(f"UPDATE {table} SET v = v + 1, doc = ? WHERE id = ? RETURNING v", (text, id)).fetchone()
+            else:
+                row = conn.execute(
+                    f"UPDATE {table} SET v = v + 1, doc = ? WHERE id = ? AND v = ? RETURNING v",
+                    (text, id, expected_version),
+                ).fetchone()
+        except sqlite3.IntegrityError as exc:
+            raise self._duplicate(exc) from None
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        if row is None:
+            raise self._missing_or_stale(table, id)
+        return Record(id, row[0], doc)
+
+    async def delete(self, spec: ResourceSpec, id: str, expected_version: int | None) -> None:
+        conn = self._conn()
+        table = self._tables[spec.path]
+        try:
+            if expected_version is None:
+                cursor = conn.execute(f"DELETE FROM {table} WHERE id = ?", (id,))
+            else:
+                cursor = conn.execute(f"DELETE FROM {table} WHERE id = ? AND v = ?", (id, expected_version))
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        if cursor.rowcount == 0:
+            raise self._missing_or_stale(table, id)
+
+    def _missing_or_stale(self, table: str, id: str) -> Exception:
+        exists = self._conn().execute(f"SELECT 1 FROM {table} WHERE id = ?", (id,)).fetchone()
+        return VersionConflict(id) if exists else NotFound(id)
+
+    # -- reads -------------------------------------------------------------------
+
+    async def find(self, spec: ResourceSpec, query: Query) -> Page:
+        table = self._tables[spec.path]
+        where, params = compile_conditions(query.conditions)
+        if query.after is not None:
+            clause, extra = _keyset(query)
+            where.append(clause)
+            params.extend(extra)
+        sql_where = (" WHERE " + " AND ".join(where)) if where else ""
+        order = ", ".join(json_expr(k.path) + (" DESC" if k.descending else "") for k in query.order)
+        sql = f"SELECT id, v, doc FROM {table}{sql_where} ORDER BY {order} LIMIT ? OFFSET ?"
+        try:
+            conn = self._conn()
+            rows = conn.execute(sql, (*params, query.per_page + 1, query.offset)).fetchall()
+            total = None
+            if not query.keyset:
+                total = conn.execute(f"SELECT count(*) FROM {table}{sql_where}", params).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        records = [Record(r[0], r[1], orjson.loads(r[2])) for r in rows[: query.per_page]]
+        return Page(records, total, len(rows) > query.per_page)
+
+
+# -- query compilation ----------------------------------------------------------------
+
+
+def _predicate(expr: str, op: str, value: Any) -> tuple[str, list[Any]]:
+    """SQL for ``expr op value`` with MongoDB's null semantics (missing == null)."""
+    if op == "eq":
+        return (f"{expr} IS NULL", []) if value is None else (f"{expr} = ?", [value])
+    if op == "ne":
+        return (f"{expr} IS NOT NULL", []) if value is None else (f"({expr} IS NULL OR {expr} != ?)", [value])
+    if op in ("gt", "gte", "lt", "lte"):
+        if value is None:
+            return "0", []
+        return f"{expr} {_CMP[op]} ?", [value]
+    if op == "exists":
+        return (f"{expr} IS NOT NULL" if value else f"{expr} IS NULL"), []
+    if op in ("in", "nin"):
+        present = [v for v in value if v is not None]
+        has_null = len(present) < len(value)
+        marks = ", ".join("?" * len(present))
+        if op == "in":
+            parts = ([f"{expr} IN ({marks})"] if present else []) + ([f"{expr} IS NULL"] if has_null else [])
+            return ("(" + " OR ".join(parts) + ")") if parts else "0", present
+        if has_null:
+            return (f"({expr} IS NOT NULL AND {expr} NOT IN ({marks}))" if present else f"{expr} IS NOT NULL"), present
+        return (f"({expr} IS NULL OR {expr} NOT IN ({marks}))" if present else "1"), present
+    if value is None:
+        return "0", []
+    if op == "contains":
+        return f"instr({expr}, ?) > 0", [value]
+    if op == "startswith":
+        return f"substr({expr}, 1, ?) = ?", [len(value), value]
+    raise ValueError(op)  # unreachable: operators are validated by the query parser
+
+
+_CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def compile_conditions(conditions: Sequence[Condition]) -> tuple[list[str], list[Any]]:
+    """WHERE clauses (ANDed) and their bound parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for cond in conditions:
+        expr = json_expr(cond.path)
+        if cond.is_list and cond.op not in ("exists",):
+            member_op = {"ne": "eq", "nin": "in"}.get(cond.op, cond.op)
+            sql, args = _predicate("value", member_op, cond.value)
+            any_member = f"EXISTS (SELECT 1 FROM json_each(doc, '$.{cond.path}') WHERE {sql})"
+            clauses.append(f"NOT {any_member}" if cond.op in ("ne", "nin") else any_member)
+        else:
+            sql, args = _predicate(expr, cond.op, cond.value)
+            clauses.append(sql)
+        params.extend(args)
+    return clauses, params
+
+
+def _keyset(query: Query) -> tuple[str, list[Any]]:
+    """Rows strictly after the cursor in the query's order (NULLs first ascending, last descending)."""
+    assert query.after is not None
+    keys = query.order
+    values = (*query.after.values, query.after.id)
+    ors: list[str] = []
+    params: list[Any] = []
+    for i, key in enumerate(keys):
+        parts: list[str] = []
+        for j in range(i):
+            parts.append(f"{json_expr(keys[j].path)} IS ?")
+            params.append(values[j])
+        expr, value = json_expr(key.path), values[i]
+        if value is None:
+            parts.append("0" if key.descending else f"{expr} IS NOT NULL")
+        elif key.descending:
+            parts.append(f"({expr} < ? OR {expr} IS NULL)")
+            params.append(value)
+        else:
+            parts.append(f"{expr} > ?")
+            params.append(value)
+        ors.append("(" + " AND ".join(parts) + ")")
+    return "(" + " OR ".join(ors) + ")", params
+
+
+__all__ = ["SQLiteStore", "sort_values", "sqlite_path", "table_name", "compile_conditions"]
