@@ -28,6 +28,7 @@ class Runtime:
         self.signals = registry.signals
         self.auth: Any = None  # an auth policy object (bzzlite.auth), when configured
         self.store: Store = open_store(settings.db)
+        self.in_flight = 0  # requests being handled (counted by BaseHandler)
         self._open = False
         self._opening: asyncio.Lock | None = None
         for spec in registry.resources.values():

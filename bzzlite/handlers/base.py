@@ -95,6 +95,19 @@ class BaseHandler(tornado.web.RequestHandler):
         self._chunks: list[bytes] = []
         self._size = 0
         self._too_large = False
+        self._in_flight = True
+        runtime.in_flight += 1  # graceful shutdown waits for this to drop to zero
+
+    def on_finish(self) -> None:
+        self._done()
+
+    def on_connection_close(self) -> None:
+        self._done()
+
+    def _done(self) -> None:
+        if self._in_flight:
+            self._in_flight = False
+            self.runtime.in_flight -= 1
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")

@@ -1,0 +1,291 @@
+"""``python -m bzzlite``: serve an app, print its routes or its OpenAPI document.
+
+Every mistake the user can make here (a wrong target, an import error in their
+module, a port in use, a bad store URL) ends in one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import BzzliteError, StoreUnavailable
+
+log = logging.getLogger("bzzlite")
+
+
+class CLIError(Exception):
+    """A problem to report in one line, without a traceback."""
+
+
+# -- finding the app -------------------------------------------------------------------
+
+
+def locate_app(target: str) -> Any:
+    """Import ``MODULE:ATTR`` (MODULE dotted or a ``.py`` path) and return the app.
+
+    Tells "module not found" apart from "the module raised while importing".
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise CLIError(f"expected MODULE:ATTR (e.g. examples.todo:app or examples/todo.py:app), got {target!r}")
+    module = _import(module_name)
+    value: Any = module
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            raise CLIError(f"{module_name!r} has no attribute {attr!r}")
+        value = getattr(value, part)
+    from .app import App
+
+    if not isinstance(value, App) and callable(value):
+        try:
+            value = value()
+        except Exception as exc:
+            raise CLIError(f"calling {target} failed: {_describe(exc)}") from None
+    if not isinstance(value, App):
+        raise CLIError(f"{target} is a {type(value).__name__}, not a bzzlite App")
+    return value
+
+
+def _import(name: str) -> Any:
+    if name.endswith(".py") or os.sep in name or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise CLIError(f"no such file: {name}")
+        directory = str(path.resolve().parent)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise CLIError(f"cannot import {name}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(path.stem, None)
+            raise CLIError(f"error while importing {name}: {_describe(exc)}") from None
+        return module
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise CLIError(f"no module named {name!r} (run from the directory that contains it, "
+                           "or give a .py file path)") from None
+        raise CLIError(f"error while importing {name}: {_describe(exc)}") from None
+    except Exception as exc:
+        raise CLIError(f"error while importing {name}: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (file.py:line)`` of the innermost frame in the user's code."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0] if message else ''}{where}"
+
+
+# -- serving ---------------------------------------------------------------------------
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    from tornado.netutil import bind_sockets
+
+    try:
+        return bind_sockets(port, host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CLIError(f"port {port} on {host} is already in use") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise CLIError(f"not allowed to listen on {host}:{port}") from None
+        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout: float) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish."""
+    from tornado.httpserver import HTTPServer
+
+    from .handlers.base import server_body_limit
+
+    try:
+        await app.startup()
+    except StoreUnavailable as exc:
+        if app.runtime.settings.db.startswith("sqlite"):
+            raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
+        log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
+    server = HTTPServer(app, max_body_size=server_body_limit(app.bzz_settings.max_body_size))
+    server.add_sockets(sockets)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    addresses = ", ".join("http://%s:%s" % s.getsockname()[:2] for s in sockets)
+    log.info("serving %d resource(s) on %s (pid %d)", len(app.registry.resources), addresses, os.getpid())
+    await stopping.wait()
+    log.info("stopping: no new connections; waiting up to %ss for requests in flight", graceful_timeout)
+    server.stop()
+    deadline = time.monotonic() + graceful_timeout
+    while app.runtime.in_flight > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    if app.runtime.in_flight:
+        log.warning("%d request(s) still running after %ss; closing", app.runtime.in_flight, graceful_timeout)
+    await asyncio.wait_for(server.close_all_connections(), 5)
+    await app.shutdown()
+    log.info("stopped")
+
+
+def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float) -> int:
+    asyncio.run(serve_forever(app, sockets, graceful_timeout))
+    return 0
+
+
+def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_timeout: float) -> int:
+    """Fork ``workers`` children sharing the listening sockets; stop them all on SIGTERM/SIGINT."""
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            _kill(pid, signal.SIGTERM)
+
+    def spawn(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child serves until told to stop
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_single(app, sockets, graceful_timeout)
+            except CLIError as exc:
+                print(f"bzzlite: error: {exc}", file=sys.stderr)
+            except BaseException:  # never let a child return into the parent's code
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        children[pid] = number
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for number in range(workers):
+        spawn(number)
+    log.info("started %d workers: %s", workers, ", ".join(map(str, children)))
+    failures = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        number = children.pop(pid, None)
+        if number is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping and code != 0:
+            failures += 1
+            if failures > 5 * workers:
+                log.error("workers keep failing; stopping")
+                on_signal(signal.SIGTERM, None)
+                return 1
+            log.warning("worker %d (pid %d) exited with %d; restarting it", number, pid, code)
+            spawn(number)
+    return 0 if stopping else 1
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.workers < 1:
+        raise CLIError("--workers must be 1 or more")
+    if args.reload and args.workers > 1:
+        raise CLIError("--reload restarts one process; use it without --workers")
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port {args.port} is not a TCP port")
+    app = locate_app(args.target)
+    if args.db:
+        app.use_store(args.db)
+    sockets = bind(args.host, args.port)
+    if args.reload:
+        import tornado.autoreload
+
+        tornado.autoreload.start()
+    if args.workers > 1:
+        return run_workers(app, sockets, args.workers, args.graceful_timeout)
+    return run_single(app, sockets, args.graceful_timeout)
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    app = locate_app(args.target)
+    rows = app.route_table()
+    width = max(len(r[0]) for r in rows)
+    for methods, path, handler in rows:
+        print(f"{methods:<{width}}  {path}  ({handler})")
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    app = locate_app(args.target)
+    from .openapi import build_document
+
+    print(json.dumps(build_document(app), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m bzzlite", description="bzzlite: REST resources on Tornado")
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve an app")
+    serve.add_argument("target", help="MODULE:ATTR, MODULE a dotted path or a .py file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8888)
+    serve.add_argument("--db", help="store URL (wins over App(db=...) and BZZLITE_DB)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    serve.add_argument("--reload", action="store_true", help="restart when a source file changes")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
+    serve.add_argument("--graceful-timeout", type=float, default=30.0,
+                       help="seconds requests in flight may take to finish on SIGTERM/SIGINT")
+    serve.set_defaults(run=cmd_serve)
+    routes = sub.add_parser("routes", help="print the route table")
+    routes.add_argument("target")
+    routes.set_defaults(run=cmd_routes)
+    openapi = sub.add_parser("openapi", help="print the OpenAPI document")
+    openapi.add_argument("target")
+    openapi.set_defaults(run=cmd_openapi)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (CLIError, BzzliteError) as exc:
+        print(f"bzzlite: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
