@@ -194,9 +194,9 @@ def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_t
             break
         except InterruptedError:
             continue
-        number = children.pop(pid, None)
-        if number is None:
+        if pid not in children:
             continue
+        number = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         if not stopping and code != 0:
             failures += 1

@@ -86,7 +86,7 @@ class Registry:
         auth: Any = None,
     ) -> Callable[[M], M]: ...
 
-    def resource(self, model: Any = None, /, **options: Any) -> Any:
+    def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Serve a pydantic (or ODMantic) model as a REST collection. Bare or called."""
         if model is not None:
             self.add_resource(model)

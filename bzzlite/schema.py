@@ -45,11 +45,11 @@ def unwrap(annotation: Any) -> tuple[Any, bool, tuple[Any, ...]]:
             args = get_args(annotation)
             annotation, metadata = args[0], metadata + tuple(args[1:])
         elif origin in _UNION_ORIGINS:
-            args = [a for a in get_args(annotation) if a is not type(None)]
-            nullable = nullable or len(args) < len(get_args(annotation))
-            if len(args) != 1:
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(members) < len(get_args(annotation))
+            if len(members) != 1:
                 return annotation, nullable, metadata
-            annotation = args[0]
+            annotation = members[0]
         else:
             return annotation, nullable, metadata
 
@@ -140,8 +140,8 @@ def shape_of(annotation: Any, _seen: dict[type, Shape] | None = None) -> Shape:
         inner = shape_of(args[0], seen) if len(args) == 1 else _EMPTY
         return _EMPTY if inner.trivial else Shape(items=inner)
     if origin is dict or origin is typing.Mapping:
-        args = get_args(tp)
-        inner = shape_of(args[1], seen) if len(args) == 2 else _EMPTY
+        key_value = get_args(tp)
+        inner = shape_of(key_value[1], seen) if len(key_value) == 2 else _EMPTY
         return _EMPTY if inner.trivial else Shape(items=inner, is_mapping=True)
     if origin in _UNION_ORIGINS:
         opts = tuple(s for s in (shape_of(a, seen) for a in get_args(tp)) if not s.trivial)
