@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ _TEXT = frozenset({"contains", "startswith"})
 _MULTI = frozenset({"in", "nin"})
 CONTROL = ("page", "per_page", "sort", "fields", "after")
 _MISSING = object()
+_MAX_PAGE = 2**53 - 1  # any page beyond is past the end of every collection; keeps offsets in 64 bits
 
 
 class All(tuple):  # type: ignore[type-arg]
@@ -144,13 +146,31 @@ def _coerce_one(field: FieldPath | None, parameter: str, value: Any, from_string
             raise QueryError(parameter, "an id is 24 hexadecimal characters", "query_value")
         return value
     try:
-        return field.coerce(value, from_string=from_string)
+        coerced = field.coerce(value, from_string=from_string)
+        unportable = _unportable(coerced)
+        if unportable is None:
+            return coerced
+        msg = unportable
     except ValidationError as exc:
         msg = exc.errors(include_url=False)[0]["msg"]
     except (ValueError, TypeError) as exc:
         msg = str(exc) or "invalid value"
     shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "…"
     raise QueryError(parameter, f"{shown!r} is not a valid value for {field.path!r} ({msg})", "query_value")
+
+
+def _unportable(value: Any) -> str | None:
+    """Why no store can hold or compare this number (NaN, infinities, beyond 64 bits), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return "an integer beyond 64 bits"
+    return None
+
+
+def _names(value: str) -> list[str]:
+    """``"-price, name"`` → ``["-price", "name"]`` (a ``+`` in a query string is a space)."""
+    return [name for name in (part.strip() for part in value.split(",")) if name]
 
 
 def _single(parameter: str, values: list[str]) -> str:
@@ -168,6 +188,12 @@ def _positive_int(parameter: str, value: Any) -> int:
         raise QueryError(parameter, "must be an integer", "query_value")
     if number < 1:
         raise QueryError(parameter, "must be 1 or more", "query_value")
+    return number if parameter == "per_page" else _at_most(parameter, number)
+
+
+def _at_most(parameter: str, number: int) -> int:
+    if number > _MAX_PAGE:
+        raise QueryError(parameter, f"must be at most {_MAX_PAGE}", "query_value")
     return number
 
 
@@ -192,8 +218,8 @@ def parse_arguments(
     after = query.get("after")
     return {
         "filters": filters,
-        "sort": [s for s in _single("sort", sort).split(",") if s] if sort else [],
-        "fields": [f for f in _single("fields", fields).split(",") if f] if fields else None,
+        "sort": _names(_single("sort", sort)) if sort else [],
+        "fields": _names(_single("fields", fields)) if fields else None,
         "page": _positive_int("page", _single("page", query["page"])) if "page" in query else 1,
         "per_page": _positive_int("per_page", _single("per_page", query["per_page"])) if "per_page" in query else per_page,
         "after": _single("after", after) if after is not None else None,
@@ -242,8 +268,20 @@ def build_query(schema: ModelSchema, arguments: Mapping[str, Any], *, max_per_pa
     query = Query(tuple(conditions), tuple(sort), fields, page, per_page, after is not None, None)
     if after:
         cursor = decode_cursor(str(after), query)
+        # Cursors come back from clients: their values must fit the sort fields like any filter.
+        values = tuple(_cursor_value(schema, k.path, v) for k, v in zip(query.order, cursor.values))
+        cursor = Cursor(values, cursor.id)
         query = Query(query.conditions, query.sort, fields, 1, per_page, True, cursor)
     return query
+
+
+def _cursor_value(schema: ModelSchema, path: str, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return _coerce_one(_field(schema, path, "after"), "after", value, from_string=False)
+    except QueryError:
+        raise QueryError("after", "not a cursor from this collection's next link") from None
 
 
 def _signature(query: Query) -> str:
