@@ -1,0 +1,273 @@
+"""``AuthPolicy``: one app's auth at run time — who is asking, and may they?
+
+Credentials come from ``Authorization: Bearer <token>`` or from the token cookie. A
+cookie is sent by the browser on its own, so a cookie-authenticated write must also
+prove it comes from the app's own pages (see :meth:`AuthPolicy.forgery`): a custom
+header, which a cross-site form cannot send and a cross-site script cannot add
+without a CORS preflight this app never approves, and an ``Origin`` (or
+``Sec-Fetch-Site``) that is not another site's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
+
+import tornado.web
+
+from ..errors import HTTPError
+from ..signals import send, send_after_commit
+from .providers import ProviderError
+from .tokens import InvalidToken, Session
+
+if TYPE_CHECKING:
+    from ..registry import ResourceSpec
+    from ..runtime import Runtime
+    from .config import Auth
+
+log = logging.getLogger("bzzlite.auth")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ACCESS_TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")  # printable ASCII: no header injection, no giant tokens
+_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="bzzlite"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified session and how its token came (``"cookie"`` or ``"bearer"``)."""
+
+    session: Session
+    via: str
+
+
+class BadCredentials(Exception):
+    """A token was presented but does not stand (``reason`` is for the log only)."""
+
+    def __init__(self, reason: str, via: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.via = via
+
+
+class AuthPolicy:
+    """:class:`~bzzlite.auth.Auth` bound to one app's runtime (its signals, its resources)."""
+
+    def __init__(self, auth: Auth, runtime: Runtime) -> None:
+        self.auth = auth
+        self.runtime = runtime
+        self.signals = runtime.signals
+        self._requirements = {path: auth.requirements_for(spec) for path, spec in runtime.registry.resources.items()}
+
+    def required(self, spec: ResourceSpec, operation: str) -> bool:
+        requirements = self._requirements.get(spec.path)
+        if requirements is None:
+            requirements = self._requirements[spec.path] = self.auth.requirements_for(spec)
+        return requirements.get(operation, True)
+
+    # -- the hooks handlers call ---------------------------------------------------------
+
+    async def authorize(self, handler: tornado.web.RequestHandler, spec: ResourceSpec, operation: str) -> None:
+        """Resource handlers' check before any ``pre_*`` signal; sets ``handler.current_user``.
+
+        Raises:
+            HTTPError: 401 when the operation needs a user and there is none (or the token
+                is invalid, expired or signed out); 403 for a forged cross-site write.
+        """
+        await self.resolve_user(handler, required=self.required(spec, operation))
+
+    async def resolve_user(self, handler: tornado.web.RequestHandler, *, required: bool) -> dict[str, Any] | None:
+        """The signed-in user (also set as ``handler.current_user``), or None when not required."""
+        try:
+            identity = await self.identify(handler)
+        except BadCredentials as exc:
+            if exc.via == "cookie":
+                self.clear_cookie(handler)
+            if required:
+                raise HTTPError(401, "The session token is invalid or has expired; sign in again.",
+                                headers=_WWW_AUTHENTICATE, log_message=f"auth refused: {exc.reason}") from None
+            identity = None
+        if identity is not None and identity.via == "cookie":
+            forgery = self.forgery(handler)
+            if forgery is not None:
+                if required:
+                    raise HTTPError(403, f"Cross-site request refused: {forgery}")
+                identity = None  # a public operation runs, but not as the user
+        if identity is None:
+            handler.current_user = None
+            if required:
+                raise HTTPError(401, "Sign in first: this operation needs an authenticated user.",
+                                headers=_WWW_AUTHENTICATE)
+            return None
+        if identity.via == "cookie":
+            self.renew(handler, identity.session)
+        user = dict(identity.session.user)
+        handler.current_user = user
+        return user
+
+    async def identify(self, handler: tornado.web.RequestHandler) -> Identity | None:
+        """Who the request's token says it is: the Bearer token wins over the cookie.
+
+        Raises:
+            BadCredentials: a token was presented but is invalid, expired or signed out.
+        """
+        token, via = None, "bearer"
+        header = handler.request.headers.get("Authorization")
+        if header:
+            scheme, _, value = header.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                token = value.strip()
+                if not token:
+                    raise BadCredentials("empty Bearer token", via)
+        if token is None:
+            token, via = handler.get_cookie(self.auth.cookie_name), "cookie"
+            if not token:
+                return None
+        try:
+            session = self.auth.signer.verify(token)
+        except InvalidToken as exc:
+            raise BadCredentials(str(exc), via) from None
+        now = time.time()
+        if self.auth.max_session_age is not None and now - session.started_at > self.auth.max_session_age:
+            raise BadCredentials("the session is older than max_session_age", via)
+        if await self.auth.revocations.is_revoked(session.session_id):
+            raise BadCredentials("the session was signed out", via)
+        return Identity(session, via)
+
+    # -- cross-site request forgery ------------------------------------------------------
+
+    def cross_site(self, handler: tornado.web.RequestHandler) -> str | None:
+        """Why the browser says this request comes from another site, or None."""
+        headers = handler.request.headers
+        origin = headers.get("Origin")
+        if origin is not None:
+            origin = origin.strip().lower()
+            if origin in self.auth.trusted_origins:
+                return None
+            if origin == "null" or urlsplit(origin).netloc != handler.request.host.lower():
+                return f"the Origin {origin[:100]!r} is not this API's (add it to trusted_origins if it is yours)"
+            return None
+        site = headers.get("Sec-Fetch-Site")
+        if site is not None and site.strip().lower() not in ("same-origin", "none"):
+            return f"the browser reports a {site.strip()[:20]} request"
+        return None
+
+    def forgery(self, handler: tornado.web.RequestHandler) -> str | None:
+        """Why a cookie-authenticated request may be forged, or None (safe methods pass)."""
+        if handler.request.method in SAFE_METHODS:
+            return None
+        reason = self.cross_site(handler)
+        if reason is not None:
+            return reason
+        header = self.auth.csrf_header
+        if header is not None and not handler.request.headers.get(header):
+            return f"a cookie-authenticated {handler.request.method} must carry the {header} header"
+        return None
+
+    # -- cookies -------------------------------------------------------------------------
+
+    def _cookie_options(self, handler: tornado.web.RequestHandler) -> dict[str, Any]:
+        secure = self.auth.secure if self.auth.secure is not None else handler.request.protocol == "https"
+        return {"path": self.auth.cookie_path, "domain": self.auth.cookie_domain, "httponly": True,
+                "secure": secure, "samesite": "Lax"}
+
+    def set_cookie(self, handler: tornado.web.RequestHandler, token: str) -> None:
+        handler.set_cookie(self.auth.cookie_name, token, max_age=int(self.auth.lifetime),
+                           **self._cookie_options(handler))
+        # A per-user answer: no shared cache may keep it (Tornado has no public getter for this).
+        if "Cache-Control" not in handler._headers:
+            handler.set_header("Cache-Control", "private")
+
+    def clear_cookie(self, handler: tornado.web.RequestHandler) -> None:
+        handler.clear_cookie(self.auth.cookie_name, **self._cookie_options(handler))
+
+    def renew(self, handler: tornado.web.RequestHandler, session: Session) -> None:
+        """A fresh cookie for the same session: the lifetime counts from this request."""
+        token, _ = self.auth.signer.issue(session.user, session_id=session.session_id,
+                                          started_at=session.started_at)
+        self.set_cookie(handler, token)
+
+    # -- sign-in and sign-out ------------------------------------------------------------
+
+    async def sign_in(self, handler: tornado.web.RequestHandler, provider_name: str, access_token: str) -> dict[str, Any]:
+        """Verify ``access_token`` with the provider, fire the signals, set the cookie.
+
+        Returns:
+            The user data, with what ``authorized_user`` receivers added.
+        Raises:
+            HTTPError: 401 bad provider or token, 403 cross-site, 502/503/504 provider trouble.
+        """
+        forgery = self.cross_site(handler)
+        if forgery is not None:
+            raise HTTPError(403, f"Cross-site sign-in refused: {forgery}")
+        provider = self.auth.providers.get(provider_name)
+        if provider is None:
+            return await self._refuse(handler, provider_name, f"unknown provider {provider_name[:50]!r}")
+        if not _ACCESS_TOKEN.fullmatch(access_token):
+            await self._refuse(handler, provider_name, "the access token is not printable ASCII of up to 4096 characters")
+        try:
+            # The provider's own timeout should fire first; this bounds custom providers too.
+            user = await asyncio.wait_for(provider.authenticate(access_token), provider.timeout + 1.0)
+        except ProviderError as exc:
+            log.warning("sign-in with %s failed: %s", provider_name, _redact(str(exc), access_token))
+            headers = {"Retry-After": "5"} if exc.status == 503 else None
+            raise HTTPError(exc.status, exc.detail, headers=headers) from None
+        except asyncio.TimeoutError:
+            log.warning("sign-in with %s failed: no answer in %g s", provider_name, provider.timeout + 1.0)
+            raise HTTPError(504, "The identity provider did not answer in time.") from None
+        except HTTPError:
+            raise
+        except Exception as exc:
+            # A provider's bug: log where it happened, with the access token blanked out.
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            log.error("provider %s raised an exception:\n%s", provider_name, _redact(text, access_token))
+            raise HTTPError(502, "The identity provider gave an unusable answer.") from None
+        if user is None:
+            await self._refuse(handler, provider_name, "the provider does not accept the access token")
+        if not isinstance(user, dict) or user.get("id") in (None, ""):
+            log.error("provider %s returned %s instead of a dict with an 'id'", provider_name, type(user).__name__)
+            raise HTTPError(502, "The identity provider gave an unusable answer.")
+        user_data = {**user, "id": str(user["id"]), "email": user.get("email"), "name": user.get("name"),
+                     "provider": provider_name}
+        await send(self.signals.authorized_user, provider_name, user_data=user_data, handler=handler)
+        if user_data.get("id") in (None, "") or user_data.get("provider") != provider_name:
+            raise HTTPError(500, "Internal server error.", log_message="an authorized_user receiver removed the id "
+                            "or changed the provider of the user data")
+        token, session = self.auth.signer.issue(user_data)
+        self.set_cookie(handler, token)
+        handler.current_user = dict(session.user)
+        return user_data
+
+    async def _refuse(self, handler: tornado.web.RequestHandler, provider_name: str, reason: str) -> NoReturn:
+        await send_after_commit(self.signals.unauthorized_user, provider_name, handler=handler)
+        raise HTTPError(401, "Sign-in failed: unknown provider or invalid access token.",
+                        log_message=f"sign-in refused: {reason}")
+
+    async def sign_out(self, handler: tornado.web.RequestHandler) -> None:
+        """End the request's session for good (its id is revoked) and clear the cookie.
+
+        Raises:
+            HTTPError: 403 for a forged cross-site sign-out.
+        """
+        try:
+            identity = await self.identify(handler)
+        except BadCredentials:
+            identity = None
+        if identity is not None:
+            if identity.via == "cookie":
+                forgery = self.forgery(handler)
+                if forgery is not None:
+                    raise HTTPError(403, f"Cross-site request refused: {forgery}")
+            # No token of this session can expire later than one lifetime from now.
+            await self.auth.revocations.revoke(identity.session.session_id, time.time() + self.auth.lifetime + 1)
+        handler.current_user = None
+        self.clear_cookie(handler)
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if secret else text

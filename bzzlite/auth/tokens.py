@@ -1,0 +1,118 @@
+"""Signed session tokens: PyJWT with the algorithm pinned to HS256.
+
+A token carries only who the user is (``sub``, ``name``, ``email``, ``provider``),
+when it was issued and expires (``iat``, ``exp``), and the session it belongs to
+(``sid``, which sign-out revokes). Never the provider's access token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ..errors import ConfigurationError
+
+ALGORITHM = "HS256"
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash output
+MAX_TOKEN_LENGTH = 4096  # a token is a few hundred bytes; anything longer is not ours
+_REQUIRED_CLAIMS = ("sub", "provider", "sid", "iat", "exp")
+
+
+class InvalidToken(Exception):
+    """The token is malformed, forged, of another algorithm, or expired.
+
+    The message says which, for the log; it never contains the token itself.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What a valid token says: the user, the session id and the token's expiry."""
+
+    user: dict[str, Any]  # {"id", "email", "name", "provider"}
+    session_id: str
+    issued_at: float
+    expires_at: float
+    started_at: float  # when the user signed in (renewals keep it)
+
+
+class TokenSigner:
+    """Issues and verifies the app's session tokens with one secret."""
+
+    def __init__(self, secret: str | bytes, lifetime: float) -> None:
+        key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+        if len(key) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"the auth secret must be at least {MIN_SECRET_BYTES} bytes long; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and pass it as "
+                "Auth(secret=...) or the BZZLITE_AUTH_SECRET environment variable."
+            )
+        if lifetime <= 0:
+            raise ConfigurationError("the token lifetime must be a positive number of seconds")
+        self._key = key
+        self.lifetime = float(lifetime)
+
+    def __repr__(self) -> str:
+        return f"TokenSigner(lifetime={self.lifetime:g})"  # never the key
+
+    def issue(self, user: dict[str, Any], *, session_id: str | None = None,
+              started_at: float | None = None, now: float | None = None) -> tuple[str, Session]:
+        """A new token for ``user``; pass the ``session_id`` of the token being renewed."""
+        now = time.time() if now is None else now
+        session = Session(
+            user={k: user.get(k) for k in ("id", "email", "name", "provider")},
+            session_id=session_id or secrets.token_urlsafe(16),
+            issued_at=int(now),
+            expires_at=int(now + self.lifetime),
+            started_at=int(started_at if started_at is not None else now),
+        )
+        claims = {
+            "sub": str(user["id"]),
+            "name": user.get("name"),
+            "email": user.get("email"),
+            "provider": user["provider"],
+            "sid": session.session_id,
+            "iat": session.issued_at,
+            "exp": session.expires_at,
+            "sat": session.started_at,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), session
+
+    def verify(self, token: str) -> Session:
+        """The session a token stands for.
+
+        Raises:
+            InvalidToken: anything but an unexpired token this app signed with HS256.
+        """
+        if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            raise InvalidToken("not a token of this app")
+        try:
+            # ``algorithms`` pins the verification to HS256: "none", HS512, RS256... are refused
+            # whatever the token's header says.
+            claims = jwt.decode(token, self._key, algorithms=[ALGORITHM],
+                                options={"require": list(_REQUIRED_CLAIMS)})
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.InvalidAlgorithmError:
+            raise InvalidToken("the token is not signed with HS256") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("the token's signature does not verify") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise InvalidToken(f"the token is malformed ({type(exc).__name__})") from None
+        for name in ("sub", "provider", "sid"):
+            if not isinstance(claims.get(name), str) or not claims[name]:
+                raise InvalidToken(f"the token's {name!r} claim is not a string")
+        for name in ("name", "email"):
+            if claims.get(name) is not None and not isinstance(claims[name], str):
+                raise InvalidToken(f"the token's {name!r} claim is not a string")
+        started = claims.get("sat", claims["iat"])
+        if not isinstance(started, (int, float)):
+            raise InvalidToken("the token's 'sat' claim is not a number")
+        user = {"id": claims["sub"], "email": claims.get("email"), "name": claims.get("name"),
+                "provider": claims["provider"]}
+        return Session(user=user, session_id=claims["sid"], issued_at=claims["iat"],
+                       expires_at=claims["exp"], started_at=started)
