@@ -116,7 +116,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
         raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout: float) -> None:
+async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish."""
     from tornado.httpserver import HTTPServer
 
@@ -134,6 +134,10 @@ async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if reload:  # checks source files from this loop and re-executes the process on a change
+        import tornado.autoreload
+
+        tornado.autoreload.start()
     addresses = ", ".join("http://%s:%s" % s.getsockname()[:2] for s in sockets)
     log.info("serving %d resource(s) on %s (pid %d)", len(app.registry.resources), addresses, os.getpid())
     await stopping.wait()
@@ -149,8 +153,8 @@ async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout
     log.info("stopped")
 
 
-def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float) -> int:
-    asyncio.run(serve_forever(app, sockets, graceful_timeout))
+def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False) -> int:
+    asyncio.run(serve_forever(app, sockets, graceful_timeout, reload))
     return 0
 
 
@@ -231,13 +235,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.db:
         app.use_store(args.db)
     sockets = bind(args.host, args.port)
-    if args.reload:
-        import tornado.autoreload
-
-        tornado.autoreload.start()
     if args.workers > 1:
         return run_workers(app, sockets, args.workers, args.graceful_timeout)
-    return run_single(app, sockets, args.graceful_timeout)
+    return run_single(app, sockets, args.graceful_timeout, args.reload)
 
 
 def cmd_routes(args: argparse.Namespace) -> int:

@@ -237,3 +237,25 @@ def test_bad_worker_count(project: Path) -> None:
     result = bzzlite("serve", "app.py:app", "--workers", "0", cwd=project)
     assert result.returncode == 1
     assert result.stderr.strip() == "bzzlite: error: --workers must be 1 or more"
+
+
+def test_reload_serves_the_changed_module(project: Path) -> None:
+    server = Server(project, "--db", "sqlite:///r.db", "--reload")
+    try:
+        assert request(server.port, "GET", "/thing")[0] == 200
+        time.sleep(1.2)  # autoreload records modification times on its first check, 0.5 s after start
+        source = project / "app.py"
+        source.write_text(source.read_text().replace("class Thing", "class Widget"))
+        deadline = time.monotonic() + 15
+        code = 0
+        while time.monotonic() < deadline:
+            try:
+                code = request(server.port, "GET", "/widget")[0]
+            except OSError:  # the process is re-executing
+                code = 0
+            if code == 200:
+                break
+            time.sleep(0.1)
+        assert code == 200
+    finally:
+        server.stop()
