@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -50,7 +51,33 @@ def validate(spec: ResourceSpec, data: Any, prefix: tuple[Any, ...] = ()) -> dic
         errors.extend(error_list(exc, prefix))
     if errors:
         raise ValidationFailed(errors)
-    return dump(spec, instance)
+    doc = dump(spec, instance)
+    errors = list(unstorable(doc, prefix))
+    if errors:
+        raise ValidationFailed(errors)
+    return doc
+
+
+def unstorable(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:
+    """Errors for values no store keeps faithfully, whichever way they came in (JSON, form
+    fields coerced by pydantic, a receiver): NaN and infinities, integers beyond 64 bits, and
+    NUL characters (SQLite's JSON functions cut strings at NUL; DRF refuses them too)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield {"loc": list(loc), "msg": "Null characters are not allowed", "type": "string_nul"}
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                yield {"loc": [*loc, key], "msg": "Null characters are not allowed", "type": "string_nul"}
+            yield from unstorable(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unstorable(item, (*loc, index))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            yield {"loc": list(loc), "msg": "Input should be a finite number", "type": "finite_number"}
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        yield {"loc": list(loc), "msg": "Input should fit in 64 bits", "type": "int_64_bits"}
 
 
 def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def loads(body: bytes) -> Any:
             _strict_loads(body)
         except _Unportable as why:
             raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             pass
         raise HTTPError(400, f"Malformed JSON body: {exc}") from None
     if _LONG_INT.search(body):
@@ -65,6 +65,8 @@ def loads(body: bytes) -> Any:
             _strict_loads(body)
         except _Unportable as why:
             raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
+        except RecursionError:
+            raise HTTPError(400, "Malformed JSON body: nested too deeply") from None
     return value
 
 

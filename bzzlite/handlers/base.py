@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 from pydantic import ValidationError
-from tornado.httputil import parse_body_arguments
+from tornado.httputil import HTTPInputError, parse_body_arguments
 
 from .. import _json
 from .._documents import error_list
@@ -152,8 +152,13 @@ class BaseHandler(tornado.web.RequestHandler):
             HTTPError: 400 malformed, 413 too large, 415 unsupported Content-Type.
         """
         body = self.body
+        encoding = self.request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise HTTPError(415, f"Unsupported Content-Encoding {encoding!r}: send the body uncompressed.")
         content_type = self.request.headers.get("Content-Type", "")
-        media = content_type.split(";", 1)[0].strip().lower()
+        media, _, params = content_type.partition(";")
+        media = media.strip().lower()
+        content_type = f"{media};{params}" if params else media  # Tornado matches the media type as given
         if not media:  # no Content-Type: JSON if it looks like JSON, else form fields
             media = "application/json" if body.lstrip()[:1] in (b"{", b"[") else "application/x-www-form-urlencoded"
         if media == "application/json" or media.endswith("+json"):
@@ -161,13 +166,16 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise HTTPError(400, "The request body is empty; send a JSON object.")
             return _json.loads(body)
         if media in _FORM_TYPES:
-            return self.form_data(self._form_fields(content_type if content_type else media, body))
+            return self.form_data(self._form_fields(content_type or media, body))
         raise HTTPError(415, f"Unsupported Content-Type {media!r}: send application/json or form fields.")
 
     def _form_fields(self, content_type: str, body: bytes) -> dict[str, list[str]]:
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, Any] = {}
-        parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        try:
+            parse_body_arguments(content_type, body, arguments, files, self.request.headers)
+        except HTTPInputError as exc:
+            raise HTTPError(400, f"Malformed form body: {exc}") from None
         try:
             return {k: [v.decode("utf-8") for v in values] for k, values in arguments.items()}
         except UnicodeDecodeError:

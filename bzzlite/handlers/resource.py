@@ -169,6 +169,10 @@ class ItemHandler(ResourceHandler):
 
     ALLOWED = ("GET", "PUT", "PATCH", "DELETE")
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        # An id that is not even UTF-8 is a malformed id: 404 like any other, not Tornado's 400.
+        return value.decode("utf-8", "replace") if name is None else super().decode_argument(value, name)
+
     async def get(self, id_: str) -> None:
         spec, signals = self.spec, self.runtime.signals
         await self.authorize("get")

@@ -1,0 +1,272 @@
+"""Auth against an attacker: forged and expired tokens, cross-site requests, sign-out, logs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import BaseModel
+
+from bzzlite import App, Registry
+from bzzlite.auth import Auth, AuthProvider, GoogleProvider, SQLiteRevocations, TokenSigner
+from bzzlite.auth.testing import fake_provider
+from bzzlite.testing import serve
+
+from .test_auth import ANN, SECRET, bearer, browser, claims, make_app, note_registry, set_cookies, sign_in
+
+USER = {"id": "ann-1", "email": "ann@example.com", "name": "Ann", "provider": "google"}
+
+
+@pytest.fixture
+def fake():
+    with fake_provider() as provider:
+        provider.tokens["ann-token"] = ANN
+        yield provider
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def valid_claims(**changes) -> dict:
+    now = int(time.time())
+    return {"sub": "ann-1", "name": "Ann", "email": "ann@example.com", "provider": "google", "sid": "s-1",
+            "iat": now, "exp": now + 1200, "sat": now, **changes}
+
+
+def forged_tokens() -> dict[str, str]:
+    good, _ = TokenSigner(SECRET, 1200).issue(USER)
+    header, payload, signature = good.split(".")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {
+        "alg none": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(valid_claims())}.",
+        "alg none, upper case": f"{b64({'alg': 'NONE', 'typ': 'JWT'})}.{b64(valid_claims())}.",
+        "HS512 with the right secret": jwt.encode(valid_claims(), SECRET, algorithm="HS512"),
+        "RS256": jwt.encode(valid_claims(), rsa_key, algorithm="RS256"),
+        "wrong secret": jwt.encode(valid_claims(), "another-secret-" + "y" * 40, algorithm="HS256"),
+        "tampered payload": f"{header}.{b64({**claims(good), 'sub': 'admin'})}.{signature}",
+        "expired": TokenSigner(SECRET, 1200).issue(USER, now=time.time() - 1300)[0],
+        "no session id": jwt.encode({k: v for k, v in valid_claims().items() if k != "sid"}, SECRET,
+                                    algorithm="HS256"),
+        "sub not a string": jwt.encode(valid_claims(sub=["admin"]), SECRET, algorithm="HS256"),
+        "issued in the future": jwt.encode(valid_claims(iat=int(time.time()) + 3600), SECRET, algorithm="HS256"),
+        "garbage": "not-a-jwt",
+        "three dots of garbage": "a.b.c",
+        "huge": "a" * 10_000,
+        "non-ascii": "ééé.ééé.ééé",
+    }
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key")  # the HS512 forgery reuses the 49-byte secret
+def test_forged_or_expired_tokens_get_401_never_500(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        for name, token in forged_tokens().items():
+            as_bearer = client.get("/note", headers=bearer(token))
+            assert as_bearer.code == 401, name
+            assert as_bearer.headers["Content-Type"] == "application/problem+json", name
+            if not token.isascii():
+                continue  # a header value http.client cannot send as a cookie
+            as_cookie = client.get("/note", headers={"Cookie": f"AUTH_TOKEN={token}"})
+            assert as_cookie.code == 401, name
+            assert set_cookies(as_cookie)["AUTH_TOKEN"].value == ""  # the bad cookie is cleared
+            me = client.get("/auth/me/", headers={"Cookie": f"AUTH_TOKEN={token}"})
+            assert me.code == 200 and me.json() == {"authenticated": False}, name
+
+
+def test_malformed_authorization_headers_get_401(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        for header in ("Bearer", "Bearer ", "bearer x.y.z", "Basic YWxhZGRpbjpvcGVu"):
+            assert client.get("/note", headers={"Authorization": header}).code == 401, header
+
+
+def test_the_cookie_never_carries_the_provider_token(fake, sqlite_url):
+    fake.tokens["ya29.provider-secret-token"] = ANN
+    with serve(make_app(fake, sqlite_url)) as client:
+        response = client.post("/auth/signin/", json={"access_token": "ya29.provider-secret-token",
+                                                      "provider": "google"})
+        assert response.code == 200
+        for header in response.headers.get_all("Set-Cookie"):
+            assert "provider-secret-token" not in header
+        cookie = set_cookies(response)["AUTH_TOKEN"].value
+        decoded = json.dumps(claims(cookie))
+        assert "provider-secret-token" not in decoded and "ya29" not in decoded
+        assert "provider-secret-token" not in response.text
+
+
+# -- cross-site request forgery ---------------------------------------------------------
+
+
+def test_forged_cross_site_writes_with_the_cookie_are_refused(fake, sqlite_url):
+    app = make_app(fake, sqlite_url)
+    with serve(app) as client:
+        token = sign_in(client)
+        created = client.post("/note", json={"text": "mine"}, headers=bearer(token)).json()
+        item = f"/note/{created['id']}"
+        cookie = {"Cookie": f"AUTH_TOKEN={token}"}
+        attacks = {
+            # an auto-submitted <form> on evil.test (a modern browser sends Origin and Sec-Fetch-Site)
+            "form from another site": {**cookie, "Origin": "https://evil.test", "Sec-Fetch-Site": "cross-site"},
+            # a sibling subdomain is same-site but not same-origin
+            "sibling subdomain": {**cookie, "Sec-Fetch-Site": "same-site", "X-Requested-With": "x"},
+            # fetch() from another origin that somehow got a CORS preflight approved
+            "cross-origin fetch with the header": {**cookie, "Origin": "https://evil.test", "X-Requested-With": "x"},
+            "opaque origin (sandboxed iframe)": {**cookie, "Origin": "null", "X-Requested-With": "x"},
+            # an old browser that sends neither Origin nor fetch metadata, and a form cannot add headers
+            "form from an old browser": dict(cookie),
+        }
+        for name, headers in attacks.items():
+            for method, path, body in (("POST", "/note", {"text": "forged"}), ("PUT", item, {"text": "forged"}),
+                                       ("PATCH", item, {"text": "forged"}), ("DELETE", item, None)):
+                response = client.request(method, path, json=body, headers=headers)
+                assert response.code == 403, (name, method)
+                assert response.headers["Content-Type"] == "application/problem+json"
+                assert "Cross-site request refused" in response.json()["detail"]
+        listing = client.get("/note", headers=bearer(token)).json()
+        assert [n["text"] for n in listing["items"]] == ["mine"]  # nothing was written
+
+
+def test_a_same_origin_browser_request_passes(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        token = sign_in(client)
+        created = client.post("/note", json={"text": "mine"}, headers=browser(token, client))
+        assert created.code == 201
+        item = f"/note/{created.json()['id']}"
+        assert client.patch(item, json={"text": "edited"}, headers=browser(token, client)).code == 200
+        # the header alone (an older browser, no Origin sent) is enough
+        just_header = {"Cookie": f"AUTH_TOKEN={token}", "X-Requested-With": "XMLHttpRequest"}
+        assert client.put(item, json={"text": "again"}, headers=just_header).code == 200
+        assert client.delete(item, headers=browser(token, client)).code == 204
+        # reading is not a write: a cross-site GET with the cookie (a link) works
+        assert client.get("/note", headers={"Cookie": f"AUTH_TOKEN={token}", "Sec-Fetch-Site": "cross-site"}).code == 200
+
+
+def test_bearer_requests_need_no_csrf_header(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        token = sign_in(client)
+        response = client.post("/note", json={"text": "api"}, headers={**bearer(token), "Origin": "https://other.test"})
+        assert response.code == 201
+
+
+def test_trusted_origins_and_a_custom_csrf_header(fake, sqlite_url):
+    app = make_app(fake, sqlite_url, trusted_origins=["https://app.example.com"], csrf_header="X-CSRF")
+    with serve(app) as client:
+        token = sign_in(client)
+        from_app = {"Cookie": f"AUTH_TOKEN={token}", "Origin": "https://app.example.com",
+                    "Sec-Fetch-Site": "same-site", "X-CSRF": "1"}
+        assert client.post("/note", json={"text": "x"}, headers=from_app).code == 201
+        without = {**from_app}
+        del without["X-CSRF"]
+        assert client.post("/note", json={"text": "x"}, headers={**without, "X-Requested-With": "x"}).code == 403
+
+
+def test_sign_in_cannot_be_forged_cross_site(fake, sqlite_url):
+    body = {"access_token": "ann-token", "provider": "google"}
+    with serve(make_app(fake, sqlite_url)) as client:
+        response = client.post("/auth/signin/", json=body, headers={"Origin": "https://evil.test"})
+        assert response.code == 403 and set_cookies(response) == {}
+        # an HTML form can only send form fields or text/plain, never application/json
+        as_text = client.post("/auth/signin/", body=json.dumps(body), headers={"Content-Type": "text/plain"})
+        assert as_text.code == 415 and set_cookies(as_text) == {}
+        assert client.post("/auth/signin/", json=body, headers={"Origin": client.base_url}).code == 200
+
+
+def test_sign_out_cannot_be_forged_cross_site(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        token = sign_in(client)
+        forged = client.post("/auth/signout/", headers={"Cookie": f"AUTH_TOKEN={token}", "Origin": "https://evil.test"})
+        assert forged.code == 403
+        assert client.get("/auth/me/", headers={"Cookie": f"AUTH_TOKEN={token}"}).json()["authenticated"] is True
+
+
+# -- sign-out ends the session ------------------------------------------------------------
+
+
+def test_sign_out_ends_the_session_for_that_cookie_and_its_renewals(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        token = sign_in(client)
+        other_session = sign_in(client)  # the same user in another browser
+        renewed = set_cookies(client.get("/note", headers={"Cookie": f"AUTH_TOKEN={token}"}))["AUTH_TOKEN"].value
+        assert client.post("/auth/signout/", headers=browser(token, client)).json() == {"loggedOut": True}
+        for stale in (token, renewed):
+            assert client.get("/note", headers={"Cookie": f"AUTH_TOKEN={stale}"}).code == 401
+            assert client.get("/note", headers=bearer(stale)).code == 401
+            assert client.get("/auth/me/", headers={"Cookie": f"AUTH_TOKEN={stale}"}).json() == {"authenticated": False}
+        assert client.get("/note", headers=bearer(other_session)).code == 200
+
+
+def test_a_bearer_client_can_sign_out_too(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        token = sign_in(client)
+        assert client.post("/auth/signout/", headers=bearer(token)).code == 200
+        assert client.get("/note", headers=bearer(token)).code == 401
+
+
+def test_sign_out_is_shared_between_processes_with_sqlite_revocations(fake, tmp_path):
+    revoked = str(tmp_path / "revoked.db")
+    google = GoogleProvider(userinfo_url=fake.url())
+    workers = [App(note_registry(), db=f"sqlite:///{tmp_path}/data.db",
+                   auth=Auth(SECRET, [google], revocations=SQLiteRevocations(revoked))) for _ in range(2)]
+    with serve(workers[0]) as first, serve(workers[1]) as second:
+        token = sign_in(first)
+        assert second.get("/note", headers=bearer(token)).code == 200
+        assert first.post("/auth/signout/", headers=bearer(token)).code == 200
+        assert second.get("/note", headers=bearer(token)).code == 401
+
+
+# -- nothing secret in the logs -----------------------------------------------------------
+
+
+class Leaky(AuthProvider):
+    """A buggy custom provider whose exception message contains the token."""
+
+    name = "leaky"
+
+    async def authenticate(self, access_token):
+        raise RuntimeError(f"could not parse {access_token}")
+
+
+def test_secrets_and_tokens_never_reach_the_logs(fake, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake.tokens["tok-ann-SECRET-1"] = ANN
+    fake.replies["/broken"] = (500, b"oops")
+    closed_port = fake_port_that_refuses()
+    registry = note_registry()
+    providers = [GoogleProvider(userinfo_url=fake.url()),
+                 GoogleProvider(name="broken", userinfo_url=fake.url("/broken")),
+                 GoogleProvider(name="down", userinfo_url=f"http://127.0.0.1:{closed_port}/userinfo"),
+                 Leaky()]
+    app = App(registry, db=f"sqlite:///{tmp_path}/t.db", auth=Auth(SECRET, providers), debug=False)
+    tokens = []
+    with serve(app) as client:
+        response = client.post("/auth/signin/", json={"access_token": "tok-ann-SECRET-1", "provider": "google"})
+        token = set_cookies(response)["AUTH_TOKEN"].value
+        tokens.append(token)
+        renewed = client.get("/note", headers={"Cookie": f"AUTH_TOKEN={token}"})
+        tokens.append(set_cookies(renewed)["AUTH_TOKEN"].value)
+        for provider, status in (("google", 401), ("broken", 503), ("down", 503), ("leaky", 502), ("nope", 401)):
+            refused = client.post("/auth/signin/", json={"access_token": "tok-bad-SECRET-2", "provider": provider})
+            assert refused.code == status, provider
+        tampered = token[:-4] + "AAAA"
+        assert client.get("/note", headers=bearer(tampered)).code == 401
+        assert client.post("/note", json={"text": "x"}, headers={"Cookie": f"AUTH_TOKEN={token}"}).code == 403
+        client.post("/auth/signout/", headers=bearer(token))
+        assert client.get("/note", headers=bearer(token)).code == 401
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "sign-in with broken failed" in logged and "provider leaky raised" in logged  # the logs did speak
+    assert "[redacted]" in logged
+    for secret in (SECRET, "tok-ann-SECRET-1", "tok-bad-SECRET-2", *tokens, tampered):
+        assert secret not in logged
+    assert "SECRET-" not in logged
+
+
+def fake_port_that_refuses() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
