@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from . import _odmantic as odmantic
 from .errors import ValidationFailed
 from .schema import unknown_keys
 
@@ -45,6 +46,9 @@ def validate(spec: ResourceSpec, data: Any, prefix: tuple[Any, ...] = ()) -> dic
     if "id" in data:
         data = {k: v for k, v in data.items() if k != "id"}
     errors = list(unknown_keys(spec.schema.shape, data, prefix))
+    if spec.is_odmantic:
+        data, reference_errors = odmantic.with_reference_stubs(spec.model, data, prefix)
+        errors.extend(reference_errors)
     try:
         instance = spec.model.model_validate(data)
     except ValidationError as exc:
@@ -82,6 +86,8 @@ def unstorable(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]
 
 def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
     """A validated model instance as a JSON-mode document (without the id)."""
+    if spec.is_odmantic:
+        return odmantic.dump(instance)
     doc = instance.model_dump(mode="json")
     doc.pop("id", None)
     return doc
@@ -134,6 +140,8 @@ def as_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
 def instance(spec: ResourceSpec, record: Record) -> BaseModel:
     """The model instance handed to receivers, carrying ``instance.id``."""
     data = as_json(spec, record)
+    if spec.is_odmantic:
+        return odmantic.instance(spec.model, data)
     try:
         return spec.stored_model.model_validate(data)
     except ValidationError:  # stored before an incompatible model change: hand it over as stored

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, overload
 from blinker import ANY, Signal
 from pydantic import BaseModel, create_model
 
+from . import _odmantic as odmantic
 from .errors import ConfigurationError
 from .schema import ModelSchema, inspect_model
 from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
@@ -133,7 +134,7 @@ class Registry:
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         if per_page < 1 or max_per_page < per_page:
             raise ConfigurationError(f"{model.__name__}: need 1 <= per_page <= max_per_page")
-        schema = inspect_model(model)
+        schema = inspect_model(odmantic.schema_model(model) if odmantic.is_odmantic_model(model) else model)
         index_list = tuple(_index_fields(model.__name__, schema, i) for i in indexes)
         spec = ResourceSpec(
             model=model,

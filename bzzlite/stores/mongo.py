@@ -1,0 +1,459 @@
+"""The MongoDB store: one collection per resource, through motor.
+
+A document is stored as ``{"_id": ObjectId(id), "_v": version, **fields}``. Fields are
+kept in JSON mode (dates as ISO-8601 strings, decimals as strings), exactly as the
+SQLite store keeps them, so one query value compares the same way on both stores;
+only ids are ObjectIds, and for ODMantic models their references and ObjectId fields
+too (the layout ODMantic's own engine reads). Values read back are turned into JSON
+mode again (ObjectIds to hex, BSON dates to ISO strings), so documents written by
+other tools still render.
+
+Every operation is bounded by the client's timeouts (see :data:`DEFAULT_OPTIONS`;
+options in the URL win) and a server that cannot be reached is ``StoreUnavailable``.
+Updates and deletes are single conditional writes on ``{_id, _v}``. A bulk insert is
+all or nothing without transactions: the documents are validated before, inserted in
+order, and the ones inserted are deleted again if a later one fails (readers may see
+them for that instant; nothing stays).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from bson import ObjectId
+from bson.errors import BSONError, InvalidId
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError as PyMongoConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
+from pymongo.uri_parser import parse_uri
+
+from .. import _odmantic as odmantic
+from ..errors import ConfigurationError, DuplicateKey, NotFound, StoreUnavailable, VersionConflict
+from ..query import Condition, Query
+from .base import Page, Record, Store
+from .sqlite import table_name
+
+if TYPE_CHECKING:
+    from ..registry import ResourceSpec
+
+log = logging.getLogger("bzzlite")
+
+#: Client options unless the URL sets them: nothing waits long for a server that is away.
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "serverSelectionTimeoutMS": 2000,  # no reachable server: fail after 2 s
+    "connectTimeoutMS": 2000,
+    "socketTimeoutMS": 10000,  # a server that stops answering mid-operation
+}
+#: BSON types a unique field's index covers: all but null, so None never conflicts with None.
+_NOT_NULL = ["double", "string", "object", "array", "binData", "objectId", "bool", "date", "int",
+             "long", "decimal", "timestamp"]
+_VERSION = "_v"
+_NEVER: dict[str, Any] = {"_id": {"$in": []}}
+_INDEX_IN_MESSAGE = re.compile(r"index:? '?([\w.$-]+)")
+_INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+
+
+def database_name(url: str) -> str:
+    """The database a URL names (``mongodb://host/dbname``), ``bzzlite`` if none."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    _, slash, tail = rest.partition("/")
+    name = unquote(tail.split("?", 1)[0]) if slash else ""
+    return name or "bzzlite"
+
+
+def collection_name(spec: ResourceSpec) -> str:
+    """An ODMantic model's own collection; otherwise the SQLite store's table name."""
+    if spec.is_odmantic:
+        return str(spec.model.__collection__)  # type: ignore[attr-defined]
+    return table_name(spec)
+
+
+def escape_regex(text: str) -> str:
+    """Client text as a regex matching itself literally, in PCRE and Python alike."""
+    return "".join(c if c.isalnum() or c == "_" or ord(c) > 127 else f"\\x{ord(c):02x}" for c in text)
+
+
+def _plain(value: Any) -> Any:
+    """A value read from MongoDB in JSON mode: ObjectIds as hex, dates as ISO strings."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return value
+
+
+class _Collection:
+    """What the store knows about one resource's collection."""
+
+    __slots__ = ("name", "handle", "objectid_fields", "unique_indexes")
+
+    def __init__(self, spec: ResourceSpec, handle: AsyncIOMotorCollection) -> None:
+        self.name = collection_name(spec)
+        self.handle = handle
+        self.objectid_fields = odmantic.objectid_fields(spec.model)
+        self.unique_indexes: dict[str, str] = {}  # index name -> field(s), for DuplicateKey
+
+    # -- values in and out --------------------------------------------------------
+
+    def to_objectid(self, path: str, value: Any) -> Any:
+        if value is None or (path != "_id" and path not in self.objectid_fields):
+            return value
+        if isinstance(value, list):
+            return [self.to_objectid(path, v) for v in value]
+        return ObjectId(value)
+
+    def encode(self, id_: str, version: int, doc: dict[str, Any]) -> dict[str, Any]:
+        stored: dict[str, Any] = {"_id": ObjectId(id_), _VERSION: version}
+        stored.update(doc)
+        for name in self.objectid_fields:
+            if stored.get(name) is not None:
+                stored[name] = self.to_objectid(name, stored[name])
+        return stored
+
+    def decode(self, raw: dict[str, Any]) -> Record:
+        id_ = raw.pop("_id")
+        version = raw.pop(_VERSION, None)
+        return Record(str(id_), version if isinstance(version, int) else 0, _plain(raw))
+
+
+def _path(path: str) -> str:
+    return "_id" if path == "id" else path
+
+
+def _version_predicate(version: int) -> Any:
+    return version if version else None  # a document written by another tool has no _v: version 0
+
+
+class MongoStore(Store):
+    """Documents in MongoDB, via motor's asyncio client."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db_name = database_name(url)
+        options = {}
+        if not url.startswith("mongodb+srv://"):  # +srv would resolve DNS here
+            try:
+                options = parse_uri(url)["options"]
+            except (PyMongoConfigurationError, ValueError) as exc:
+                raise ConfigurationError(f"invalid MongoDB URL: {exc}") from None
+        given = {k.lower() for k in options}
+        self.options = {k: v for k, v in DEFAULT_OPTIONS.items() if k.lower() not in given}
+        self.client: AsyncIOMotorClient | None = None
+        self._collections: dict[str, _Collection] = {}
+        self._ready = False
+
+    def check_resource(self, spec: ResourceSpec) -> None:
+        """Every pydantic and ODMantic model can be served (ODMantic ones were checked at @resource)."""
+
+    # -- connection -----------------------------------------------------------------
+
+    def _client(self) -> AsyncIOMotorClient:
+        if self.client is None:
+            self.client = AsyncIOMotorClient(self.url, tz_aware=True, uuidRepresentation="standard", **self.options)
+        return self.client
+
+    @property
+    def db(self) -> AsyncIOMotorDatabase:
+        return self._client()[self.db_name]
+
+    async def open(self, specs: Sequence[ResourceSpec]) -> None:
+        """Connect and create the indexes; safe to call again after a failure."""
+        db = self.db
+        with self._errors():
+            await db.command("ping")
+            collections = {spec.path: _Collection(spec, db[collection_name(spec)]) for spec in specs}
+            for spec in specs:
+                await self._create_indexes(spec, collections[spec.path])
+        self._collections = collections
+        self._ready = True
+
+    async def _create_indexes(self, spec: ResourceSpec, coll: _Collection) -> None:
+        wanted: list[tuple[str, list[tuple[str, int]], dict[str, Any], str | None]] = []
+        for field in spec.schema.unique:
+            name = f"ux_{coll.name}_{field}"
+            options = {"unique": True, "partialFilterExpression": {field: {"$type": _NOT_NULL}}}
+            wanted.append((name, [(field, ASCENDING)], options, field))
+        for fields in spec.indexes:
+            keys = [(f.lstrip("-"), DESCENDING if f.startswith("-") else ASCENDING) for f in fields]
+            wanted.append(("ix_" + coll.name + "_" + "_".join(k for k, _ in keys), keys, {}, None))
+        if spec.is_odmantic:
+            wanted.extend(self._odmantic_indexes(spec))
+        for name, keys, options, field in wanted:
+            if field is not None:
+                coll.unique_indexes[name] = field
+            try:
+                await coll.handle.create_index(keys, name=name, **options)
+            except OperationFailure as exc:
+                if exc.code not in _INDEX_CONFLICT:
+                    raise
+                # An index on the same keys exists with other options (made by another tool):
+                # keep it, it still answers queries (and a unique one still rejects duplicates).
+                log.warning("MongoDB collection %s: keeping the existing index on %s (%s)", coll.name, keys, exc)
+
+    def _odmantic_indexes(self, spec: ResourceSpec) -> list[tuple[str, list[tuple[str, int]], dict[str, Any], str | None]]:
+        """The model's ``Field(index=True)``, ``Field(unique=True)`` and ``model_config["indexes"]``;
+        single-field unique ones are already made partial from the schema above."""
+        found = []
+        for index in spec.model.__indexes__():  # type: ignore[attr-defined]
+            document = dict(index.get_pymongo_index().document)
+            keys = list(document.pop("key").items())
+            name = document.pop("name", None) or "_".join(f"{k}_{d}" for k, d in keys)
+            unique = document.get("unique", False)
+            if unique and len(keys) == 1 and keys[0][0] in spec.schema.unique:
+                continue
+            found.append((name, keys, document, ",".join(k for k, _ in keys) if unique else None))
+        return found
+
+    async def close(self) -> None:
+        self._ready = False
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    async def ping(self) -> dict[str, Any]:
+        with self._errors():
+            await self.db.command("ping")
+            info = await self.db.command("buildInfo")
+        client = self._client()
+        return {
+            "store": "mongodb",
+            "database": self.db_name,
+            "servers": sorted(f"{host}:{port}" for host, port in client.nodes),
+            "version": info.get("version"),
+            "topology": client.topology_description.topology_type_name,
+        }
+
+    # -- errors ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, coll: _Collection | None = None) -> Iterator[None]:
+        """Driver errors as store errors: duplicates, and everything else is unavailability."""
+        try:
+            yield
+        except DuplicateKeyError as exc:
+            raise DuplicateKey(self._duplicate_field(coll, exc.details or {}, str(exc))) from None
+        except ConnectionFailure as exc:  # unreachable, timed out, connection lost
+            reason = str(exc).split(", Timeout: ")[0].split(" (configured timeouts")[0]
+            raise StoreUnavailable(f"MongoDB is unreachable: {reason}") from exc
+        except (PyMongoError, BSONError) as exc:
+            log.error("MongoDB error: %r", exc)
+            raise StoreUnavailable(f"MongoDB error: {exc}") from exc
+
+    def _duplicate_field(self, coll: _Collection | None, details: dict[str, Any], message: str) -> str | None:
+        pattern = details.get("keyPattern")
+        if isinstance(pattern, dict) and pattern:
+            return ",".join(pattern)
+        if coll is None:
+            return None
+        found = _INDEX_IN_MESSAGE.search(details.get("errmsg") or message)
+        if found:
+            name = found.group(1)
+            if name in coll.unique_indexes:
+                return coll.unique_indexes[name]
+            for field in dict.fromkeys(coll.unique_indexes.values()):  # servers that rename indexes
+                if name.endswith("_" + field.replace(",", "_")):
+                    return field
+        fields = set(coll.unique_indexes.values())
+        return fields.pop() if len(fields) == 1 else None
+
+    def _coll(self, spec: ResourceSpec) -> _Collection:
+        if not self._ready:
+            raise StoreUnavailable("the store is not open")
+        return self._collections[spec.path]
+
+    # -- writes ---------------------------------------------------------------------
+
+    async def insert(self, spec: ResourceSpec, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
+        coll = self._coll(spec)
+        stored = [coll.encode(id_, 1, doc) for id_, doc in docs]
+        if len(stored) == 1:
+            with self._errors(coll):
+                await coll.handle.insert_one(stored[0])
+        else:
+            try:
+                with self._errors(coll):
+                    try:
+                        await coll.handle.insert_many(stored, ordered=True)
+                    except BulkWriteError as exc:
+                        errors = exc.details.get("writeErrors") or [{}]
+                        if errors[0].get("code") == 11000:
+                            raise DuplicateKeyError(errors[0].get("errmsg", ""), 11000, errors[0]) from None
+                        raise
+            except (DuplicateKey, StoreUnavailable):
+                await self._undo_insert(coll, [d["_id"] for d in stored])
+                raise
+        return [Record(id_, 1, doc) for id_, doc in docs]
+
+    async def _undo_insert(self, coll: _Collection, ids: list[ObjectId]) -> None:
+        """Delete what a failed bulk insert wrote: the ids are new, so they are only ours."""
+        try:
+            await coll.handle.delete_many({"_id": {"$in": ids}})
+        except PyMongoError as exc:  # unreachable now: the documents stay; say so loudly
+            log.error("MongoDB: could not undo a failed bulk insert into %s of ids %s: %r",
+                      coll.name, [str(i) for i in ids], exc)
+
+    async def get(self, spec: ResourceSpec, id: str) -> Record:
+        coll = self._coll(spec)
+        with self._errors(coll):
+            raw = await coll.handle.find_one({"_id": ObjectId(id)})
+        if raw is None:
+            raise NotFound(id)
+        return coll.decode(raw)
+
+    async def replace(
+        self, spec: ResourceSpec, id: str, doc: dict[str, Any], expected_version: int | None
+    ) -> Record:
+        coll = self._coll(spec)
+        if expected_version is None:  # unconditional: condition on what is there now
+            for _ in range(16):
+                try:
+                    return await self.replace(spec, id, doc, (await self.get(spec, id)).version)
+                except VersionConflict:
+                    continue
+            raise StoreUnavailable(f"{id} keeps changing; the replace did not get through")
+        version = expected_version + 1
+        with self._errors(coll):
+            result = await coll.handle.replace_one(
+                {"_id": ObjectId(id), _VERSION: _version_predicate(expected_version)},
+                coll.encode(id, version, doc),
+            )
+        if result.matched_count == 0:
+            raise await self._missing_or_stale(coll, id)
+        return Record(id, version, doc)
+
+    async def delete(self, spec: ResourceSpec, id: str, expected_version: int | None) -> None:
+        coll = self._coll(spec)
+        selector: dict[str, Any] = {"_id": ObjectId(id)}
+        if expected_version is not None:
+            selector[_VERSION] = _version_predicate(expected_version)
+        with self._errors(coll):
+            result = await coll.handle.delete_one(selector)
+        if result.deleted_count == 0:
+            raise await self._missing_or_stale(coll, id)
+
+    async def _missing_or_stale(self, coll: _Collection, id: str) -> Exception:
+        with self._errors(coll):
+            exists = await coll.handle.find_one({"_id": ObjectId(id)}, {"_id": 1})
+        return VersionConflict(id) if exists is not None else NotFound(id)
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def find(self, spec: ResourceSpec, query: Query) -> Page:
+        coll = self._coll(spec)
+        selector = compile_filter(coll, query.conditions)
+        if query.after is not None:
+            selector = {"$and": [selector, _keyset(coll, query)]} if selector else _keyset(coll, query)
+        order = [(_path(k.path), DESCENDING if k.descending else ASCENDING) for k in query.order]
+        with self._errors(coll):
+            raws = await coll.handle.find(
+                selector, sort=order, skip=query.offset, limit=query.per_page + 1
+            ).to_list(None)
+            total = None if query.keyset else await coll.handle.count_documents(selector)
+        records = [coll.decode(raw) for raw in raws[: query.per_page]]
+        return Page(records, total, len(raws) > query.per_page)
+
+
+# -- query compilation --------------------------------------------------------------------
+
+
+def _value(coll: _Collection, path: str, value: Any) -> Any:
+    try:
+        return coll.to_objectid(path, value)
+    except (InvalidId, TypeError):
+        return _Invalid
+
+
+class _InvalidValue:
+    """An id that cannot be an ObjectId: it equals no stored value."""
+
+
+_Invalid = _InvalidValue()
+
+
+def _condition(coll: _Collection, cond: Condition) -> dict[str, Any]:
+    """One condition with MongoDB's null semantics, which the query language follows."""
+    path, op, value = _path(cond.path), cond.op, cond.value
+    if op == "exists":
+        return {path: {"$exists": True, "$ne": None}} if value else {path: {"$eq": None}}
+    if op in ("in", "nin"):
+        values = [v for v in (_value(coll, path, v) for v in value) if v is not _Invalid]
+        return {path: {"$" + op: values}}
+    if path == "_id" and op in ("contains", "startswith"):
+        op = "eq"  # an id is 24 characters: the only 24-character substring is the id itself
+    converted = _value(coll, path, value)
+    if converted is _Invalid:
+        return {} if op == "ne" else _NEVER
+    if op == "eq":
+        return {path: {"$eq": converted}}
+    if op == "ne":
+        return {path: {"$ne": converted}}
+    if converted is None:  # ordering and text operators never match null
+        return _NEVER
+    if op in ("gt", "gte", "lt", "lte"):
+        return {path: {"$" + op: converted}}
+    if op == "contains":
+        return {path: {"$regex": escape_regex(converted)}}
+    if op == "startswith":
+        return {path: {"$regex": "^" + escape_regex(converted)}}
+    raise ValueError(op)  # unreachable: operators are validated by the query parser
+
+
+def compile_filter(coll: _Collection, conditions: Sequence[Condition]) -> dict[str, Any]:
+    """A MongoDB filter for ANDed conditions (``{}`` for none).
+
+    Paths are model field names and operators come from the query language's allowlist;
+    client values only ever appear as operands (and as escaped regex text).
+    """
+    parts = [c for c in (_condition(coll, cond) for cond in conditions) if c]
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def _keyset(coll: _Collection, query: Query) -> dict[str, Any]:
+    """Documents strictly after the cursor in the query's order (nulls first ascending,
+    last descending, which is MongoDB's order and the SQLite store's)."""
+    assert query.after is not None
+    keys = query.order
+    values = [_value(coll, _path(k.path), v) for k, v in zip(keys, (*query.after.values, query.after.id))]
+    if any(v is _Invalid for v in values):
+        return _NEVER
+    branches: list[dict[str, Any]] = []
+    for i, key in enumerate(keys):
+        path, value = _path(key.path), values[i]
+        parts: list[dict[str, Any]] = [{_path(keys[j].path): {"$eq": values[j]}} for j in range(i)]
+        if value is None:
+            if key.descending:
+                continue  # nothing comes after null in descending order
+            parts.append({path: {"$ne": None}})
+        elif key.descending:
+            parts.append({"$or": [{path: {"$lt": value}}, {path: {"$eq": None}}]})
+        else:
+            parts.append({path: {"$gt": value}})
+        branches.append(parts[0] if len(parts) == 1 else {"$and": parts})
+    if not branches:
+        return _NEVER
+    return branches[0] if len(branches) == 1 else {"$or": branches}
+
+
+__all__ = ["MongoStore", "collection_name", "compile_filter", "database_name", "escape_regex"]
