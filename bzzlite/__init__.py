@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import signals
 from .app import App
 from .errors import BzzliteError, ConfigurationError, HTTPError
-from .registry import Registry, default_registry, on, resource
+from .registry import Registry, default_registry, mock, on, resource
 from .schema import Unique
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Registry",
     "Unique",
     "default_registry",
+    "mock",
     "on",
     "resource",
     "signals",

@@ -15,7 +15,11 @@ import tornado.web
 
 from .errors import StoreUnavailable
 from .handlers.base import BaseHandler, NotFoundHandler
+from .handlers.docs import docs_rules
+from .handlers.mock import MockHandler
 from .handlers.resource import CollectionHandler, ItemHandler
+from .mocks import check_collisions, group_by_url, sample_paths
+from .openapi import build_document
 from .registry import Registry, default_registry
 from .runtime import Runtime
 from .settings import Settings
@@ -70,7 +74,7 @@ class App(tornado.web.Application):
         rules = self._resource_rules()
         if auth is not None:
             rules = auth.install(self.runtime) + rules
-        rules += self._extra_rules()
+        rules += self._extra_rules(rules)
         options.setdefault("serve_traceback", False)
         super().__init__(
             rules,
@@ -88,9 +92,23 @@ class App(tornado.web.Application):
             rules.append((rf"{path}/([^/]+)/?", ItemHandler, kwargs))
         return rules
 
-    def _extra_rules(self) -> list[Any]:
-        """Routes of the optional parts (mock routes, OpenAPI and docs)."""
-        return []
+    def _extra_rules(self, taken: list[Any]) -> list[Any]:
+        """Routes of the optional parts: OpenAPI and docs, then the mock routes.
+
+        A mock whose URL would answer one of the app's own paths (``taken`` and the docs
+        routes) is a ConfigurationError.
+        """
+        rules: list[Any] = []
+        if self.bzz_settings.docs:
+            rules += docs_rules(self.runtime, lambda: build_document(self))
+        mocks = self.registry.mocks
+        if mocks:
+            served = [(_served_by(rule), path) for rule in taken + rules
+                      if isinstance(rule, tuple) and isinstance(rule[0], str) for path in sample_paths(rule[0])]
+            check_collisions(mocks, served)
+            kwargs = {"runtime": self.runtime, "mocks": mocks}
+            rules += [(url, MockHandler, kwargs) for url in group_by_url(mocks)]
+        return rules
 
     @property
     def store(self) -> Any:
@@ -123,3 +141,8 @@ class App(tornado.web.Application):
             path = path.replace(r"/([^/]+)", "/{id}").replace("/?", "").replace("\\", "")
             table.append((",".join(allowed) or "*", path, getattr(target, "__name__", str(target))))
         return table
+
+
+def _served_by(rule: tuple[Any, ...]) -> str:
+    spec = rule[2].get("spec") if len(rule) > 2 and isinstance(rule[2], dict) else None
+    return f"the resource {spec.model.__name__}" if spec is not None else f"the route {rule[0]}"

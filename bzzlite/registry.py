@@ -17,6 +17,7 @@ from pydantic import BaseModel, create_model
 
 from . import _odmantic as odmantic
 from .errors import ConfigurationError
+from .mocks import MockRoute, parse_entries
 from .schema import ModelSchema, inspect_model
 from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
 
@@ -67,7 +68,7 @@ class Registry:
     def __init__(self, signals: SignalSet | None = None) -> None:
         self.signals = signals if signals is not None else SignalSet()
         self.resources: dict[str, ResourceSpec] = {}  # keyed by collection path
-        self.mocks: list[Any] = []
+        self.mocks: list[MockRoute] = []
         self._frozen_by: str | None = None
 
     # -- resources ---------------------------------------------------------------
@@ -187,6 +188,19 @@ class Registry:
             raise ConfigurationError(f"unknown signal {signal!r}; the signals are: {known}")
         return self.signals[name]
 
+    # -- mock routes -------------------------------------------------------------
+
+    def mock(self, entries: Iterable[Sequence[Any]]) -> list[MockRoute]:
+        """Answer URLs from data (bzz's MockHive): ``(method, url-or-regex, options)`` entries.
+
+        Options: ``body`` (str, bytes, a dict/list sent as JSON, or a callable of the request),
+        ``status``, ``cookies``, ``headers``; the method ``"*"`` matches any method.
+        """
+        self._check_open("bzzlite.mock")
+        routes = parse_entries(entries, declared=self.mocks)
+        self.mocks.extend(routes)
+        return routes
+
     # -- lifecycle ---------------------------------------------------------------
 
     def freeze(self, by: str) -> None:
@@ -222,3 +236,4 @@ def _index_fields(model_name: str, schema: ModelSchema, index: str | Sequence[st
 default_registry = Registry(default_signals)
 resource = default_registry.resource
 on = default_registry.on
+mock = default_registry.mock

@@ -1,0 +1,126 @@
+"""``GET /openapi.json`` and ``GET /docs``: the app's OpenAPI document and Swagger UI.
+
+Swagger UI's files come from the installed ``swagger-ui-py`` package and are served by
+the app itself under ``/docs/static/``, so the page works with no internet access.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import _json
+from ..errors import HTTPError
+from .base import BaseHandler
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+#: The Swagger UI files the page loads, with their media types.
+ASSETS = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
+_PACKAGE = "swagger_ui"  # the import name of the swagger-ui-py distribution
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{title}</title>
+  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: {url},
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      layout: "BaseLayout",
+      validatorUrl: null,
+      presets: [SwaggerUIBundle.presets.apis]
+    }});
+  </script>
+</body>
+</html>
+"""
+
+
+@functools.cache
+def asset_dir() -> Path | None:
+    """Where swagger-ui-py keeps Swagger UI's files; found without importing the package."""
+    spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+@functools.cache
+def _asset(name: str) -> bytes:
+    folder = asset_dir()
+    assert folder is not None
+    return (folder / name).read_bytes()
+
+
+class OpenAPIHandler(BaseHandler):
+    """``GET /openapi.json``: built on first request, then served from memory."""
+
+    ALLOWED = ("GET",)
+
+    def initialize(self, runtime: Runtime, document: Callable[[], bytes], **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(runtime)
+        self.document = document
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(self.document())
+
+
+class DocsHandler(BaseHandler):
+    """``GET /docs``: Swagger UI for ``/openapi.json``."""
+
+    ALLOWED = ("GET",)
+
+    def get(self) -> None:
+        if asset_dir() is None:
+            raise HTTPError(501, "The docs page needs the swagger-ui-py package: pip install swagger-ui-py "
+                                 "(or build the App with docs=False).")
+        title = html.escape(f"{self.runtime.settings.title} - docs")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(_PAGE.format(title=title, url=json.dumps("/openapi.json")))
+
+
+class AssetHandler(BaseHandler):
+    """``GET /docs/static/{file}``: the few Swagger UI files the page loads."""
+
+    ALLOWED = ("GET",)
+
+    def get(self, name: str) -> None:
+        if name not in ASSETS or asset_dir() is None:
+            raise HTTPError(404, "No route matches this URL.")
+        self.set_header("Content-Type", ASSETS[name])
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.finish(_asset(name))
+
+
+def docs_rules(runtime: Runtime, build: Callable[[], dict[str, Any]]) -> list[Any]:
+    """The routes of ``/openapi.json``, ``/docs`` and its files; ``build`` makes the document."""
+    document = functools.cache(lambda: _json.dumps(build()))
+    kwargs = {"runtime": runtime}
+    return [
+        (r"/openapi\.json", OpenAPIHandler, {**kwargs, "document": document}),
+        (r"/docs/?", DocsHandler, kwargs),
+        (r"/docs/static/([^/]+)", AssetHandler, kwargs),
+    ]

@@ -1,0 +1,649 @@
+"""The OpenAPI 3.1 document of an app, generated from the objects its router serves.
+
+Everything comes from the registry the routes were built from: the resource specs (their
+models, query fields and paging), the mock routes, the app's settings (title, version,
+servers) and the auth policy. Pure: no Tornado and no store, so ``python -m bzzlite
+openapi`` prints the same document ``GET /openapi.json`` serves, without serving.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+
+from .mocks import METHODS, MockRoute, content_type
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .registry import Registry, ResourceSpec
+    from .schema import FieldPath
+
+OPENAPI_VERSION = "3.1.0"
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+_REF = "#/components/schemas/{model}"
+_ID = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{24}$",
+    "description": "Server-assigned id: 24 hexadecimal characters, sorting by creation time.",
+}
+_EQUALITY = ("ne", "in", "nin", "exists")
+_ORDERING = ("gt", "gte", "lt", "lte")
+_TEXT = ("contains", "startswith")
+
+#: The error responses, by status: (component name, description).
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "Malformed JSON, or a bad query parameter (`loc` is `[\"query\", name]`)."),
+    401: ("Unauthorized", "Authentication is needed, or the token is invalid or expired."),
+    403: ("Forbidden", "A receiver or rule forbids it (cross-site writes included)."),
+    404: ("NotFound", "No document with that id (or a malformed id)."),
+    409: ("Conflict", "A unique field already holds this value, or concurrent writers kept winning."),
+    412: ("PreconditionFailed", "`If-Match` does not match the document's current ETag."),
+    413: ("ContentTooLarge", "The body is larger than the app's limit."),
+    415: ("UnsupportedMediaType", "Send `application/json` (or form fields)."),
+    422: ("UnprocessableContent", "The body is well-formed but invalid for the model; `errors` says where."),
+    502: ("BadGateway", "The identity provider gave an unusable answer."),
+    503: ("ServiceUnavailable", "The store is unreachable; retry after `Retry-After` seconds."),
+    504: ("GatewayTimeout", "The identity provider did not answer in time."),
+}
+_OPERATION_ERRORS = {
+    "list": (400, 503),
+    "create": (400, 409, 413, 415, 422, 503),
+    "get": (404, 503),
+    "replace": (400, 404, 409, 412, 413, 415, 422, 503),
+    "update": (400, 404, 409, 412, 413, 415, 422, 503),
+    "delete": (404, 409, 412, 503),
+}
+_AUTH_OPERATION = {"list": "list", "create": "create", "get": "get", "replace": "update",
+                   "update": "update", "delete": "delete"}
+
+
+def build_document(app: Any) -> dict[str, Any]:
+    """The OpenAPI document of an :class:`~bzzlite.App` (what ``GET /openapi.json`` serves)."""
+    runtime = getattr(app, "runtime", None)
+    return build(app.registry, getattr(app, "bzz_settings", None), auth=getattr(runtime, "auth", None))
+
+
+def build(registry: Registry, settings: Settings | None = None, *, auth: Any = None) -> dict[str, Any]:
+    """The OpenAPI document of a registry served with these settings and auth policy.
+
+    ``auth`` is the app's auth policy (``runtime.auth``) or None. When it has an
+    ``openapi()`` method, that returns ``{"paths": {...}, "securitySchemes": {...}}`` for
+    its routes; otherwise the sign-in routes of :class:`bzzlite.auth.Auth` are described
+    from the policy's ``auth`` configuration. ``required(spec, operation)`` (if present)
+    tells which resource operations need a signed-in user.
+    """
+    settings = settings if settings is not None else Settings()
+    schemas = _Schemas(registry.resources.values())
+    components: dict[str, Any] = {
+        "schemas": {**_PROBLEM_SCHEMAS, **schemas.components},
+        "responses": {
+            name: {"description": text, "content": {PROBLEM_JSON: {"schema": {"$ref": _ref("Problem")}}}}
+            for _, (name, text) in sorted(ERRORS.items())
+        },
+        "headers": _HEADERS,
+    }
+    components["responses"]["ServiceUnavailable"]["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+    paths: dict[str, Any] = {}
+    tags: list[dict[str, Any]] = []
+    auth_docs = _auth_docs(auth)
+    security = [{name: []} for name in auth_docs["securitySchemes"]] if auth_docs else None
+    for spec in registry.resources.values():
+        tags.append(_tag(spec))
+        protected = {op: _required(auth, spec, _AUTH_OPERATION[op]) for op in _OPERATION_ERRORS} if security else {}
+        collection, item = _resource_paths(spec, schemas.names[spec.path], protected, security)
+        paths[spec.path] = collection
+        paths[f"{spec.path}/{{id}}"] = item
+    paths["/_health"] = _HEALTH
+    if settings.docs:
+        paths.update(_DOCS_PATHS)
+    if auth_docs:
+        paths.update(auth_docs["paths"])
+        components["securitySchemes"] = auth_docs["securitySchemes"]
+    mock_paths, mock_patterns = _mock_paths(registry.mocks)
+    for path, item in mock_paths.items():
+        paths.setdefault(path, item)
+    document: dict[str, Any] = {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": settings.title, "version": settings.version},
+    }
+    if settings.servers:
+        document["servers"] = [{"url": url} for url in settings.servers]
+    document["paths"] = paths
+    document["components"] = components
+    if tags:
+        document["tags"] = tags
+    if mock_patterns:
+        document["x-bzzlite-mock-patterns"] = mock_patterns
+    _prune(document)
+    return document
+
+
+def _ref(name: str) -> str:
+    return _REF.format(model=name)
+
+
+# --- model schemas ---------------------------------------------------------------------
+
+
+class _Generator(GenerateJsonSchema):
+    """pydantic's generator, told what bzzlite's HTTP layer does with documents.
+
+    Request bodies: unknown keys are rejected at every depth (``additionalProperties:
+    false`` on every model). Responses: a stored document carries every field, defaults
+    included (every field ``required``). Types JSON Schema cannot describe become ``{}``.
+    """
+
+    def model_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().model_schema(schema)
+        if self.mode == "validation" and "properties" in json_schema:
+            json_schema["additionalProperties"] = False
+        return json_schema
+
+    def field_is_required(self, field: Any, total: bool) -> bool:
+        if self.mode == "serialization" and field["type"] in ("model-field", "dataclass-field"):
+            return not field.get("serialization_exclude", False)
+        return super().field_is_required(field, total)
+
+    def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> dict[str, Any]:
+        return {"description": f"Not describable in JSON Schema ({error_info})."}
+
+
+class _Schemas:
+    """Component schemas of every resource: request, patch, document, list item, list page."""
+
+    def __init__(self, specs: Iterable[ResourceSpec]) -> None:
+        specs = list(specs)
+        self.components: dict[str, Any] = {}
+        self.names: dict[str, dict[str, str]] = {}  # spec path -> role -> component name
+        if not specs:
+            return
+        pairs = [(spec.model, mode) for spec in specs for mode in ("validation", "serialization")]
+        refs, top = models_json_schema(pairs, ref_template=_REF, schema_generator=_Generator)  # type: ignore[arg-type]
+        defs: dict[str, Any] = top.get("$defs", {})
+        self.components.update(defs)
+        for spec in specs:
+            request = self._resolve(defs, refs[(spec.model, "validation")])
+            response = self._resolve(defs, refs[(spec.model, "serialization")])
+            names = self.names[spec.path] = {
+                role: self._free_name(f"{spec.model.__name__}{role}")
+                for role in ("Request", "Patch", "Document", "ListItem", "List")
+            }
+            self.components[names["Request"]] = _request_schema(request)
+            self.components[names["Patch"]] = _patch_schema(spec.model, request)
+            self.components[names["Document"]] = _document_schema(response)
+            self.components[names["ListItem"]] = _list_item_schema(response, spec.model.__name__, defs)
+            self.components[names["List"]] = _list_schema(spec, names["ListItem"])
+
+    @staticmethod
+    def _resolve(defs: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+        ref = schema.get("$ref", "")
+        name = ref.rsplit("/", 1)[-1]
+        return copy.deepcopy(defs[name]) if ref and name in defs else copy.deepcopy(schema)
+
+    def _free_name(self, name: str) -> str:
+        candidate, n = name, 2
+        while candidate in self.components:
+            candidate, n = f"{name}{n}", n + 1
+        self.components[candidate] = {}  # reserved
+        return candidate
+
+
+def _allows_null(schema: dict[str, Any]) -> bool:
+    if schema.get("type") == "null" or (isinstance(schema.get("type"), list) and "null" in schema["type"]):
+        return True
+    return any(_allows_null(option) for option in [*schema.get("anyOf", ()), *schema.get("oneOf", ())])
+
+
+def _request_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
+    """The body of POST and PUT: the model, plus an ``id`` the server ignores."""
+    schema = model_schema
+    if "properties" in schema:
+        schema["properties"] = {"id": {"description": "Ignored: the server assigns ids."}, **{
+            k: v for k, v in schema["properties"].items() if k != "id"}}
+        if "required" in schema:
+            schema["required"] = [r for r in schema["required"] if r != "id"]
+    return schema
+
+
+def _patch_schema(model: type[BaseModel], model_schema: dict[str, Any]) -> dict[str, Any]:
+    """The body of PATCH: a JSON merge patch (RFC 7396) of the model's fields."""
+    required = {info.alias or name for name, info in model.model_fields.items() if info.is_required()}
+    properties: dict[str, Any] = {"id": {"description": "Ignored: the server assigns ids."}}
+    for key, prop in copy.deepcopy(model_schema.get("properties", {})).items():
+        if key == "id":
+            continue
+        if key not in required and not _allows_null(prop):
+            outer = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+            prop = {"anyOf": [prop, {"type": "null"}], **outer}
+        properties[key] = prop
+    return {
+        "type": "object",
+        "title": f"{model.__name__} merge patch",
+        "description": "A JSON merge patch (RFC 7396): the fields to change; `null` returns an optional "
+        "field to its default (a required field set to `null` is a 422); nested objects are merged.",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def _document_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
+    """A stored document as responses carry it: its id, then every field."""
+    schema = model_schema
+    schema["properties"] = {"id": _ID, **{k: v for k, v in schema.get("properties", {}).items() if k != "id"}}
+    schema["required"] = ["id", *[r for r in schema.get("required", []) if r != "id"]]
+    schema.pop("additionalProperties", None)
+    return schema
+
+
+def _list_item_schema(model_schema: dict[str, Any], title: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """A document in a list page: only the fields named by ``?fields=`` (always its id).
+
+    A field holding a model may hold part of it (``?fields=address.city``): its schema is left open.
+    """
+    properties: dict[str, Any] = {"id": _ID}
+    for key, prop in model_schema.get("properties", {}).items():
+        if key == "id":
+            continue
+        nested = any("properties" in defs.get(name, {}) for _, name in _refs(prop))
+        properties[key] = {"description": f"`{key}`, only the sub-fields named when `?fields=` names some."} \
+            if nested else prop
+    return {
+        "type": "object",
+        "title": f"{title} (list item)",
+        "description": "A document; with `?fields=` only the named fields (and always `id`).",
+        "properties": properties,
+        "required": ["id"],
+    }
+
+
+def _list_schema(spec: ResourceSpec, item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": f"A page of {spec.name}",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": _ref(item)}},
+            "total": {"type": ["integer", "null"], "minimum": 0,
+                      "description": "Matching documents; null on a keyset page (`?after=`)."},
+            "page": {"type": ["integer", "null"], "minimum": 1, "description": "null on a keyset page."},
+            "per_page": {"type": "integer", "minimum": 1, "maximum": spec.max_per_page},
+        },
+        "required": ["items", "total", "page", "per_page"],
+    }
+
+
+_PROBLEM_SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "title": "Problem details (RFC 9457)",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 100, "maximum": 599},
+            "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {"$ref": _ref("ErrorDetail")}},
+        },
+        "required": ["type", "title", "status", "detail"],
+    },
+    "ErrorDetail": {
+        "type": "object",
+        "properties": {
+            "loc": {"type": "array", "items": {"type": ["string", "integer"]},
+                    "description": "Where: the field path (prefixed by the item's index in a bulk POST), "
+                    "or `[\"query\", parameter]`."},
+            "msg": {"type": "string"},
+            "type": {"type": "string"},
+        },
+        "required": ["loc", "msg", "type"],
+    },
+}
+
+_HEADERS: dict[str, Any] = {
+    "ETag": {"description": "Strong validator of the document's current version.", "required": True,
+             "schema": {"type": "string"}},
+    "Link": {"description": "RFC 8288 links to the first, prev, next and last pages.",
+             "schema": {"type": "string"}},
+    "Location": {"description": "The created document's URL (single create only).",
+                 "schema": {"type": "string"}},
+    "X-Created-Id": {"description": "The created ids, comma-separated for a bulk create.", "required": True,
+                     "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}},
+}
+
+
+# --- resource operations -------------------------------------------------------------------
+
+
+def _tag(spec: ResourceSpec) -> dict[str, Any]:
+    tag: dict[str, Any] = {"name": spec.name}
+    doc = (spec.model.__doc__ or "").strip()
+    if doc and not doc.startswith(("Usage docs:", "!!! abstract")):  # pydantic's BaseModel docstring
+        tag["description"] = doc
+    return tag
+
+
+def _errors(codes: Iterable[int]) -> dict[str, Any]:
+    return {str(code): {"$ref": f"#/components/responses/{ERRORS[code][0]}"} for code in codes}
+
+
+def _json_body(ref: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": {"$ref": _ref(ref)}}}}
+
+
+def _header(name: str, required: bool | None = None) -> dict[str, Any]:
+    if required is None:
+        return {"$ref": f"#/components/headers/{name}"}
+    return {**_HEADERS[name], "required": required}
+
+
+def _resource_paths(
+    spec: ResourceSpec, names: dict[str, str], protected: dict[str, bool], security: list[dict[str, Any]] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The path items of a resource's collection and of its documents."""
+    op_id = re.sub(r"[^A-Za-z0-9_]", "_", spec.path.strip("/"))
+    model = spec.model.__name__
+    tags = [spec.name]
+    id_param = {"name": "id", "in": "path", "required": True, "schema": _ID}
+    document = {**_json_body(names["Document"], f"The {model} document."),
+                "headers": {"ETag": _header("ETag")}}
+    links = {
+        f"get_{op_id}": {"operationId": f"get_{op_id}", "parameters": {"id": "$response.body#/id"}},
+        f"update_{op_id}": {"operationId": f"update_{op_id}", "parameters": {"id": "$response.body#/id"}},
+        f"delete_{op_id}": {"operationId": f"delete_{op_id}", "parameters": {"id": "$response.body#/id"}},
+    }
+    request_body = {
+        "required": True,
+        "content": {JSON: {"schema": {"oneOf": [
+            {"$ref": _ref(names["Request"])},
+            {"type": "array", "items": {"$ref": _ref(names["Request"])}, "minItems": 1,
+             "description": "Create many at once, all or nothing."},
+        ]}}},
+    }
+
+    def operation(kind: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra}
+        codes = list(_OPERATION_ERRORS[kind])
+        if protected.get(kind):
+            op["security"] = security
+            codes += [401, 403]
+        op["responses"] = {**responses, **_errors(sorted(codes))}
+        return op
+
+    collection = {
+        "get": operation(
+            "list", f"List {spec.name}",
+            {"200": {**_json_body(names["List"], f"A page of {model} documents."),
+                     "headers": {"Link": _header("Link")}}},
+            description="Filter with `?field=value` and `?field__op=value`, sort with `?sort=-a,b`, "
+            "project with `?fields=a,b`, page with `?page=&per_page=` or follow `?after=` cursors "
+            "from the `next` link.",
+            parameters=list(_list_parameters(spec)),
+        ),
+        "post": operation(
+            "create", f"Create a {model} (or many, with an array)",
+            {"201": {
+                "description": f"The created {model} document (an array of them for an array body).",
+                "headers": {"X-Created-Id": _header("X-Created-Id"), "Location": _header("Location"),
+                            "ETag": _header("ETag", False)},
+                "content": {JSON: {"schema": {"oneOf": [
+                    {"$ref": _ref(names["Document"])},
+                    {"type": "array", "items": {"$ref": _ref(names["Document"])}},
+                ]}}},
+                "links": links,
+            }},
+            requestBody=request_body,
+        ),
+    }
+    if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                "description": "Only if the document's current ETag is one of these (`*`: any)."}
+    item = {
+        "parameters": [id_param],
+        "get": operation(
+            "get", f"Get a {model}",
+            {"200": document,
+             "304": {"description": "Not modified: `If-None-Match` matches.", "headers": {"ETag": _header("ETag")}}},
+            parameters=[{"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+                         "description": "Answer 304 when the current ETag is one of these."}],
+        ),
+        "put": operation(
+            "replace", f"Replace a {model}", {"200": document}, parameters=[if_match],
+            requestBody={"required": True, "content": {JSON: {"schema": {"$ref": _ref(names["Request"])}}}},
+        ),
+        "patch": operation(
+            "update", f"Update a {model} (JSON merge patch)", {"200": document}, parameters=[if_match],
+            requestBody={"required": True, "content": {
+                JSON: {"schema": {"$ref": _ref(names["Patch"])}},
+                "application/merge-patch+json": {"schema": {"$ref": _ref(names["Patch"])}},
+            }},
+        ),
+        "delete": operation(
+            "delete", f"Delete a {model}", {"204": {"description": "Deleted."}}, parameters=[if_match],
+        ),
+    }
+    return collection, item
+
+
+def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
+    """page, per_page, sort, fields, after, then one parameter per field and operator."""
+    paths = spec.schema.paths
+    sortable = ["id", *[p for p, f in paths.items() if f.orderable]]
+    projectable = list(dict.fromkeys(["id", *spec.schema.top_level, *paths]))
+    yield {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}
+    yield {"name": "per_page", "in": "query", "description": f"Capped at {spec.max_per_page}.",
+           "schema": {"type": "integer", "minimum": 1, "default": spec.per_page}}
+    yield {"name": "sort", "in": "query", "style": "form", "explode": False,
+           "description": "Sort keys, `-` for descending; each field once.",
+           "schema": {"type": "array", "uniqueItems": True,
+                      "items": {"enum": [*sortable, *[f"-{p}" for p in sortable]]}}}
+    yield {"name": "fields", "in": "query", "style": "form", "explode": False,
+           "description": "Only these fields in each item (`id` is always included).",
+           "schema": {"type": "array", "items": {"enum": projectable}}}
+    yield {"name": "after", "in": "query", "schema": {"type": "string"},
+           "description": "A cursor from a `next` link: keyset paging, no total (instead of `page`)."}
+    yield from _filter_parameters("id", None)
+    for path, field in paths.items():
+        yield from _filter_parameters(path, field)
+
+
+def _filter_parameters(path: str, field: FieldPath | None) -> Iterator[dict[str, Any]]:
+    if field is None:  # the id
+        value, ops = _ID, (*_EQUALITY[:3], *_ORDERING)
+    else:
+        value = _inline(field.adapter.json_schema())
+        ops = _EQUALITY + (_ORDERING if field.orderable else ()) + (_TEXT if field.is_text else ())
+    member = " (matches any member of the list)" if field is not None and field.is_list else ""
+    null = "; `null` matches a missing or null value" if field is not None and field.nullable else ""
+    yield {"name": path, "in": "query", "description": f"`{path}` equals{member}{null}.", "schema": value}
+    for op in ops:
+        parameter: dict[str, Any] = {"name": f"{path}__{op}", "in": "query"}
+        if op in ("in", "nin"):
+            parameter.update(style="form", explode=False, schema={"type": "array", "items": value},
+                             description=f"`{path}` is {'not ' if op == 'nin' else ''}one of these (comma-separated).")
+        elif op == "exists":
+            parameter.update(schema={"type": "boolean"}, description=f"`{path}` is present and not null (or not).")
+        elif op in _TEXT:
+            parameter.update(schema={"type": "string"}, description=f"`{path}` {op} this text (case-sensitive).")
+        else:
+            parameter.update(schema=value, description=f"`{path}` {_OP_TEXT[op]} this value.")
+        yield parameter
+
+
+_OP_TEXT = {"ne": "is not (also matches missing/null)", "gt": "is greater than", "gte": "is at least",
+            "lt": "is less than", "lte": "is at most"}
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A scalar's schema with its ``$defs`` (enums) inlined: parameters carry no definitions."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/") and ref[8:] in defs:
+                return resolve(copy.deepcopy(defs[ref[8:]]))
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
+def _required(auth: Any, spec: ResourceSpec, operation: str) -> bool:
+    required = getattr(auth, "required", None)
+    return bool(required(spec, operation)) if callable(required) else True
+
+
+# --- the app's own routes --------------------------------------------------------------------
+
+_HEALTH = {"get": {
+    "tags": ["meta"], "summary": "Health: does the store answer?", "operationId": "health",
+    "responses": {
+        "200": {"description": "The store answers.", "content": {JSON: {"schema": {
+            "type": "object", "properties": {"status": {"const": "ok"}, "store": {"type": "object"}},
+            "required": ["status", "store"]}}}},
+        "503": {"description": "The store is unavailable.", "content": {JSON: {"schema": {
+            "type": "object", "properties": {"status": {"const": "unavailable"}, "store": {"type": "object"}},
+            "required": ["status", "store"]}}}},
+    },
+}}
+
+_DOCS_PATHS = {
+    "/openapi.json": {"get": {
+        "tags": ["meta"], "summary": "This OpenAPI document", "operationId": "openapi",
+        "responses": {"200": {"description": "The OpenAPI 3.1 document.",
+                              "content": {JSON: {"schema": {"type": "object"}}}}},
+    }},
+    "/docs": {"get": {
+        "tags": ["meta"], "summary": "Interactive documentation (Swagger UI)", "operationId": "docs",
+        "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+    }},
+}
+
+
+# --- mock routes -------------------------------------------------------------------------------
+
+
+def _mock_paths(mocks: list[MockRoute]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Path items for mocks with a plain URL; the regex ones listed apart (no OpenAPI path names them)."""
+    paths: dict[str, Any] = {}
+    patterns = []
+    for route in mocks:
+        if not route.is_literal:
+            patterns.append({"method": route.method, "url": route.url, "status": route.status})
+            continue
+        if route.url in paths:
+            continue
+        item = paths[route.url] = {}
+        for method in METHODS:
+            # what answers this path and method: the first mock declared that takes both
+            answering = next((m for m in mocks if m.matches(route.url) and m.allows(method)), None)
+            if answering is not None:
+                item[method.lower()] = _mock_operation(answering)
+    return paths, patterns
+
+
+def _mock_operation(route: MockRoute) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": "Mock response" + (" (computed from the request)." if route.dynamic
+                                                                  else ".")}
+    media = content_type(route)
+    if route.dynamic:
+        response["content"] = {media or "*/*": {"schema": {}}}
+    elif media is not None:
+        schema: dict[str, Any] = {"type": "string"}
+        if isinstance(route.body, (dict, list)):
+            schema = {"type": "object" if isinstance(route.body, dict) else "array"}
+        response["content"] = {media.split(";", 1)[0].strip(): {"schema": schema, "example": (
+            route.body if not isinstance(route.body, bytes) else None)}}
+    headers = {name: {"schema": {"type": "string", "const": value}}
+               for name, value in route.headers.items() if name.lower() != "content-type"}
+    if route.cookies:
+        headers["Set-Cookie"] = {"description": f"Sets {', '.join(route.cookies)}.", "schema": {"type": "string"}}
+    if headers:
+        response["headers"] = headers
+    return {"tags": ["mock"], "summary": f"Mock {route.method} {route.url}", "responses": {str(route.status): response}}
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+def _auth_docs(policy: Any) -> dict[str, Any] | None:
+    """The auth routes and security schemes: from ``policy.openapi()``, else from its configuration."""
+    if policy is None:
+        return None
+    described = getattr(policy, "openapi", None)
+    if callable(described):
+        docs = described()
+        return {"paths": dict(docs.get("paths", {})), "securitySchemes": dict(docs.get("securitySchemes", {}))}
+    config = getattr(policy, "auth", policy)
+    prefix = getattr(config, "prefix", "/auth")
+    cookie = getattr(config, "cookie_name", "AUTH_TOKEN")
+    providers = list(getattr(config, "providers", {}) or {})
+    csrf = getattr(config, "csrf_header", None)
+    schemes = {
+        "tokenCookie": {"type": "apiKey", "in": "cookie", "name": cookie,
+                        "description": "The signed token cookie set by sign-in"
+                        + (f"; cookie-authenticated writes also send a `{csrf}` header." if csrf else ".")},
+        "bearerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                        "description": "The same token as `Authorization: Bearer`."},
+    }
+    flag = {"type": "boolean"}
+    user = {"type": "object", "description": "What the provider said about the user, plus receivers' additions."}
+    provider = {"type": "string", **({"enum": providers} if providers else {})}
+
+    def answer(properties: dict[str, Any], required: list[str], description: str) -> dict[str, Any]:
+        return {"description": description, "content": {JSON: {"schema": {
+            "type": "object", "properties": properties, "required": required}}}}
+
+    paths = {
+        f"{prefix}/signin/": {"post": {
+            "tags": ["auth"], "summary": "Sign in with an identity provider's access token", "operationId": "signin",
+            "requestBody": {"required": True, "content": {JSON: {"schema": {
+                "type": "object", "properties": {"access_token": {"type": "string"}, "provider": provider},
+                "required": ["access_token", "provider"]}}}},
+            "responses": {
+                "200": answer({"authenticated": {"const": True}, "userData": user}, ["authenticated"],
+                              "Signed in; the token cookie is set."),
+                **_errors((400, 401, 403, 413, 415, 422)),
+                **_errors((502, 504)),
+            },
+        }},
+        f"{prefix}/signout/": {"post": {
+            "tags": ["auth"], "summary": "Sign out", "operationId": "signout",
+            "responses": {"200": answer({"loggedOut": {"const": True}}, ["loggedOut"], "Signed out; cookie cleared."),
+                          **_errors((401, 403))},
+        }},
+        f"{prefix}/me/": {"get": {
+            "tags": ["auth"], "summary": "Who is signed in", "operationId": "me",
+            "responses": {"200": answer({"authenticated": flag, "userData": user}, ["authenticated"],
+                                        "`authenticated` false, or true with `userData`."),
+                          **_errors((401,))},
+        }},
+    }
+    return {"paths": paths, "securitySchemes": schemes}
+
+
+def _prune(document: dict[str, Any]) -> None:
+    """Drop the components nothing reaches (pydantic's top-level defs, superseded by ours)."""
+    components = document["components"]
+    pending = _refs({k: v for k, v in document.items() if k != "components"})
+    reached: set[tuple[str, str]] = set()
+    while pending:
+        key = pending.pop()
+        if key not in reached:
+            reached.add(key)
+            pending.extend(_refs(components.get(key[0], {}).get(key[1])))
+    for kind in ("schemas", "responses", "headers"):
+        for name in list(components.get(kind, {})):
+            if (kind, name) not in reached:
+                del components[kind][name]
+
+
+def _refs(node: Any) -> list[tuple[str, str]]:
+    return re.findall(r"#/components/(\w+)/([A-Za-z0-9._-]+)", repr(node))
