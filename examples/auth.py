@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -38,7 +38,7 @@ class LocalDevProvider(AuthProvider):
     """
 
     name = "local-dev"
-    USERS = {
+    USERS: ClassVar[dict[str, dict[str, str]]] = {
         "alice-local-token": {"id": "alice", "email": "alice@localhost", "name": "Alice"},
         "bob-local-token": {"id": "bob", "email": "bob@localhost", "name": "Bob"},
     }

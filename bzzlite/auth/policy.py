@@ -217,12 +217,12 @@ class AuthPolicy:
             log.warning("sign-in with %s failed: %s", provider_name, _redact(str(exc), access_token))
             headers = {"Retry-After": "5"} if exc.status == 503 else None
             raise HTTPError(exc.status, exc.detail, headers=headers) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("sign-in with %s failed: no answer in %g s", provider_name, provider.timeout + 1.0)
             raise HTTPError(504, "The identity provider did not answer in time.") from None
         except HTTPError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a provider's bug must not become a 500)
             # A provider's bug: log where it happened, with the access token blanked out.
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             log.error("provider %s raised an exception:\n%s", provider_name, _redact(text, access_token))

@@ -9,7 +9,6 @@ arguments, so tests point them at a local fake provider.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -95,7 +94,7 @@ class TornadoHTTPClient:
                               request_timeout=timeout, follow_redirects=False)
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except (HTTPTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, HTTPTimeoutError):
             raise ProviderTimeout(f"no answer from {_where(url)} in {timeout:g} s") from None
         except HTTPClientError as exc:  # 599: the connection was closed early
             raise ProviderUnavailable(f"{_where(url)}: {exc}") from None

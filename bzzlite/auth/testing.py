@@ -53,7 +53,7 @@ def _handler_for(fake: FakeProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             fake.requests.append(ProviderRequest("GET", self.path, dict(self.headers.items())))
             route = self.path.split("?", 1)[0]
             if route in fake.hanging:
