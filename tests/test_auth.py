@@ -462,3 +462,12 @@ def test_a_custom_provider_signs_users_in(sqlite_url):
         assert "team" not in claims(token)
         assert client.get("/note", headers=browser(token, client)).code == 200
         assert client.post("/auth/signin/", json={"access_token": "nope", "provider": "fixed"}).code == 401
+
+
+def test_unauthenticated_comes_before_malformed_bodies(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        malformed = {"body": b"{nope", "headers": {"Content-Type": "application/json"}}
+        assert client.post("/note", **malformed).code == 401
+        assert client.put("/note/0123456789abcdef01234567", **malformed).code == 401
+        assert client.post("/note", body=b"x", headers={"Content-Type": "text/csv"}).code == 401
+        assert client.post("/note", json=[]).code == 401

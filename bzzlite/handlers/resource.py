@@ -133,13 +133,13 @@ class CollectionHandler(ResourceHandler):
 
     async def post(self) -> None:
         spec, signals = self.spec, self.runtime.signals
+        await self.authorize("create")  # 401/403 before anything is said about the body
         data = self.parse_body()
         bulk = isinstance(data, list)
         items = data if bulk else [data]
         if bulk and not items:
             raise ValidationFailed([{"loc": [], "msg": "The array is empty: send at least one object",
                                      "type": "too_short"}])
-        await self.authorize("create")
         all_arguments = [{"data": item} for item in items]
         for arguments in all_arguments:
             await send(signals.pre_create_instance, self.model, arguments=arguments, handler=self)
@@ -209,8 +209,8 @@ class ItemHandler(ResourceHandler):
 
     async def _update(self, id_: str, *, partial: bool) -> None:
         spec, signals = self.spec, self.runtime.signals
+        await self.authorize("update")  # 401/403 before anything is said about the body
         data = self.parse_body()
-        await self.authorize("update")
         arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
         await send(signals.pre_update_instance, self.model, arguments=arguments, handler=self)
         id_ = self.checked_id(arguments.get("id"))
