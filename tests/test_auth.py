@@ -311,7 +311,7 @@ def test_max_session_age_ends_a_session_however_often_it_is_renewed(fake, sqlite
 # -- the current user in receivers, signals ---------------------------------------------
 
 
-def test_receivers_scope_lists_and_forbid_others_documents(fake, sqlite_url):
+def test_receivers_scope_lists_and_forbid_others_documents(fake, store_url):
     registry = note_registry()
 
     @registry.on("pre_create_instance")
@@ -329,7 +329,7 @@ def test_receivers_scope_lists_and_forbid_others_documents(fake, sqlite_url):
         if record_.doc.get("owner") != handler.current_user["id"]:
             raise HTTPError(403, "Only the owner may delete this note.")
 
-    with serve(make_app(fake, sqlite_url, registry)) as client:
+    with serve(make_app(fake, store_url, registry)) as client:
         ann, bob = sign_in(client, "ann-token"), sign_in(client, "bob-token")
         anns = client.post("/note", json={"text": "ann's"}, headers=bearer(ann)).json()
         client.post("/note", json={"text": "bob's"}, headers=bearer(bob))

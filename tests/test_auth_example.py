@@ -23,9 +23,9 @@ def sign_in(client, token):
     return response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
 
 
-def test_the_auth_example(sqlite_url):
+def test_the_auth_example(store_url):
     example = load_example()
-    example.app.use_store(sqlite_url)
+    example.app.use_store(store_url)
     with serve(example.app) as client:
         alice, bob = sign_in(client, "alice-local-token"), sign_in(client, "bob-local-token")
         as_alice = {"Authorization": f"Bearer {alice}"}
