@@ -1,0 +1,70 @@
+"""`python -m bench`: measure bzzlite against hand-written Tornado and FastAPI servers.
+
+Exits 0 when every requested stack was measured, 1 when any failed (the others still run),
+2 when nothing could be measured (wrk missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from bench import machine, report, runner
+from bench.config import Config, quick
+from bench.load import LoadFailed
+from bench.stacks import STACKS
+from bench.workloads import WORKLOADS
+
+
+def _names(choices: Mapping[str, object]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type for a comma-separated subset of `choices`, kept in the given order."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (got {text!r})")
+        return names
+
+    return parse
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    """Command line → `Config`; `--quick` sets the small preset, explicit options still win."""
+    defaults = Config(stacks=tuple(STACKS), workloads=tuple(WORKLOADS))
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smallest run, a few seconds (CI smoke test)")
+    p.add_argument("--stacks", type=_names(STACKS), help=f"comma-separated, default {','.join(STACKS)}")
+    p.add_argument("--workloads", type=_names(WORKLOADS), help=f"comma-separated, default {','.join(WORKLOADS)}")
+    p.add_argument("--duration", type=int, help=f"seconds per measured run (default {defaults.duration})")
+    p.add_argument("--warmup", type=int, help=f"seconds of warm-up before each (default {defaults.warmup})")
+    p.add_argument("--reps", type=int, help=f"interleaved repetitions (default {defaults.reps})")
+    p.add_argument("--records", type=int, help=f"records in the data file (default {defaults.records})")
+    p.add_argument("--connections", type=int, help=f"wrk connections (default {defaults.connections})")
+    p.add_argument("--out", type=Path, help=f"results folder (default {defaults.out})")
+    args = p.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "quick"}
+    for key in ("duration", "reps", "records", "connections"):
+        if key in given and given[key] < 1:
+            p.error(f"--{key} must be at least 1")
+    return replace(quick(defaults) if args.quick else defaults, **given)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    try:
+        results = runner.run(config)
+    except LoadFailed as exc:  # wrk missing: nothing can be measured
+        print(f"python -m bench: {exc}", file=sys.stderr)
+        return 2
+    text, paths = report.write(results, machine.describe())
+    print(text)
+    print("written: " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 1 if results.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Load generation with Debian's `wrk`: installing it if needed, running it, reading its report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.server import pinned
+
+
+class LoadFailed(Exception):
+    """wrk could not be run or printed no report."""
+
+
+def ensure_wrk() -> None:
+    """Make sure `wrk` is on PATH, installing Debian's package (after `apt-get update` if needed)."""
+    if shutil.which("wrk"):
+        return
+    if _apt_get("install", "-y", "wrk") != 0:
+        _apt_get("update")
+        _apt_get("install", "-y", "wrk")
+    if not shutil.which("wrk"):
+        raise LoadFailed("wrk is not installed and `apt-get install -y wrk` did not install it")
+
+
+def _apt_get(*args: str) -> int:
+    return subprocess.run(
+        ["apt-get", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    ).returncode
+
+
+@dataclass(frozen=True)
+class WrkReport:
+    """What the Lua `done()` hook printed for one run."""
+
+    requests: int
+    seconds: float
+    p50_us: float
+    p99_us: float
+    errors: int  # connect/read/write/timeouts plus non-2xx/3xx answers
+
+
+def run_wrk(url: str, script: Path, args: list[str], seconds: int, connections: int, cpu: int | None) -> WrkReport:
+    """One wrk run of `seconds` against `url` with one thread, pinned to `cpu`."""
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(script), url, "--", *args,
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(pinned(command, cpu), capture_output=True, text=True, check=False, timeout=seconds + 60)
+    except subprocess.TimeoutExpired as exc:
+        raise LoadFailed(f"wrk did not finish: {' '.join(command)}") from exc
+    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        raise LoadFailed(f"wrk exited {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}")
+    raw = json.loads(line.removeprefix("BENCH_RESULT "))
+    return WrkReport(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        p50_us=raw["p50_us"],
+        p99_us=raw["p99_us"],
+        errors=sum(raw["errors"].values()),
+    )

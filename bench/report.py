@@ -1,0 +1,107 @@
+"""Turn measurements into per-(workload, stack) medians, a Markdown table and JSON files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.runner import Measurement, Results
+from bench.stacks import BASELINE
+
+
+def summarize(results: Results) -> list[dict[str, Any]]:
+    """Medians over repetitions, and each stack's CPU per request relative to the baseline."""
+    rows: list[dict[str, Any]] = []
+    for workload in results.config.workloads:
+        by_stack: dict[str, list[Measurement]] = {}
+        for m in results.measurements:
+            if m.workload == workload:
+                by_stack.setdefault(m.stack, []).append(m)
+        cpu = {s: statistics.median(m.cpu_us_per_request for m in ms) for s, ms in by_stack.items()}
+        for stack, ms in by_stack.items():
+            rows.append(
+                {
+                    "workload": workload,
+                    "stack": stack,
+                    "reps": len(ms),
+                    "cpu_us_per_request": cpu[stack],
+                    "cpu_us_min": min(m.cpu_us_per_request for m in ms),
+                    "cpu_us_max": max(m.cpu_us_per_request for m in ms),
+                    "cpu_ratio_to_baseline": cpu[stack] / cpu[BASELINE] if BASELINE in cpu else None,
+                    "cpu_busy": statistics.median(m.cpu_busy for m in ms),
+                    "requests_per_second": statistics.median(m.requests_per_second for m in ms),
+                    "p50_ms": statistics.median(m.p50_ms for m in ms),
+                    "p99_ms": statistics.median(m.p99_ms for m in ms),
+                    "rss_start_mib": statistics.median(m.rss_start_kib for m in ms) / 1024,
+                    "rss_end_mib": statistics.median(m.rss_end_kib for m in ms) / 1024,
+                    "errors": sum(m.errors for m in ms),
+                }
+            )
+    return rows
+
+
+def markdown(results: Results, rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    """The human-readable report: setup, one table, and any stack that could not be measured."""
+    c = results.config
+    server_cpu, load_cpu = results.cpus
+    pinning = f"server on CPU {server_cpu}, wrk on CPU {load_cpu}" if server_cpu is not None else "not pinned"
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
+    lines = [
+        f"# bzzlite benchmark ({c.name})",
+        "",
+        f"- Machine: {machine['cpu_model']}, {machine['cpus']} CPUs ({pinning}); {machine['platform']}",
+        f"- Software: Python {machine['python']}, SQLite {machine['sqlite']}, wrk {machine['wrk']}; {packages}",
+        (
+            f"- Run: {c.records:,} records, {c.reps} rep(s) × {c.duration} s per workload after {c.warmup} s"
+            f" warm-up, {c.connections} connections, one wrk thread; {time.strftime('%Y-%m-%d %H:%M %Z')}"
+        ),
+        "",
+        (
+            "CPU µs/req is the server's user+system CPU time over the measured run ÷ requests completed"
+            f" (median over reps, min–max in brackets); × {BASELINE} is its ratio to the {BASELINE} stack;"
+            " server CPU % is that CPU time ÷ the run's wall time: well under 100 %, the server waited"
+            " or another process took CPU from it or from wrk."
+        ),
+        "",
+        f"| workload | stack | CPU µs/req | × {BASELINE} | server CPU % | req/s | p50 ms | p99 ms | RSS MiB start → end | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['cpu_ratio_to_baseline']:.2f}" if r["cpu_ratio_to_baseline"] is not None else "–"
+        lines.append(
+            f"| {r['workload']} | {r['stack']} | {r['cpu_us_per_request']:.1f}"
+            f" ({r['cpu_us_min']:.1f}–{r['cpu_us_max']:.1f}) | {ratio} | {r['cpu_busy']:.0%}"
+            f" | {r['requests_per_second']:,.0f}"
+            f" | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rss_start_mib']:.1f} → {r['rss_end_mib']:.1f}"
+            f" | {r['errors']} |"
+        )
+    if results.failures:
+        lines += ["", "Not measured:", ""]
+        lines += [f"- **{stack}** failed: {why}" for stack, why in results.failures.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: Results, machine: dict[str, Any]) -> tuple[str, list[Path]]:
+    """Write `<name>.json` and `<name>.md` under the output folder; return the Markdown and paths."""
+    rows = summarize(results)
+    text = markdown(results, rows, machine)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(results.config).items()}
+    document = {
+        "machine": machine,
+        "config": config,
+        "pinning": {"server_cpu": results.cpus[0], "load_cpu": results.cpus[1]},
+        "baseline": BASELINE,
+        "summary": rows,
+        "runs": [dataclasses.asdict(m) | {"requests_per_second": m.requests_per_second} for m in results.measurements],
+        "failures": results.failures,
+    }
+    out = results.config.out
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{results.config.name}.json", out / f"{results.config.name}.md"]
+    paths[0].write_text(json.dumps(document, indent=2) + "\n")
+    paths[1].write_text(text)
+    return text, paths

@@ -1,0 +1,40 @@
+"""The servers being compared, each as the command line that starts it on a port and data file."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A server under test: a name for the tables and how to launch it."""
+
+    name: str
+    label: str
+    command: Callable[[int, Path], list[str]]
+
+
+def _module(module: str) -> Callable[[int, Path], list[str]]:
+    """The command line of a hand-written baseline in `bench/servers/`."""
+    return lambda port, db: [sys.executable, "-m", module, "--port", str(port), "--db", str(db)]
+
+
+def _bzzlite(port: int, db: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "bzzlite", "serve", "bench.servers.bzz_app:app",
+        "--port", str(port), "--db", f"sqlite:///{db.resolve()}", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+STACKS: dict[str, Stack] = {
+    s.name: s
+    for s in (
+        Stack("bzzlite", "bzzlite serve (Tornado, embedded SQLite store)", _bzzlite),
+        Stack("tornado_raw", "hand-written Tornado + sqlite3", _module("bench.servers.tornado_raw")),
+        Stack("fastapi", "FastAPI on uvicorn (httptools, uvloop) + sqlite3", _module("bench.servers.fastapi_app")),
+    )
+}
+BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
