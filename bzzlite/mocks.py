@@ -202,7 +202,9 @@ def sample_paths(pattern: str) -> list[str]:
     with and without its trailing slash. Patterns with other regex syntax give none."""
     pattern = pattern.removeprefix("^").removesuffix("$")
     slash = pattern.endswith("/?")
-    pattern = pattern.removesuffix("/?").replace("([^/]+)", SAMPLE_SEGMENT)
+    for group in ("([^/]+)", "(.+)", "(.*)"):
+        pattern = pattern.replace(group, SAMPLE_SEGMENT)
+    pattern = pattern.removesuffix("/?")
     path, escaped = [], False
     for char in pattern:
         if escaped:

@@ -33,6 +33,8 @@ _ID = {
     "pattern": "^[0-9a-f]{24}$",
     "description": "Server-assigned id: 24 hexadecimal characters, sorting by creation time.",
 }
+_IGNORED_ID = {"type": "string", "description": "Ignored: the server assigns ids (a document read back can be "
+               "sent as it is)."}
 _EQUALITY = ("ne", "in", "nin", "exists")
 _ORDERING = ("gt", "gte", "lt", "lte")
 _TEXT = ("contains", "startswith")
@@ -132,18 +134,50 @@ def _ref(name: str) -> str:
 # --- model schemas ---------------------------------------------------------------------
 
 
-class _Generator(GenerateJsonSchema):
-    """pydantic's generator, told what bzzlite's HTTP layer does with documents.
+_INT64 = (-(2**63), 2**63 - 1)
+_NO_NUL = "^[^\\u0000]*$"
+
+
+class _Portable(GenerateJsonSchema):
+    """pydantic's generator, told which values bzzlite refuses because no store keeps them:
+    integers beyond 64 bits (request bodies and query values alike)."""
+
+    def int_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().int_schema(schema)
+        if self.mode == "validation":
+            json_schema["minimum"] = max(json_schema.get("minimum", _INT64[0]), _INT64[0])
+            json_schema["maximum"] = min(json_schema.get("maximum", _INT64[1]), _INT64[1])
+        return json_schema
+
+
+class _Generator(_Portable):
+    """The generator of documents, told what bzzlite's HTTP layer does with them.
 
     Request bodies: unknown keys are rejected at every depth (``additionalProperties:
-    false`` on every model). Responses: a stored document carries every field, defaults
-    included (every field ``required``). Types JSON Schema cannot describe become ``{}``.
+    false`` on every model) and so are NUL characters. Responses: a stored document
+    carries every field, defaults included (every field ``required``). Types JSON Schema
+    cannot describe become ``{}``.
     """
 
     def model_schema(self, schema: Any) -> dict[str, Any]:
         json_schema = super().model_schema(schema)
         if self.mode == "validation" and "properties" in json_schema:
             json_schema["additionalProperties"] = False
+        return json_schema
+
+    def str_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().str_schema(schema)
+        if self.mode == "validation":
+            if "pattern" in json_schema:
+                json_schema["allOf"] = [{"pattern": _NO_NUL}]
+            else:
+                json_schema["pattern"] = _NO_NUL
+        return json_schema
+
+    def dict_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().dict_schema(schema)
+        if self.mode == "validation":
+            json_schema.setdefault("propertyNames", {}).setdefault("pattern", _NO_NUL)
         return json_schema
 
     def field_is_required(self, field: Any, total: bool) -> bool:
@@ -205,7 +239,7 @@ def _request_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
     """The body of POST and PUT: the model, plus an ``id`` the server ignores."""
     schema = model_schema
     if "properties" in schema:
-        schema["properties"] = {"id": {"description": "Ignored: the server assigns ids."}, **{
+        schema["properties"] = {"id": _IGNORED_ID, **{
             k: v for k, v in schema["properties"].items() if k != "id"}}
         if "required" in schema:
             schema["required"] = [r for r in schema["required"] if r != "id"]
@@ -215,7 +249,7 @@ def _request_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
 def _patch_schema(model: type[BaseModel], model_schema: dict[str, Any]) -> dict[str, Any]:
     """The body of PATCH: a JSON merge patch (RFC 7396) of the model's fields."""
     required = {info.alias or name for name, info in model.model_fields.items() if info.is_required()}
-    properties: dict[str, Any] = {"id": {"description": "Ignored: the server assigns ids."}}
+    properties: dict[str, Any] = {"id": _IGNORED_ID}
     for key, prop in copy.deepcopy(model_schema.get("properties", {})).items():
         if key == "id":
             continue
@@ -434,7 +468,8 @@ def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
     paths = spec.schema.paths
     sortable = ["id", *[p for p, f in paths.items() if f.orderable]]
     projectable = list(dict.fromkeys(["id", *spec.schema.top_level, *paths]))
-    yield {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}
+    yield {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1,
+                                                      "default": 1}}
     yield {"name": "per_page", "in": "query", "description": f"Capped at {spec.max_per_page}.",
            "schema": {"type": "integer", "minimum": 1, "default": spec.per_page}}
     yield {"name": "sort", "in": "query", "style": "form", "explode": False,
@@ -455,7 +490,9 @@ def _filter_parameters(path: str, field: FieldPath | None) -> Iterator[dict[str,
     if field is None:  # the id
         value, ops = _ID, (*_EQUALITY[:3], *_ORDERING)
     else:
-        value = _inline(field.adapter.json_schema())
+        value = _inline(field.adapter.json_schema(schema_generator=_Portable))
+        if field.nullable:
+            value = {"anyOf": [value, {"const": "null"}]}
         ops = _EQUALITY + (_ORDERING if field.orderable else ()) + (_TEXT if field.is_text else ())
     member = " (matches any member of the list)" if field is not None and field.is_list else ""
     null = "; `null` matches a missing or null value" if field is not None and field.nullable else ""

@@ -1,0 +1,92 @@
+"""Fuzzing from the spec: schemathesis against the example apps' own ``/openapi.json``.
+
+Each example app is served (on a fresh SQLite file) by this process; schemathesis runs
+as its command line in a child process, through all its phases (coverage, fuzzing,
+stateful), and fails on any 5xx or any answer the document does not describe: status
+codes, content types, headers and bodies. The server counts the requests it answered,
+so "at least 1,000 generated requests" is measured where they arrive.
+
+What is not checked, and why:
+- ``negative_data_rejection``: pydantic's lax mode accepts more than the schema says
+  (``"5"`` for an integer, ``0`` for a datetime), as in every pydantic-based framework.
+- ``positive_data_acceptance`` allows a 400 on list queries (an ``after`` cursor is
+  opaque: valid ones only come from ``next`` links, and it cannot go with ``page``) and
+  a 412 on writes (a made-up ``If-Match`` does not match the document's ETag).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("schemathesis", reason="pip install schemathesis (see pyproject's test extras)")
+
+from bzzlite.testing import serve  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+#: (module, examples per operation): together well over 1,000 requests.
+EXAMPLES = [("examples.todo", 60), ("examples.signals", 40)]
+MINIMUM_REQUESTS = {"examples.todo": 800, "examples.signals": 300}
+CHECKS = ",".join([
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "positive_data_acceptance",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "use_after_free",
+    "ensure_resource_availability",
+])
+CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-operation-id-regex = "^list_"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-operation-id-regex = "^(replace|update|delete)_"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "429"]
+"""
+answered: dict[str, Counter[int]] = {}
+
+
+@pytest.mark.parametrize(("module_name", "examples"), EXAMPLES)
+def test_schemathesis_finds_nothing(module_name: str, examples: int, sqlite_url: str, tmp_path: Path) -> None:
+    app = importlib.import_module(module_name).app
+    app.use_store(sqlite_url)
+    statuses = answered.setdefault(module_name, Counter())
+    app.settings["log_function"] = lambda handler: statuses.update([handler.get_status()])
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    with serve(app) as client:
+        run = subprocess.run(
+            [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+             f"{client.base_url}/openapi.json",
+             "--checks", CHECKS, "--max-examples", str(examples), "--seed", "20261124",
+             "--workers", "1", "--request-timeout", "10", "--continue-on-failure",
+             "--suppress-health-check", "all", "--output-truncate", "false",
+             "--report", "json", "--report-json-path", str(tmp_path / "report.json")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        )
+    report = json.loads((tmp_path / "report.json").read_text()) if (tmp_path / "report.json").exists() else {}
+    assert run.returncode == 0, f"schemathesis found problems:\n{run.stdout[-20000:]}\n{run.stderr[-3000:]}"
+    assert report.get("complete") is True
+    assert not [s for s in statuses if s >= 500], statuses
+    assert sum(statuses.values()) >= MINIMUM_REQUESTS[module_name], statuses
+
+
+def test_at_least_a_thousand_requests_in_total() -> None:
+    if len(answered) < len(EXAMPLES):
+        pytest.skip("runs after the fuzzing tests")
+    assert sum(sum(c.values()) for c in answered.values()) >= 1000, answered
