@@ -76,7 +76,7 @@ def objectid_fields(model: type[BaseModel]) -> frozenset[str]:
         if name == "id":
             continue
         tp, _, _ = unwrap(info.annotation)
-        args = getattr(tp, "__args__", ())
+        args: tuple[Any, ...] = getattr(tp, "__args__", ())
         if _is_objectid_type(tp) or (len(args) == 1 and _is_objectid_type(unwrap(args[0])[0])):
             found.add(name)
     return frozenset(found)

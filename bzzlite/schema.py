@@ -88,7 +88,8 @@ def _is_orderable(tp: Any) -> bool:
     import datetime
     import decimal
 
-    return tp in (int, float, str, bool, datetime.date, datetime.datetime, datetime.time, decimal.Decimal)
+    # subclasses too: ODMantic declares its datetimes as a datetime subclass
+    return isinstance(tp, type) and issubclass(tp, (int, float, str, datetime.date, datetime.time, decimal.Decimal))
 
 
 # --- unknown-key checking ---------------------------------------------------------

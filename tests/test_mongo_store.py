@@ -21,11 +21,16 @@ from bzzlite.errors import DuplicateKey, NotFound, StoreUnavailable, VersionConf
 from bzzlite.query import build_query, encode_cursor, parse_arguments, sort_values
 from bzzlite.stores import open_store
 from bzzlite.testing import serve
-from tests.mongo_standin.fixture import _free_port, is_standin, start_standin, stop_standin
+from tests.mongo_standin.fixture import (
+    _free_port,
+    is_standin,
+    start_standin,
+    stop_standin,
+)
 
 pytest.importorskip("motor")
 
-from bzzlite.stores.mongo import MongoStore, escape_regex  # noqa: E402
+from bzzlite.stores.mongo import MongoStore, escape_regex
 
 
 class Address(BaseModel):
@@ -206,7 +211,7 @@ def test_filters_mean_the_same_on_every_store(store_url, params, expected):
 def test_id_filters(store_url):
     async def body(store, spec):
         ids = await add(store, spec, *DATA[:4])
-        names = lambda page: [r.doc["name"] for r in page.records]  # noqa: E731
+        names = lambda page: [r.doc["name"] for r in page.records]
         assert names(await store.find(spec, query(spec, id=ids[1]))) == ["banana"]
         assert names(await store.find(spec, query(spec, id__in=f"{ids[0]},{ids[3]}"))) == ["apple", "abc"]
         assert names(await store.find(spec, query(spec, id__ne=ids[0]))) == ["banana", "a.c", "abc"]
@@ -319,7 +324,7 @@ def test_documents_written_by_other_tools_are_served(mongo_db_url):
     async def body(store, spec):
         client = AsyncIOMotorClient(mongo_db_url, tz_aware=True)
         await client.get_default_database()["event"].insert_one(
-            {"_id": oid, "title": "t", "at": datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc), "ref": ref})
+            {"_id": oid, "title": "t", "at": datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.UTC), "ref": ref})
         client.close()
         record = await store.get(spec, str(oid))
         assert (record.version, record.doc) == (0, {"title": "t", "at": "2024-05-01T12:00:00Z", "ref": str(ref)})
@@ -422,7 +427,7 @@ def test_concurrent_updates_with_the_same_if_match_one_wins(store_url, method):
         created = client.post("/counter", json={})
         url, tag = created.headers["Location"], created.headers["ETag"]
         for round_ in range(3):
-            codes = concurrently(6, lambda i: client.request(
+            codes = concurrently(6, lambda i, tag=tag: client.request(
                 method, url, json={"n": i + 1}, headers={"If-Match": tag}).code)
             assert sorted(codes) == [200] + [412] * 5, codes
             current = client.get(url)

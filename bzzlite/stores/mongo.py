@@ -28,20 +28,32 @@ from urllib.parse import unquote
 
 from bson import ObjectId
 from bson.errors import BSONError, InvalidId
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
+from motor.motor_asyncio import (
+    AsyncIOMotorClient,
+    AsyncIOMotorCollection,
+    AsyncIOMotorDatabase,
+)
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import (
     BulkWriteError,
-    ConfigurationError as PyMongoConfigurationError,
     ConnectionFailure,
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
 )
+from pymongo.errors import (
+    ConfigurationError as PyMongoConfigurationError,
+)
 from pymongo.uri_parser import parse_uri
 
 from .. import _odmantic as odmantic
-from ..errors import ConfigurationError, DuplicateKey, NotFound, StoreUnavailable, VersionConflict
+from ..errors import (
+    ConfigurationError,
+    DuplicateKey,
+    NotFound,
+    StoreUnavailable,
+    VersionConflict,
+)
 from ..query import Condition, Query
 from .base import Page, Record, Store
 from .sqlite import table_name
@@ -64,6 +76,8 @@ _VERSION = "_v"
 _NEVER: dict[str, Any] = {"_id": {"$in": []}}
 _INDEX_IN_MESSAGE = re.compile(r"index:? '?([\w.$-]+)")
 _INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+#: An index to create: name, keys, options, and the field(s) a unique one guards.
+_IndexPlan = tuple[str, list[tuple[str, int]], dict[str, Any], "str | None"]
 
 
 def database_name(url: str) -> str:
@@ -96,7 +110,7 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
+            value = value.replace(tzinfo=datetime.UTC)
         text = value.isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
     return value
@@ -105,7 +119,7 @@ def _plain(value: Any) -> Any:
 class _Collection:
     """What the store knows about one resource's collection."""
 
-    __slots__ = ("name", "handle", "objectid_fields", "unique_indexes")
+    __slots__ = ("handle", "name", "objectid_fields", "unique_indexes")
 
     def __init__(self, spec: ResourceSpec, handle: AsyncIOMotorCollection) -> None:
         self.name = collection_name(spec)
@@ -188,7 +202,7 @@ class MongoStore(Store):
         self._ready = True
 
     async def _create_indexes(self, spec: ResourceSpec, coll: _Collection) -> None:
-        wanted: list[tuple[str, list[tuple[str, int]], dict[str, Any], str | None]] = []
+        wanted: list[_IndexPlan] = []
         for field in spec.schema.unique:
             name = f"ux_{coll.name}_{field}"
             options = {"unique": True, "partialFilterExpression": {field: {"$type": _NOT_NULL}}}
@@ -198,11 +212,11 @@ class MongoStore(Store):
             wanted.append(("ix_" + coll.name + "_" + "_".join(k for k, _ in keys), keys, {}, None))
         if spec.is_odmantic:
             wanted.extend(self._odmantic_indexes(spec))
-        for name, keys, options, field in wanted:
-            if field is not None:
-                coll.unique_indexes[name] = field
+        for name, keys, options, guarded in wanted:
+            if guarded is not None:
+                coll.unique_indexes[name] = guarded
             try:
-                await coll.handle.create_index(keys, name=name, **options)
+                await coll.handle.create_index(keys, name=name, **options)  # type: ignore[arg-type]
             except OperationFailure as exc:
                 if exc.code not in _INDEX_CONFLICT:
                     raise
@@ -210,10 +224,10 @@ class MongoStore(Store):
                 # keep it, it still answers queries (and a unique one still rejects duplicates).
                 log.warning("MongoDB collection %s: keeping the existing index on %s (%s)", coll.name, keys, exc)
 
-    def _odmantic_indexes(self, spec: ResourceSpec) -> list[tuple[str, list[tuple[str, int]], dict[str, Any], str | None]]:
+    def _odmantic_indexes(self, spec: ResourceSpec) -> list[_IndexPlan]:
         """The model's ``Field(index=True)``, ``Field(unique=True)`` and ``model_config["indexes"]``;
         single-field unique ones are already made partial from the schema above."""
-        found = []
+        found: list[_IndexPlan] = []
         for index in spec.model.__indexes__():  # type: ignore[attr-defined]
             document = dict(index.get_pymongo_index().document)
             keys = list(document.pop("key").items())
@@ -238,9 +252,9 @@ class MongoStore(Store):
         return {
             "store": "mongodb",
             "database": self.db_name,
-            "servers": sorted(f"{host}:{port}" for host, port in client.nodes),
+            "servers": sorted(f"{host}:{port}" for host, port in client.nodes),  # type: ignore[attr-defined]
             "version": info.get("version"),
-            "topology": client.topology_description.topology_type_name,
+            "topology": client.topology_description.topology_type_name,  # type: ignore[attr-defined]
         }
 
     # -- errors ---------------------------------------------------------------------
@@ -251,7 +265,7 @@ class MongoStore(Store):
         try:
             yield
         except DuplicateKeyError as exc:
-            raise DuplicateKey(self._duplicate_field(coll, exc.details or {}, str(exc))) from None
+            raise DuplicateKey(self._duplicate_field(coll, dict(exc.details or {}), str(exc))) from None
         except ConnectionFailure as exc:  # unreachable, timed out, connection lost
             reason = str(exc).split(", Timeout: ")[0].split(" (configured timeouts")[0]
             raise StoreUnavailable(f"MongoDB is unreachable: {reason}") from exc
