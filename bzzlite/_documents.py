@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import _odmantic as odmantic
 from .errors import ValidationFailed
-from .schema import unknown_keys
+from .schema import canonical_time, unknown_keys
 
 if TYPE_CHECKING:
     from .registry import ResourceSpec
@@ -90,7 +91,32 @@ def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
         return odmantic.dump(instance)
     doc = instance.model_dump(mode="json")
     doc.pop("id", None)
+    if spec.schema.has_times:
+        canonical_times(instance, doc)
     return doc
+
+
+def canonical_times(value: Any, dumped: Any) -> Any:
+    """Rewrite, in place, the datetimes and times of ``value`` in its JSON-mode ``dumped``
+    form as :func:`~bzzlite.schema.canonical_time` text, so stores compare them in time order."""
+    if isinstance(value, (datetime.datetime, datetime.time)):
+        text = canonical_time(value) if isinstance(dumped, str) else None  # keep custom serializers' output
+        return dumped if text is None else text
+    if isinstance(value, BaseModel):
+        if isinstance(dumped, dict):
+            for name in type(value).model_fields:
+                if name in dumped:
+                    dumped[name] = canonical_times(getattr(value, name), dumped[name])
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        if isinstance(dumped, list) and len(items) == len(dumped):
+            for index, item in enumerate(items):
+                dumped[index] = canonical_times(item, dumped[index])
+    elif isinstance(value, dict) and isinstance(dumped, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and key in dumped:
+                dumped[key] = canonical_times(item, dumped[key])
+    return dumped
 
 
 def check_patch(spec: ResourceSpec, patch: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ No I/O and no Tornado here, so it is tested in microseconds.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import types
 import typing
@@ -79,7 +80,43 @@ class FieldPath:
             parsed = self.adapter.validate_strings(value)
         else:
             parsed = self.adapter.validate_python(value)
+        if isinstance(parsed, (datetime.datetime, datetime.time)):
+            text = canonical_time(parsed)
+            if text is not None:
+                return text
         return self.adapter.dump_python(parsed, mode="json")
+
+
+def canonical_time(value: datetime.datetime | datetime.time) -> str | None:
+    """Fixed-width text that sorts in time order, for stored documents and query values alike.
+
+    pydantic writes ``08:00:00Z`` and ``08:00:00.500000Z``, and ``+02:00`` offsets as given, so
+    text order (what both stores compare) is not time order. Aware datetimes become UTC with a
+    ``Z`` (as MongoDB keeps them), naive ones stay naive; microseconds are always written.
+    None when the value cannot be moved to UTC (the first or last day of the calendar).
+    """
+    if isinstance(value, datetime.datetime) and value.utcoffset() is not None:
+        try:
+            value = value.astimezone(datetime.timezone.utc)
+        except OverflowError:
+            return None
+        return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    text = value.isoformat(timespec="microseconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def mentions_time(annotation: Any, _seen: set[type] | None = None) -> bool:
+    """Whether a type can hold a datetime or a time anywhere inside (nested models included)."""
+    seen = set() if _seen is None else _seen
+    if isinstance(annotation, type):
+        if issubclass(annotation, (datetime.datetime, datetime.time)):
+            return True
+        if is_model(annotation):
+            if annotation in seen:
+                return False
+            seen.add(annotation)
+            return any(mentions_time(f.annotation, seen) for f in annotation.model_fields.values())
+    return any(mentions_time(arg, seen) for arg in get_args(annotation))
 
 
 def _is_orderable(tp: Any) -> bool:
@@ -194,6 +231,7 @@ class ModelSchema:
     list_fields: frozenset[str]  # top-level fields holding a list (for form data)
     nullable_fields: frozenset[str]
     top_level: tuple[str, ...]
+    has_times: bool = False  # datetimes/times somewhere: stored in canonical_time form
 
     def fill_defaults(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Fill top-level fields added to the model after ``doc`` was stored."""
@@ -207,8 +245,9 @@ class ModelSchema:
             if name in self.defaults:
                 filled[name] = self.defaults[name]
             elif name in self.default_factories:
-                adapter = TypeAdapter(type(value := self.default_factories[name]()))
-                filled[name] = adapter.dump_python(value, mode="json")
+                value = self.default_factories[name]()
+                text = canonical_time(value) if isinstance(value, (datetime.datetime, datetime.time)) else None
+                filled[name] = text if text is not None else TypeAdapter(type(value)).dump_python(value, mode="json")
         return filled
 
 
@@ -216,6 +255,10 @@ def _json_default(info: Any) -> tuple[bool, Any]:
     if info.default is PydanticUndefined:
         return False, None
     try:
+        if isinstance(info.default, (datetime.datetime, datetime.time)):
+            text = canonical_time(info.default)
+            if text is not None:
+                return True, text
         return True, TypeAdapter(Any).dump_python(info.default, mode="json")
     except Exception:  # an exotic default: leave the stored document as it is
         return False, None
@@ -280,6 +323,7 @@ def inspect_model(model: type[BaseModel]) -> ModelSchema:
         list_fields=frozenset(list_fields),
         nullable_fields=frozenset(nullable_fields),
         top_level=tuple(model.model_fields),
+        has_times=mentions_time(model),
     )
 
 
