@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from bzzlite import ConfigurationError, Unique
-from bzzlite.schema import inspect_model, shape_of, unknown_keys, unwrap
+from bzzlite.schema import canonical_time, inspect_model, mentions_time, shape_of, unknown_keys, unwrap
 
 
 class Color(str, enum.Enum):
@@ -93,8 +93,10 @@ def test_field_path_flags():
         ("active", "false", False),
         ("active", "0", False),
         ("born", "2024-02-29", "2024-02-29"),
-        ("seen", "2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z"),
-        ("seen", "2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05Z"),
+        ("seen", "2024-01-02T03:04:05Z", "2024-01-02T03:04:05.000000Z"),
+        ("seen", "2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05.000000Z"),
+        ("seen", "2024-01-02T05:04:05.5+02:00", "2024-01-02T03:04:05.500000Z"),
+        ("seen", "2024-01-02T03:04:05", "2024-01-02T03:04:05.000000"),
         ("color", "blue", "blue"),
         ("level", "2", 2),
         ("kind", "b", "b"),
@@ -261,3 +263,41 @@ def test_aliases_are_accepted_keys():
         full_name: str = Field(alias="fullName")
 
     assert errors(M, {"fullName": "x"}) == []
+
+
+# -- datetimes are kept as text that sorts in time order --------------------------------------
+
+
+def test_canonical_time_sorts_in_time_order():
+    utc = datetime.timezone.utc
+    plus2 = datetime.timezone(datetime.timedelta(hours=2))
+    instants = [
+        datetime.datetime(999, 1, 1, tzinfo=utc),
+        datetime.datetime(2024, 1, 10, 9, 0, tzinfo=plus2),  # 07:00 UTC
+        datetime.datetime(2024, 1, 10, 8, 0, tzinfo=utc),
+        datetime.datetime(2024, 1, 10, 8, 0, 0, 1, tzinfo=utc),
+        datetime.datetime(2024, 1, 10, 8, 0, 0, 500000, tzinfo=utc),
+        datetime.datetime(2024, 1, 10, 8, 0, 1, tzinfo=utc),
+    ]
+    texts = [canonical_time(d) for d in instants]
+    assert texts == sorted(texts)
+    assert texts[0] == "0999-01-01T00:00:00.000000Z"
+    assert texts[1] == "2024-01-10T07:00:00.000000Z"
+    assert canonical_time(datetime.datetime(2024, 1, 10, 8)) == "2024-01-10T08:00:00.000000"
+    assert canonical_time(datetime.time(8, 0)) == "08:00:00.000000"
+    assert canonical_time(datetime.time(8, 0, tzinfo=utc)) == "08:00:00.000000Z"
+    assert canonical_time(datetime.datetime(1, 1, 1, tzinfo=plus2)) is None  # cannot move to UTC
+
+
+def test_mentions_time():
+    assert mentions_time(Person)  # seen
+    assert not mentions_time(Address)
+    assert mentions_time(list[datetime.time])
+    assert not mentions_time(datetime.date)
+
+    class Deep(BaseModel):
+        pets: list[Pet] = []
+        when: dict[str, list[datetime.datetime | None]] = {}
+
+    assert mentions_time(Deep)
+    assert inspect_model(Deep).has_times and not inspect_model(Address).has_times
