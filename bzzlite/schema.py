@@ -122,11 +122,9 @@ def mentions_time(annotation: Any, _seen: set[type] | None = None) -> bool:
 def _is_orderable(tp: Any) -> bool:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return True
-    import datetime
-    import decimal
-
+    # Not Decimal: it is stored as text ("10" < "9.5"), so ranges and sorts would be wrong.
     # subclasses too: ODMantic declares its datetimes as a datetime subclass
-    return isinstance(tp, type) and issubclass(tp, (int, float, str, datetime.date, datetime.time, decimal.Decimal))
+    return isinstance(tp, type) and issubclass(tp, (int, float, str, datetime.date, datetime.time))
 
 
 # --- unknown-key checking ---------------------------------------------------------
