@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import decimal
 import enum
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -445,6 +446,28 @@ def test_a_forged_cursor_with_a_value_the_field_cannot_hold_is_refused(value):
     with pytest.raises(QueryError) as info:
         build_query(SCHEMA, {**args("sort=stock"), "after": text})
     assert info.value.parameter == "after"
+
+
+class Invoice(BaseModel):
+    amount: decimal.Decimal
+    due: datetime.time | None = None
+
+
+def test_decimals_are_matched_but_not_ordered():
+    """Decimals are stored as text, where "10" < "9.5": ranges and sorts are refused, not wrong."""
+    schema = inspect_model(Invoice)
+    assert build_query(schema, parse_arguments(schema, qs("amount=10.5"))).conditions == (
+        Condition("amount", "eq", "10.5"),)
+    for text, parameter in (("amount__gt=9", "amount__gt"), ("sort=amount", "sort"), ("amount__lte=1", "amount__lte")):
+        with pytest.raises(QueryError) as info:
+            build_query(schema, parse_arguments(schema, qs(text)))
+        assert info.value.parameter == parameter
+
+
+def test_times_are_ordered_in_canonical_form():
+    schema = inspect_model(Invoice)
+    q = build_query(schema, parse_arguments(schema, qs("due__gt=08:00&sort=due")))
+    assert q.conditions == (Condition("due", "gt", "08:00:00.000000"),)
 
 
 # -- helpers used by the stores and the handlers -----------------------------------------------
