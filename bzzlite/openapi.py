@@ -84,12 +84,12 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     settings = settings if settings is not None else Settings()
     schemas = _Schemas(registry.resources.values())
     components: dict[str, Any] = {
-        "schemas": {**_PROBLEM_SCHEMAS, **schemas.components},
+        "schemas": {**copy.deepcopy(_PROBLEM_SCHEMAS), **schemas.components},
         "responses": {
             name: {"description": text, "content": {PROBLEM_JSON: {"schema": {"$ref": _ref("Problem")}}}}
             for _, (name, text) in sorted(ERRORS.items())
         },
-        "headers": _HEADERS,
+        "headers": copy.deepcopy(_HEADERS),
     }
     components["responses"]["ServiceUnavailable"]["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
     paths: dict[str, Any] = {}
@@ -102,9 +102,9 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
         collection, item = _resource_paths(spec, schemas.names[spec.path], protected, security)
         paths[spec.path] = collection
         paths[f"{spec.path}/{{id}}"] = item
-    paths["/_health"] = _HEALTH
+    paths["/_health"] = copy.deepcopy(_HEALTH)
     if settings.docs:
-        paths.update(_DOCS_PATHS)
+        paths.update(copy.deepcopy(_DOCS_PATHS))
     if auth_docs:
         paths.update(auth_docs["paths"])
         components["securitySchemes"] = auth_docs["securitySchemes"]
