@@ -1,0 +1,25 @@
+"""The benchmark harness's smallest configuration runs, so it cannot rot (no timings asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install-test-deps installs it)")
+def test_quick_benchmark_measures_every_stack(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "quick.json").read_text())
+    assert report["failures"] == []
+    measured = {(row["stack"], row["workload"]) for row in report["summary"]
+                if row["cpu_us_per_request"] > 0 and row["errors"] == 0}
+    assert measured == {(s, w) for s in ("bzzlite", "tornado_raw", "fastapi") for w in ("get", "list", "create")}
