@@ -285,3 +285,16 @@ def fake_port_that_refuses() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_remembered_token_still_expires(monkeypatch):
+    from bzzlite.auth import tokens
+
+    signer = TokenSigner(SECRET, 1200)
+    now = time.time()
+    token, _ = signer.issue(USER, now=now - 1190)  # ten seconds left
+    assert signer.verify(token).user["id"] == "ann-1"  # verified, and remembered
+    assert signer.verify(token).user["id"] == "ann-1"  # from memory
+    monkeypatch.setattr(tokens.time, "time", lambda: now + 20)
+    with pytest.raises(tokens.InvalidToken, match="expired"):
+        signer.verify(token)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -19,6 +21,7 @@ from ..errors import ConfigurationError
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash output
 MAX_TOKEN_LENGTH = 4096  # a token is a few hundred bytes; anything longer is not ours
+_CACHE_SIZE = 4096  # verified tokens remembered, so a busy client's token is checked once
 _REQUIRED_CLAIMS = ("sub", "provider", "sid", "iat", "exp")
 
 
@@ -33,7 +36,7 @@ class InvalidToken(Exception):
 class Session:
     """What a valid token says: the user, the session id and the token's expiry."""
 
-    user: dict[str, Any]  # {"id", "email", "name", "provider"}
+    user: Mapping[str, Any]  # {"id", "email", "name", "provider"}, read-only (sessions are cached)
     session_id: str
     issued_at: float
     expires_at: float
@@ -55,16 +58,19 @@ class TokenSigner:
             raise ConfigurationError("the token lifetime must be a positive number of seconds")
         self._key = key
         self.lifetime = float(lifetime)
+        # token -> its Session, for tokens whose signature and claims verified. Only expiry
+        # depends on the time, so a hit is re-checked against it and nothing else.
+        self._verified: dict[str, Session] = {}
 
     def __repr__(self) -> str:
         return f"TokenSigner(lifetime={self.lifetime:g})"  # never the key
 
-    def issue(self, user: dict[str, Any], *, session_id: str | None = None,
+    def issue(self, user: Mapping[str, Any], *, session_id: str | None = None,
               started_at: float | None = None, now: float | None = None) -> tuple[str, Session]:
         """A new token for ``user``; pass the ``session_id`` of the token being renewed."""
         now = time.time() if now is None else now
         session = Session(
-            user={k: user.get(k) for k in ("id", "email", "name", "provider")},
+            user=MappingProxyType({k: user.get(k) for k in ("id", "email", "name", "provider")}),
             session_id=session_id or secrets.token_urlsafe(16),
             issued_at=int(now),
             expires_at=int(now + self.lifetime),
@@ -88,6 +94,22 @@ class TokenSigner:
         Raises:
             InvalidToken: anything but an unexpired token this app signed with HS256.
         """
+        session = self._verified.get(token)
+        if session is not None:
+            if session.expires_at <= time.time():
+                self._verified.pop(token, None)
+                raise InvalidToken("the token has expired")
+            return session
+        session = self._verify(token)
+        if len(self._verified) >= _CACHE_SIZE:
+            try:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            except (RuntimeError, StopIteration, KeyError):  # another thread got there first
+                self._verified.clear()
+        self._verified[token] = session
+        return session
+
+    def _verify(self, token: str) -> Session:
         if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             raise InvalidToken("not a token of this app")
         try:
@@ -114,5 +136,5 @@ class TokenSigner:
             raise InvalidToken("the token's 'sat' claim is not a number")
         user = {"id": claims["sub"], "email": claims.get("email"), "name": claims.get("name"),
                 "provider": claims["provider"]}
-        return Session(user=user, session_id=claims["sid"], issued_at=claims["iat"],
+        return Session(user=MappingProxyType(user), session_id=claims["sid"], issued_at=claims["iat"],
                        expires_at=claims["exp"], started_at=started)
