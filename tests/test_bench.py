@@ -19,7 +19,7 @@ def test_quick_benchmark_measures_every_stack(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "quick.json").read_text())
-    assert report["failures"] == []
+    assert not report["failures"]
     measured = {(row["stack"], row["workload"]) for row in report["summary"]
                 if row["cpu_us_per_request"] > 0 and row["errors"] == 0}
     assert measured == {(s, w) for s in ("bzzlite", "tornado_raw", "fastapi") for w in ("get", "list", "create")}
