@@ -44,6 +44,7 @@ class Identity:
 
     session: Session
     via: str
+    token: str
 
 
 class BadCredentials(Exception):
@@ -105,7 +106,7 @@ class AuthPolicy:
                                 headers=_WWW_AUTHENTICATE)
             return None
         if identity.via == "cookie":
-            self.renew(handler, identity.session)
+            self.renew(handler, identity)
         user = dict(identity.session.user)
         handler.current_user = user
         return user
@@ -137,7 +138,7 @@ class AuthPolicy:
             raise BadCredentials("the session is older than max_session_age", via)
         if await self.auth.revocations.is_revoked(session.session_id):
             raise BadCredentials("the session was signed out", via)
-        return Identity(session, via)
+        return Identity(session, via, token)
 
     # -- cross-site request forgery ------------------------------------------------------
 
@@ -186,10 +187,14 @@ class AuthPolicy:
     def clear_cookie(self, handler: tornado.web.RequestHandler) -> None:
         handler.clear_cookie(self.auth.cookie_name, **self._cookie_options(handler))
 
-    def renew(self, handler: tornado.web.RequestHandler, session: Session) -> None:
+    def renew(self, handler: tornado.web.RequestHandler, identity: Identity) -> None:
         """A fresh cookie for the same session: the lifetime counts from this request."""
-        token, _ = self.auth.signer.issue(session.user, session_id=session.session_id,
-                                          started_at=session.started_at)
+        session = identity.session
+        if session.issued_at == int(time.time()):
+            token = identity.token  # issued this second: a new one would be the same bytes
+        else:
+            token, _ = self.auth.signer.issue(session.user, session_id=session.session_id,
+                                              started_at=session.started_at)
         self.set_cookie(handler, token)
 
     # -- sign-in and sign-out ------------------------------------------------------------
