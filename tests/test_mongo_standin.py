@@ -207,6 +207,26 @@ def test_filter(run, query, expected):
     run(body)
 
 
+def test_iso_date_strings_compare_as_strings(run):
+    """The store keeps dates as ISO-8601 text; MongoDB compares that text as strings."""
+    async def body(db):
+        await db.c.insert_many([
+            {"k": 0, "at": "2024-01-10T08:00:00.000000Z", "n": [1, 2]},
+            {"k": 1, "at": "2024-01-10T08:00:00.500000Z", "n": []},
+            {"k": 2, "at": "2023-12-31T00:00:00.000000Z", "n": [2]},
+        ])
+        for query, expected in [
+            ({"at": "2024-01-10T08:00:00.000000Z"}, [0]),
+            ({"at": {"$gt": "2024-01-10T08:00:00.000000Z"}}, [1]),
+            ({"at": {"$lt": "2024-01-01"}}, [2]),
+            ({"$and": [{"n": 2}, {"at": {"$lt": "2024-01-01"}}]}, [2]),
+        ]:
+            assert await ids(db.c.find(query)) == expected, query
+            assert await db.c.count_documents(query) == len(expected), query
+
+    run(body)
+
+
 def test_dotted_paths(run):
     async def body(db):
         await db.c.insert_many([

@@ -26,6 +26,7 @@ import time
 import bson
 from neosqlite.binary import Binary as NeoBinary
 from neosqlite.collection import Collection
+from neosqlite.collection.cursor import Cursor
 from neosqlite.collection.query_helper import QueryHelper, get_force_fallback, set_force_fallback
 from neosqlite.collection.sql_translator_unified import SQLTranslator
 from neosqlite.collection.type_correction import normalize_id_query_for_db
@@ -178,6 +179,12 @@ def _translate_match(self, spec, context="direct"):
 
 
 QueryHelper._normalize_id_query = lambda self, query: query
+
+# Gap: find() hands a filter holding a datetime-looking value (an ISO-8601 string too) to
+# neosqlite's DateTimeQueryProcessor, which compares strings as truncated datetimes and
+# drops conditions: "…08:00:00.5Z" == "…08:00:00Z". MongoDB compares strings as strings;
+# the evaluation mode above does, so that processor is never used.
+Cursor._contains_datetime_operations = lambda self, query: False
 
 
 # --- projection: Gap: dotted paths in an inclusion ({"sub.x": 1}) are dropped ----------------
