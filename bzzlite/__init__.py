@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import signals
 from .app import App
 from .errors import BzzliteError, ConfigurationError, HTTPError
+from .nested import Ref
 from .registry import Registry, default_registry, mock, on, resource
 from .schema import Unique
 
@@ -13,6 +14,7 @@ __all__ = [
     "BzzliteError",
     "ConfigurationError",
     "HTTPError",
+    "Ref",
     "Registry",
     "Unique",
     "default_registry",

@@ -18,7 +18,9 @@ from .handlers.base import BaseHandler, NotFoundHandler
 from .handlers.docs import docs_rules
 from .handlers.mock import MockHandler
 from .handlers.resource import CollectionHandler, ItemHandler
+from .handlers.nested import NestedHandler, route_rows
 from .mocks import check_collisions, group_by_url, sample_paths
+from .nested import inspect_nested
 from .openapi import build_document
 from .registry import Registry, default_registry
 from .runtime import Runtime
@@ -90,6 +92,14 @@ class App(tornado.web.Application):
             path = re.escape(spec.path)
             rules.append((rf"{path}/?", CollectionHandler, kwargs))
             rules.append((rf"{path}/([^/]+)/?", ItemHandler, kwargs))
+        # Nested routes (embedded models, lists, references) come after every collection and
+        # item rule, so a resource under another's prefix keeps its own routes.
+        specs = list(self.registry.resources.values())
+        for spec in specs:
+            tree = inspect_nested(spec, specs)
+            if tree.fields:
+                kwargs = {"runtime": self.runtime, "spec": spec, "tree": tree}
+                rules.append((rf"{re.escape(spec.path)}/([^/]+)/(.+)", NestedHandler, kwargs))
         return rules
 
     def _extra_rules(self, taken: list[Any]) -> list[Any]:
@@ -135,6 +145,9 @@ class App(tornado.web.Application):
         table = []
         for rule in self.wildcard_router.rules:
             target = rule.target
+            if target is NestedHandler:
+                table.extend(route_rows(rule.target_kwargs["spec"], rule.target_kwargs["tree"]))
+                continue
             allowed = getattr(target, "ALLOWED", ())
             pattern = getattr(rule.matcher, "regex", None)
             path = pattern.pattern.rstrip("$") if pattern is not None else str(rule.matcher)
