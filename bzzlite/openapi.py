@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
+FORM = "application/x-www-form-urlencoded"
 _REF = "#/components/schemas/{model}"
 _ID = {
     "type": "string",
@@ -214,6 +215,10 @@ class _Schemas:
             self.components[names["Document"]] = _document_schema(response)
             self.components[names["ListItem"]] = _list_item_schema(response, spec.model.__name__, defs)
             self.components[names["List"]] = _list_schema(spec, names["ListItem"])
+            if all(name in spec.schema.paths for name in spec.schema.top_level):
+                # a flat model can be sent as form fields too (bzz's example did)
+                names["Form"] = self._free_name(f"{spec.model.__name__}Form")
+                self.components[names["Form"]] = _form_schema(self.components[names["Request"]])
 
     @staticmethod
     def _resolve(defs: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +248,24 @@ def _request_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
             k: v for k, v in schema["properties"].items() if k != "id"}}
         if "required" in schema:
             schema["required"] = [r for r in schema["required"] if r != "id"]
+    return schema
+
+
+def _form_schema(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as form fields: strings coerced to the field types; a form has no null,
+    an empty value stands for it (on optional fields)."""
+    schema = copy.deepcopy(request)
+    for key, prop in schema.get("properties", {}).items():
+        options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}]
+        if len(options) < len(prop.get("anyOf", ())):
+            prop.pop("anyOf")
+            prop.pop("default", None)
+            if len(options) == 1:
+                prop.update(options[0])
+            else:
+                prop["anyOf"] = options
+            prop["description"] = (prop.get("description", "") + " An empty value means null.").strip()
+    schema["title"] = f"{schema.get('title', 'Document')} (form fields)"
     return schema
 
 
@@ -399,6 +422,11 @@ def _resource_paths(
              "description": "Create many at once, all or nothing."},
         ]}}},
     }
+    single = {"required": True, "content": {JSON: {"schema": {"$ref": _ref(names["Request"])}}}}
+    if "Form" in names:
+        form = {FORM: {"schema": {"$ref": _ref(names["Form"])}}}
+        request_body["content"].update(form)
+        single["content"].update(form)
 
     def operation(kind: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
         op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra}
@@ -447,7 +475,7 @@ def _resource_paths(
         ),
         "put": operation(
             "replace", f"Replace a {model}", {"200": document}, parameters=[if_match],
-            requestBody={"required": True, "content": {JSON: {"schema": {"$ref": _ref(names["Request"])}}}},
+            requestBody=single,
         ),
         "patch": operation(
             "update", f"Update a {model} (JSON merge patch)", {"200": document}, parameters=[if_match],

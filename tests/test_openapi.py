@@ -134,6 +134,10 @@ def test_request_and_response_schemas_come_from_the_model(doc: dict[str, Any]) -
     assert resolve(doc, created["headers"]["X-Created-Id"])["required"] is True
     assert created["links"]["get_todo_item"]["parameters"] == {"id": "$response.body#/id"}
 
+    # form fields for flat models only (TodoItem has a nested address; Person is flat)
+    assert set(post["requestBody"]["content"]) == {"application/json"}
+    people = doc["paths"]["/api/people"]["post"]["requestBody"]["content"]
+    assert set(people) == {"application/json", "application/x-www-form-urlencoded"}
     patch = doc["paths"]["/todo_item/{id}"]["patch"]["requestBody"]["content"]
     assert set(patch) == {"application/json", "application/merge-patch+json"}
     merge = resolve(doc, patch["application/json"]["schema"])
