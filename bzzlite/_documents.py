@@ -88,9 +88,10 @@ def unstorable(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]
 def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
     """A validated model instance as a JSON-mode document (without the id)."""
     if spec.is_odmantic:
-        return odmantic.dump(instance)
-    doc = instance.model_dump(mode="json")
-    doc.pop("id", None)
+        doc = odmantic.dump(instance)
+    else:
+        doc = instance.model_dump(mode="json")
+        doc.pop("id", None)
     if spec.schema.has_times:
         canonical_times(instance, doc)
     return doc

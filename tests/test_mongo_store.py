@@ -327,7 +327,7 @@ def test_documents_written_by_other_tools_are_served(mongo_db_url):
             {"_id": oid, "title": "t", "at": datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.UTC), "ref": ref})
         client.close()
         record = await store.get(spec, str(oid))
-        assert (record.version, record.doc) == (0, {"title": "t", "at": "2024-05-01T12:00:00Z", "ref": str(ref)})
+        assert (record.version, record.doc) == (0, {"title": "t", "at": "2024-05-01T12:00:00.000000Z", "ref": str(ref)})
         with pytest.raises(VersionConflict):
             await store.replace(spec, str(oid), {"title": "u"}, 1)
         assert (await store.replace(spec, str(oid), {"title": "u"}, 0)).version == 1

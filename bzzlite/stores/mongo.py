@@ -55,6 +55,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..query import Condition, Query
+from ..schema import canonical_time
 from .base import Page, Record, Store
 from .sqlite import table_name
 
@@ -101,18 +102,18 @@ def escape_regex(text: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A value read from MongoDB in JSON mode: ObjectIds as hex, dates as ISO strings."""
+    """A value read from MongoDB in JSON mode: ObjectIds as hex, dates as the text the
+    store would have written (:func:`~bzzlite.schema.canonical_time`)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, ObjectId):
         return str(value)
-    if isinstance(value, datetime.datetime):
+    if isinstance(value, datetime.datetime):  # BSON dates are UTC
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return canonical_time(value) or value.isoformat()
     return value
 
 
