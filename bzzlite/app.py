@@ -17,6 +17,7 @@ from .errors import StoreUnavailable
 from .handlers.base import BaseHandler, NotFoundHandler
 from .handlers.docs import docs_rules
 from .handlers.mock import MockHandler
+from .feeds.websocket import ChangesHandler
 from .handlers.resource import CollectionHandler, ItemHandler
 from .handlers.nested import NestedHandler, route_rows
 from .mocks import check_collisions, group_by_url, sample_paths
@@ -91,6 +92,8 @@ class App(tornado.web.Application):
             kwargs = {"runtime": self.runtime, "spec": spec}
             path = re.escape(spec.path)
             rules.append((rf"{path}/?", CollectionHandler, kwargs))
+            if self.runtime.feeds is not None:
+                rules.append((rf"{path}/_changes/?", ChangesHandler, kwargs))
             rules.append((rf"{path}/([^/]+)/?", ItemHandler, kwargs))
         # Nested routes (embedded models, lists, references) come after every collection and
         # item rule, so a resource under another's prefix keeps its own routes.

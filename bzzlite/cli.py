@@ -143,6 +143,7 @@ async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout
     await stopping.wait()
     log.info("stopping: no new connections; waiting up to %ss for requests in flight", graceful_timeout)
     server.stop()
+    await app.runtime.end_streams()  # change feeds would otherwise hold the wait below
     deadline = time.monotonic() + graceful_timeout
     while app.runtime.in_flight > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)

@@ -29,6 +29,11 @@ class Runtime:
         self.auth: Any = None  # an auth policy object (bzzlite.auth), when configured
         self.store: Store = open_store(settings.db)
         self.in_flight = 0  # requests being handled (counted by BaseHandler)
+        self.feeds: Any = None  # bzzlite.feeds.Feeds: the change feeds, unless turned off
+        if settings.feeds:
+            from .feeds import Feeds
+
+            self.feeds = Feeds(self)
         self._open = False
         self._opening: asyncio.Lock | None = None
         for spec in registry.resources.values():
@@ -57,10 +62,18 @@ class Runtime:
                     )
                 except asyncio.TimeoutError:
                     raise StoreUnavailable("the store did not answer in time") from None
+                if self.feeds is not None:
+                    await self.feeds.attach(self.store)
                 self._open = True
         return self.store
 
+    async def end_streams(self) -> None:
+        """End long-lived responses (change feeds) so that shutdown need not wait for them."""
+        if self.feeds is not None:
+            await self.feeds.close()
+
     async def close(self) -> None:
+        await self.end_streams()
         if self._open:
             self._open = False
             await self.store.close()

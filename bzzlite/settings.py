@@ -27,6 +27,11 @@ class Settings:
     version: str = "0.1.0"
     servers: list[str] = field(default_factory=list)
     debug: bool = False
+    feeds: bool = True  # every collection is a live change feed (SSE and WebSocket; see docs/feeds.md)
+    feed_journal_size: int = 10_000  # changes the store keeps for subscribers that resume
+    feed_heartbeat: float = 15.0  # seconds between keep-alive messages on a feed
+    feed_buffer: int = 256 * 1024  # bytes a subscriber may fall behind before it is disconnected
+    feed_poll: float = 0.01  # seconds between reads of the SQLite journal while someone subscribes
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
@@ -46,6 +51,10 @@ class Settings:
         settings = cls(**values)
         if settings.max_body_size < 1:
             raise ConfigurationError("max_body_size must be a positive number of bytes")
+        if settings.feed_journal_size < 1 or settings.feed_buffer < 1024:
+            raise ConfigurationError("feed_journal_size must be 1 or more and feed_buffer at least 1024 bytes")
+        if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
+            raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
         return settings
 
 

@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 from .. import _documents as documents
 from .._ids import is_valid_id, new_id
 from ..errors import HTTPError, ValidationFailed, VersionConflict
+from ..feeds.sse import stream as feed_stream
+from ..feeds.sse import wants_event_stream
 from ..query import build_query, encode_cursor, parse_arguments, project, sort_values
 from ..signals import send, send_after_commit
 from .base import BaseHandler
@@ -86,8 +88,17 @@ class CollectionHandler(ResourceHandler):
     """``GET /name`` (a page of documents) and ``POST /name`` (create one or many)."""
 
     ALLOWED = ("GET", "POST")
+    feed: Any = None  # the change feed this GET streams, when it asked for text/event-stream
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        if self.feed is not None:
+            self.feed.end()
 
     async def get(self) -> None:
+        if self.runtime.feeds is not None and wants_event_stream(self.request):
+            await feed_stream(self)  # the list's rules, then its changes as Server-Sent Events
+            return
         spec, signals = self.spec, self.runtime.signals
         query_args = self.query_arguments()
         await self.authorize("list")

@@ -1,0 +1,128 @@
+"""What a feed carries: changes read from the journal, and the events made of them.
+
+A :class:`Change` is one committed write as the journal recorded it (one per document,
+in commit order, numbered by the journal). A subscriber receives an :class:`Event` for
+each change whose document matches its query before or after the change; the event's
+JSON body is made once per distinct query and shared by every subscriber that asked
+the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import _documents as documents
+from ..query import project
+from ..stores.base import Record
+from .matcher import matches
+
+if TYPE_CHECKING:
+    from ..query import Condition
+    from ..registry import ResourceSpec
+
+CREATED, UPDATED, DELETED = "created", "updated", "deleted"
+
+
+@dataclass(slots=True)
+class Change:
+    """A committed write: ``doc`` is the document after it (before it, for a deletion);
+    ``old`` the document before an update."""
+
+    seq: int
+    collection: str  # the resource's collection path, e.g. "/api/people"
+    op: str  # created | updated | deleted
+    doc_id: str
+    doc: dict[str, Any]
+    old: dict[str, Any] | None = None
+    at: str | None = None  # ISO time of the commit, when the store knows it
+
+
+class Decoded:
+    """A change as its resource's subscribers see it: full documents (defaults filled,
+    with their id) before and after, and the updated fields."""
+
+    __slots__ = ("change", "before", "after", "updated_fields")
+
+    def __init__(self, spec: ResourceSpec, change: Change) -> None:
+        self.change = change
+        doc = documents.as_json(spec, Record(change.doc_id, 0, change.doc))
+        self.before: dict[str, Any] | None
+        self.after: dict[str, Any] | None
+        self.updated_fields: dict[str, Any] | None = None
+        if change.op == CREATED:
+            self.before, self.after = None, doc
+        elif change.op == DELETED:
+            self.before, self.after = doc, None
+        else:
+            self.before = documents.as_json(spec, Record(change.doc_id, 0, change.old or {}))
+            self.after = doc
+            self.updated_fields = documents.updated_fields(
+                {k: v for k, v in self.before.items() if k != "id"}, change.doc
+            )
+
+    def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> Event | None:
+        """The event a subscriber with this query receives, or None when it concerns none
+        of the documents it can see (neither before nor after the change)."""
+        now = matches(conditions, self.after)
+        if not now and not matches(conditions, self.before):
+            return None
+        change = self.change
+        body: dict[str, Any] = {
+            "event_id": change.seq,
+            "type": change.op,
+            "doc": project(self.after if self.after is not None else self.before, fields),  # type: ignore[arg-type]
+            "matches": now,
+        }
+        if self.updated_fields is not None:
+            body["updated_fields"] = project_updated_fields(self.updated_fields, fields)
+        if change.at is not None:
+            body["at"] = change.at
+        return Event(change.seq, change.op, orjson.dumps(body))
+
+
+def project_updated_fields(updated: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
+    """``updated_fields`` limited to what ``?fields=`` asked for (a dotted path narrows
+    ``from`` and ``to``; a field whose asked-for part did not change is left out)."""
+    if fields is None:
+        return updated
+    before = project({"id": None, **{k: v["from"] for k, v in updated.items()}}, fields)
+    after = project({"id": None, **{k: v["to"] for k, v in updated.items()}}, fields)
+    out: dict[str, Any] = {}
+    for key in updated:
+        if key == "id" or (key not in before and key not in after):
+            continue
+        old, new = before.get(key), after.get(key)
+        if old != new or type(old) is not type(new):
+            out[key] = {"from": old, "to": new}
+    return out
+
+
+class Event:
+    """One event for the subscribers of one query: its id, type and JSON body."""
+
+    __slots__ = ("seq", "type", "body", "_sse")
+
+    def __init__(self, seq: int, type_: str, body: bytes) -> None:
+        self.seq = seq
+        self.type = type_
+        self.body = body
+        self._sse: bytes | None = None
+
+    @property
+    def sse(self) -> bytes:
+        """The event as Server-Sent Events lines (made once, shared by subscribers)."""
+        if self._sse is None:
+            self._sse = b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq, self.type.encode(), self.body)
+        return self._sse
+
+    def message(self, sub_id: bytes) -> bytes:
+        """The event as a WebSocket message naming the subscription (``sub_id`` is JSON)."""
+        return b'{"sub":' + sub_id + b"," + self.body[1:]
+
+
+def sse_control(type_: str, seq: int, body: dict[str, Any]) -> bytes:
+    """A feed's own event (ready, reset, overflow) as Server-Sent Events lines."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, type_.encode(), orjson.dumps(body))

@@ -1,0 +1,307 @@
+"""The feed hub of one process: who subscribes to what, and delivery from the journal.
+
+While at least one subscriber is connected, one task follows the store's journal and
+hands each batch of changes to the subscribers of the changed collections; nothing
+runs when nobody subscribes. Subscribers that asked the same query form a group: the
+match and the event body are computed once per group, then written to each member.
+A write never waits for a subscriber: delivery only appends to the subscriber's
+bounded output buffer, and one whose buffer is full is disconnected (it can resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import HTTPError
+from .events import Decoded, Event
+from .journal import Journal, TooOld, journal_for
+
+if TYPE_CHECKING:
+    from ..query import Condition
+    from ..registry import ResourceSpec
+    from ..runtime import Runtime
+    from ..stores.base import Store
+
+log = logging.getLogger("bzzlite.feeds")
+
+_REPLAY_BATCH = 200
+_MAX_BACKLOG = 10_000  # live events held for a subscriber while it replays
+
+
+class Subscription:
+    """One query followed by one client; subclasses write to an SSE stream or a WebSocket."""
+
+    __slots__ = ("spec", "conditions", "fields", "key", "last", "backlog", "closed", "__weakref__")
+
+    def __init__(self, spec: ResourceSpec, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
+        self.spec = spec
+        self.conditions = conditions
+        self.fields = fields
+        self.key = (spec.path, orjson.dumps([[c.path, c.op, c.value, c.is_list] for c in conditions]), fields)
+        self.last = 0  # the id of the latest change this subscriber is up to date with
+        self.backlog: list[Event] | None = None  # live events held while replaying
+        self.closed = False
+
+    # -- what the hub calls --------------------------------------------------------------
+
+    def offer(self, events: list[Event]) -> None:
+        if self.backlog is not None:
+            self.backlog.extend(events)
+            if len(self.backlog) > _MAX_BACKLOG:
+                self.overflow("too many changes arrived while replaying")
+            return
+        if events[0].seq <= self.last:
+            events = [e for e in events if e.seq > self.last]
+            if not events:
+                return
+        self.last = events[-1].seq
+        self.deliver(events)
+
+    def deliver(self, events: list[Event]) -> None:
+        """Queue events for the client (never blocks; overflows instead)."""
+        raise NotImplementedError
+
+    def control(self, type_: str, seq: int | None, body: dict[str, Any]) -> None:
+        """Send one of the feed's own events: ready, reset, overflow."""
+        raise NotImplementedError
+
+    def overflow(self, reason: str) -> None:
+        """Disconnect a client that fell too far behind, telling it why and where it was."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """Stop (client gone, server stopping)."""
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Wait until what was queued so far has been handed to the network."""
+
+
+class _Group:
+    """Subscribers of one collection that asked the same conditions and fields."""
+
+    __slots__ = ("conditions", "fields", "members")
+
+    def __init__(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
+        self.conditions = conditions
+        self.fields = fields
+        self.members: dict[Subscription, None] = {}  # insertion-ordered set
+
+
+class Feeds:
+    """The change feeds of one :class:`~bzzlite.runtime.Runtime` (one process)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.runtime = runtime
+        self.journal_size = settings.feed_journal_size
+        self.heartbeat = settings.feed_heartbeat
+        self.buffer = settings.feed_buffer
+        self.poll = settings.feed_poll
+        self.specs = {spec.path: spec for spec in runtime.registry.resources.values()}
+        self.journal: Journal | None = None
+        self.groups: dict[str, dict[Any, _Group]] = {}  # collection path -> key -> group
+        self.count = 0  # subscriptions in this process
+        self.position = 0  # id of the latest change handed to subscribers
+        self.overflows = 0  # subscribers disconnected for falling behind
+        self.closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._endpoints: dict[Any, None] = {}  # open streams and sockets, ended on close
+
+    # -- store lifecycle -----------------------------------------------------------------
+
+    async def attach(self, store: Store) -> None:
+        """Start journaling in a newly opened store (the runtime calls this at open)."""
+        self.closing = False
+        self.journal = journal_for(store, size=self.journal_size, poll=self.poll)
+        if self.journal is not None:
+            await self.journal.attach(list(self.specs.values()))
+
+    async def close(self) -> None:
+        """End every stream and socket, stop following the journal."""
+        self.closing = True
+        for endpoint in list(self._endpoints):
+            endpoint.shutdown()
+        self._endpoints.clear()
+        for group in [g for groups in self.groups.values() for g in groups.values()]:
+            for sub in list(group.members):
+                sub.end()
+        await self._stop()
+        if self.journal is not None:
+            await self.journal.close()
+
+    def opened(self, endpoint: Any) -> None:
+        """Track a stream or socket: it gets ``heartbeat(position)`` calls, and
+        ``shutdown()`` when the feeds close."""
+        self._endpoints[endpoint] = None
+
+    def closed(self, endpoint: Any) -> None:
+        self._endpoints.pop(endpoint, None)
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    async def ready(self) -> Journal:
+        """Make sure the journal is being followed; call before answering a subscriber.
+
+        Raises:
+            HTTPError: 503 while the store (or the server) is unavailable, 501 when the
+                store keeps no journal.
+        """
+        if self.closing:
+            raise HTTPError(503, "The server is shutting down.", headers={"Retry-After": "1"})
+        await self.runtime.ready_store()
+        journal = self.journal
+        if journal is None:
+            raise HTTPError(501, "This store offers no change feeds.")
+        if not self._tasks:
+            head = await journal.head()
+            if not self._tasks:  # nobody started them while we waited
+                self.position = head
+                self._tasks = [
+                    asyncio.ensure_future(self._follow(journal, head)),
+                    asyncio.ensure_future(self._beat()),
+                ]
+        return journal
+
+    async def subscribe(self, sub: Subscription, since: int | None) -> None:
+        """Register ``sub``; first replay what it missed after ``since`` (if given).
+
+        The subscriber gets a ``reset`` event when ``since`` is older than the journal, then
+        a ``ready`` event carrying the id it is up to date with, then live events.
+        """
+        journal = await self.ready()
+        if since is None:
+            sub.last = self.position
+            self._add(sub)
+            sub.control("ready", sub.last, {"event_id": sub.last})
+            return
+        sub.last = since
+        sub.backlog = []
+        self._add(sub)
+        try:
+            await self._replay(journal, sub)
+        except TooOld:
+            sub.last = max(self.position, await journal.head())
+            sub.control("reset", sub.last, {
+                "event_id": sub.last,
+                "reason": f"the changes after event {since} are no longer in the journal "
+                          "(or that id is unknown here): reload, then follow from this event",
+            })
+        if sub.closed:
+            return
+        backlog, sub.backlog = sub.backlog or [], None
+        if backlog:
+            sub.offer(backlog)
+        sub.last = max(sub.last, self.position)
+        sub.control("ready", sub.last, {"event_id": sub.last})
+
+    async def _replay(self, journal: Journal, sub: Subscription) -> None:
+        spec = sub.spec
+        budget = max(1, self.buffer // 4)
+        while not sub.closed:
+            changes = await journal.replay(sub.last, _REPLAY_BATCH)
+            events: list[Event] = []
+            size = 0
+            for change in changes:
+                if change.collection != spec.path:
+                    continue
+                event = Decoded(spec, change).event_for(sub.conditions, sub.fields)
+                if event is not None:
+                    events.append(event)
+                    size += len(event.body)
+                if size > budget:
+                    sub.deliver(events)
+                    events, size = [], 0
+                    await sub.drain()
+            if events:
+                sub.deliver(events)
+            if changes:
+                sub.last = changes[-1].seq
+            if len(changes) < _REPLAY_BATCH:
+                return
+            await sub.drain()
+
+    def _add(self, sub: Subscription) -> None:
+        groups = self.groups.setdefault(sub.spec.path, {})
+        group = groups.get(sub.key)
+        if group is None:
+            group = groups[sub.key] = _Group(sub.conditions, sub.fields)
+        group.members[sub] = None
+        self.count += 1
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget ``sub`` (idempotent); the last one out stops following the journal."""
+        groups = self.groups.get(sub.spec.path)
+        group = groups.get(sub.key) if groups else None
+        if group is None or sub not in group.members:
+            return
+        del group.members[sub]
+        self.count -= 1
+        if not group.members:
+            del groups[sub.key]  # type: ignore[index]
+            if not groups:
+                del self.groups[sub.spec.path]
+        if self.count == 0:
+            asyncio.ensure_future(self._stop())
+
+    async def _stop(self) -> None:
+        if self.count and not self.closing:
+            return
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    # -- delivery ------------------------------------------------------------------------
+
+    async def _follow(self, journal: Journal, after: int) -> None:
+        try:
+            async for batch in journal.follow(after):
+                self.dispatch(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("following the change journal failed; feeds stop until the next subscriber")
+            for group in [g for groups in self.groups.values() for g in groups.values()]:
+                for sub in list(group.members):
+                    sub.end()
+            self._tasks = []
+
+    def dispatch(self, changes: list[Any]) -> None:
+        """Hand a batch of committed changes (in id order) to the matching subscribers."""
+        pending: dict[_Group, list[Event]] = {}
+        for change in changes:
+            groups = self.groups.get(change.collection)
+            if not groups:
+                continue
+            decoded = Decoded(self.specs[change.collection], change)
+            for group in groups.values():
+                event = decoded.event_for(group.conditions, group.fields)
+                if event is not None:
+                    pending.setdefault(group, []).append(event)
+        if changes:
+            self.position = max(self.position, changes[-1].seq)
+        for group, events in pending.items():
+            for sub in list(group.members):
+                try:
+                    sub.offer(events)
+                except Exception:
+                    log.exception("delivering to a feed subscriber failed; disconnecting it")
+                    sub.end()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            for endpoint in list(self._endpoints):
+                try:
+                    endpoint.heartbeat(self.position)
+                except Exception:
+                    log.exception("a feed heartbeat failed")

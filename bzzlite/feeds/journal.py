@@ -1,0 +1,66 @@
+"""The journal: every committed change, numbered in commit order, kept for a while.
+
+Feeds read changes from where the store keeps them, never from the process that made
+them, so a change made through any worker (or, on MongoDB, by any program) reaches
+subscribers everywhere, and a subscriber that reconnects can be given what it missed.
+:class:`Journal` is what the feed hub needs of a store; each store has its own.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..registry import ResourceSpec
+    from ..stores.base import Store
+    from .events import Change
+
+
+class TooOld(Exception):
+    """The journal no longer holds (or never held) the changes after this id."""
+
+
+class Journal(ABC):
+    """Reads a store's changes in commit order; ids are increasing integers."""
+
+    @abstractmethod
+    async def attach(self, specs: Sequence[ResourceSpec]) -> None:
+        """Start journaling the resources' collections (idempotent; at store open)."""
+
+    @abstractmethod
+    async def head(self) -> int:
+        """The id of the latest change (0 when there is none yet)."""
+
+    @abstractmethod
+    async def replay(self, after: int, limit: int) -> list[Change]:
+        """Up to ``limit`` changes with ids above ``after``, oldest first.
+
+        Raises:
+            TooOld: some changes after ``after`` are gone, or ``after`` is unknown here.
+        """
+
+    @abstractmethod
+    def follow(self, after: int) -> AsyncIterator[list[Change]]:
+        """Batches of new changes after ``after``, as they are committed, until cancelled."""
+
+    async def close(self) -> None:
+        """Release what :meth:`follow` holds."""
+
+
+def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:
+    """The journal of a store, or None when the store keeps none."""
+    from ..stores.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from .sqlite import SQLiteJournal
+
+        return SQLiteJournal(store, size=size, poll=poll)
+    if type(store).__name__ == "MongoStore":
+        try:
+            from .mongo import MongoJournal
+        except ImportError:  # not written yet
+            return None
+        return MongoJournal(store, size=size)
+    return None

@@ -1,0 +1,194 @@
+"""Server-Sent Events on a collection URL: ``GET /name?<query>`` with ``Accept: text/event-stream``.
+
+The collection handler hands such a request to :func:`stream`, which applies the same
+rules as a list read (auth for ``list``, the ``pre_get_list`` receivers, the query
+language) and then keeps the response open, writing one SSE event per change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from tornado.iostream import StreamBufferFullError, StreamClosedError
+
+from ..errors import QueryError
+from ..query import build_query, parse_arguments
+from ..signals import send
+from .events import Event, sse_control
+from .hub import Subscription
+
+if TYPE_CHECKING:
+    import tornado.httputil
+
+    from ..handlers.resource import CollectionHandler
+    from ..query import Condition
+    from ..registry import ResourceSpec
+    from .hub import Feeds
+
+log = logging.getLogger("bzzlite.feeds")
+
+EVENT_STREAM = "text/event-stream"
+SINCE = "since"
+_OVERFLOW_GRACE = 10.0  # seconds a disconnected-for-overflow client has to read its last bytes
+
+
+def wants_event_stream(request: tornado.httputil.HTTPServerRequest) -> bool:
+    """Whether a GET asks for the collection's change feed rather than a page of it."""
+    return EVENT_STREAM in request.headers.get("Accept", "")
+
+
+def since_from(handler: CollectionHandler, query_args: dict[str, list[str]]) -> int | None:
+    """Where to resume: ``Last-Event-ID`` (what a reconnecting EventSource sends) wins over
+    ``?since=``; an id this server never gave (not a number) is -1, answered by a reset.
+    ``since`` is a filter instead when the model has a field of that name."""
+    values = None if SINCE in handler.spec.schema.top_level else query_args.pop(SINCE, None)
+    header = handler.request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        text = header.strip()
+        return int(text) if text.isdigit() and len(text) < 20 else -1
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise QueryError(SINCE, "give this parameter once", "query_repeated")
+    text = values[0].strip()
+    if not text.isdigit() or len(text) >= 20:
+        raise QueryError(SINCE, f"{values[0][:40]!r} is not an event id (a non-negative integer)", "query_value")
+    return int(text)
+
+
+async def stream(handler: CollectionHandler) -> None:
+    """Answer ``handler``'s GET with the collection's change feed, until the client leaves."""
+    feeds: Feeds = handler.runtime.feeds
+    spec = handler.spec
+    query_args = handler.query_arguments()
+    since = since_from(handler, query_args)
+    await handler.authorize("list")
+    arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
+    await send(handler.runtime.signals.pre_get_list, handler.model, arguments=arguments, handler=handler)
+    query = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+    await feeds.ready()
+
+    handler.set_header("Content-Type", EVENT_STREAM)
+    handler.set_header("Cache-Control", "no-cache")
+    handler.set_header("X-Accel-Buffering", "no")  # tell nginx not to hold events back
+    sub = EventStream(feeds, handler, spec, query.conditions, query.fields)
+    handler.feed = sub
+    handler.write(b": bzzlite change feed\n\n")
+    handler.flush()
+    connection: Any = handler.request.connection
+    stream_ = getattr(connection, "stream", None)
+    if stream_ is not None:
+        stream_.max_write_buffer_size = feeds.buffer
+    sub.stream = stream_
+    feeds.opened(sub)
+    try:
+        await feeds.subscribe(sub, since)
+        if not sub.closed:
+            await sub.done
+    except Exception as exc:  # after the headers: end the stream, the client resumes
+        log.warning("change feed of %s ended: %s", spec.path, exc)
+        sub.control("error", None, {"detail": "The feed stopped on a server error; reconnect to resume."})
+    finally:
+        sub.end()
+        feeds.closed(sub)
+
+
+class EventStream(Subscription):
+    """A subscription written to one SSE response."""
+
+    __slots__ = ("feeds", "handler", "stream", "done", "_sent")
+
+    def __init__(
+        self,
+        feeds: Feeds,
+        handler: CollectionHandler,
+        spec: ResourceSpec,
+        conditions: tuple[Condition, ...],
+        fields: tuple[str, ...] | None,
+    ) -> None:
+        super().__init__(spec, conditions, fields)
+        self.feeds = feeds
+        self.handler = handler
+        self.stream: Any = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent = 0  # the latest id written on the wire
+
+    def _write(self, data: bytes) -> bool:
+        if self.closed:
+            return False
+        stream_ = self.stream
+        if stream_ is not None and stream_.max_write_buffer_size is not None:
+            # Refuse only when what is already queued exceeds the bound (any one event fits).
+            stream_.max_write_buffer_size = self.feeds.buffer + len(data) + 32
+        try:
+            self.handler.write(data)
+            self.handler.flush()
+            return True
+        except StreamBufferFullError:
+            self.overflow("the client reads slower than changes arrive")
+        except StreamClosedError:
+            self.end()
+        return False
+
+    def deliver(self, events: list[Event]) -> None:
+        if self._write(events[0].sse if len(events) == 1 else b"".join(e.sse for e in events)):
+            self._sent = events[-1].seq
+
+    def control(self, type_: str, seq: int | None, body: dict[str, Any]) -> None:
+        if seq is None:
+            self._write(b"event: %s\ndata: %s\n\n" % (type_.encode(), orjson.dumps(body)))
+        elif self._write(sse_control(type_, seq, body)):
+            self._sent = max(self._sent, seq)
+
+    def heartbeat(self, position: int) -> None:
+        position = max(self.last, position) if self.backlog is None else 0  # no promise while replaying
+        if position > self._sent:
+            # An id without data sets the client's Last-Event-ID without firing an event:
+            # nothing it may see changed up to here, so a resume need not replay older ids.
+            if self._write(b": ping\nid: %d\n\n" % position):
+                self._sent = position
+        else:
+            self._write(b": ping\n\n")
+
+    def overflow(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.feeds.overflows += 1
+        if self.stream is not None:
+            self.stream.max_write_buffer_size = None  # room for the reason, after what is queued
+        self.control("overflow", None, {"reason": reason, "event_id": self._sent,
+                                        "detail": "Disconnected for falling behind; reconnect with "
+                                                  "Last-Event-ID to resume."})
+        stream_ = self.stream
+        self.end()
+        if stream_ is not None and not stream_.closed():
+            # A client that stopped reading altogether must not hold the buffer forever.
+            asyncio.get_running_loop().call_later(_OVERFLOW_GRACE, stream_.close)
+
+    def end(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.feeds.unsubscribe(self)
+        if not self.done.done():
+            self.done.set_result(None)
+        handler = self.handler
+        if not handler._finished:
+            try:
+                handler.finish()
+            except Exception:  # the connection is already gone
+                pass
+
+    def shutdown(self) -> None:
+        self.end()
+
+    async def drain(self) -> None:
+        if self.closed:
+            return
+        try:
+            await self.handler.flush()
+        except StreamClosedError:
+            self.end()

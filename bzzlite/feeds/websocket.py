@@ -1,0 +1,232 @@
+"""``/{name}/_changes``: one WebSocket, several subscriptions to a collection's changes.
+
+Client messages (JSON text)::
+
+    {"type": "subscribe", "id": "open", "query": "done=false&fields=title", "since": 41}
+    {"type": "unsubscribe", "id": "open"}
+
+Server messages carry the subscription's ``id`` as ``sub``: ``ready``, ``reset``,
+``created``/``updated``/``deleted`` (the same bodies as the SSE events), ``unsubscribed``
+and ``error``; ``ping`` and ``overflow`` concern the whole socket. Auth for ``list``
+is checked at the upgrade, ``pre_get_list`` receivers run for every subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+import tornado.websocket
+from tornado.iostream import StreamBufferFullError
+
+from .. import _json
+from ..errors import HTTPError, QueryError
+from ..handlers.base import PROBLEM_JSON, as_http_error, problem
+from ..query import build_query, parse_arguments
+from ..signals import send
+from .events import Event
+from .hub import Subscription
+
+if TYPE_CHECKING:
+    from ..query import Condition
+    from ..registry import ResourceSpec
+    from ..runtime import Runtime
+    from .hub import Feeds
+
+log = logging.getLogger("bzzlite.feeds")
+
+MAX_SUBSCRIPTIONS = 100  # per socket
+OVERFLOW_CODE = 4008  # close code: the client fell too far behind
+
+
+class ChangesHandler(tornado.websocket.WebSocketHandler):
+    """The WebSocket endpoint of one collection's change feed."""
+
+    ALLOWED = ("GET",)
+
+    def initialize(self, runtime: Runtime, spec: ResourceSpec, **kwargs: Any) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.model = spec.model
+        self.feeds: Feeds = runtime.feeds
+        self.subs: dict[str, SocketSubscription] = {}
+        self.gone = False
+
+    @property
+    def max_message_size(self) -> int:
+        return 64 * 1024  # subscribe messages are small
+
+    async def prepare(self) -> None:
+        if self.runtime.auth is not None:
+            await self.runtime.auth.authorize(self, self.spec, "list")
+        await self.feeds.ready()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Refusals before the upgrade are problem+json, like every other bzzlite error."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        error = as_http_error(exc) if exc is not None else None
+        if error is None:
+            error = HTTPError(status_code if status_code < 500 and exc is None else 500,
+                              None if status_code < 500 and exc is None else "Internal server error.")
+        self.clear()
+        self.set_status(error.status)
+        for name, value in error.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", PROBLEM_JSON)
+        self.finish(_json.dumps(problem(error.status, error.message, error.errors)))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if value is None or as_http_error(value) is None:
+            super().log_exception(typ, value, tb)
+
+    # -- the socket ----------------------------------------------------------------------
+
+    def open(self, *args: Any) -> None:
+        stream = getattr(self.ws_connection, "stream", None)
+        if stream is not None:
+            stream.max_write_buffer_size = self.feeds.buffer
+        self.feeds.opened(self)
+
+    def on_close(self) -> None:
+        self.gone = True
+        for sub in list(self.subs.values()):
+            sub.end()
+        self.feeds.closed(self)
+
+    def send(self, data: bytes) -> None:
+        """Queue one message; a full buffer disconnects the client (never blocks)."""
+        if self.gone:
+            return
+        stream = getattr(self.ws_connection, "stream", None)
+        if stream is not None and stream.max_write_buffer_size is not None:
+            # Refuse only when what is already queued exceeds the bound (any one message fits).
+            stream.max_write_buffer_size = self.feeds.buffer + len(data) + 16
+        try:
+            self.write_message(data)
+        except StreamBufferFullError:
+            self.overflow("the client reads slower than changes arrive")
+        except tornado.websocket.WebSocketClosedError:
+            self.on_close()
+
+    def overflow(self, reason: str) -> None:
+        if self.gone:
+            return
+        self.feeds.overflows += 1
+        stream = getattr(self.ws_connection, "stream", None)
+        if stream is not None:
+            stream.max_write_buffer_size = None
+        positions = {sub_id: sub.last for sub_id, sub in self.subs.items()}
+        self.send(orjson.dumps({"type": "overflow", "reason": reason, "event_ids": positions}))
+        self.on_close()
+        self.close(OVERFLOW_CODE, "too slow")
+
+    def heartbeat(self, position: int) -> None:
+        self.send(b'{"type":"ping","event_id":%d}' % position)
+
+    def shutdown(self) -> None:
+        self.on_close()
+        self.close(1001, "server shutting down")
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def on_message(self, message: str | bytes) -> None:
+        try:
+            data = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return self._error(None, HTTPError(400, "Messages are JSON objects."))
+        if not isinstance(data, dict):
+            return self._error(None, HTTPError(400, "Messages are JSON objects."))
+        kind, sub_id = data.get("type"), data.get("id")
+        if not isinstance(sub_id, str) or not 0 < len(sub_id) <= 100:
+            return self._error(None, HTTPError(400, "Give every subscription an \"id\": a string of 1 to 100 characters."))
+        try:
+            if kind == "subscribe":
+                await self._subscribe(sub_id, data)
+            elif kind == "unsubscribe":
+                sub = self.subs.get(sub_id)
+                if sub is not None:
+                    sub.end()
+                self.send(orjson.dumps({"type": "unsubscribed", "sub": sub_id}))
+            else:
+                raise HTTPError(400, "Message types are \"subscribe\" and \"unsubscribe\".")
+        except Exception as exc:
+            error = as_http_error(exc)
+            if error is None:
+                log.exception("subscribing to %s failed", self.spec.path)
+                error = HTTPError(500, "Internal server error.")
+            self._error(sub_id, error)
+
+    async def _subscribe(self, sub_id: str, data: dict[str, Any]) -> None:
+        if sub_id in self.subs:
+            raise HTTPError(409, f"A subscription {sub_id!r} is already open on this socket.")
+        if len(self.subs) >= MAX_SUBSCRIPTIONS:
+            raise HTTPError(429, f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket.")
+        query = data.get("query", "")
+        if not isinstance(query, str):
+            raise QueryError("query", "a query string such as \"done=false&fields=title\"")
+        since = data.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            raise QueryError("since", "an event id (a non-negative integer)", "query_value")
+        spec = self.spec
+        arguments = parse_arguments(spec.schema, parse_qs(query.lstrip("?"), keep_blank_values=True),
+                                    per_page=spec.per_page)
+        await send(self.runtime.signals.pre_get_list, self.model, arguments=arguments, handler=self)
+        built = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+        if self.gone or sub_id in self.subs:
+            return
+        sub = SocketSubscription(self, sub_id, spec, built.conditions, built.fields)
+        self.subs[sub_id] = sub
+        await self.feeds.subscribe(sub, since)
+
+    def _error(self, sub_id: str | None, error: HTTPError) -> None:
+        body: dict[str, Any] = {"type": "error", "sub": sub_id, **problem(error.status, error.message, error.errors)}
+        self.send(orjson.dumps(body))
+
+
+class SocketSubscription(Subscription):
+    """A subscription whose events go to a WebSocket, tagged with its id."""
+
+    __slots__ = ("socket", "sub_id", "_tag")
+
+    def __init__(
+        self,
+        socket: ChangesHandler,
+        sub_id: str,
+        spec: ResourceSpec,
+        conditions: tuple[Condition, ...],
+        fields: tuple[str, ...] | None,
+    ) -> None:
+        super().__init__(spec, conditions, fields)
+        self.socket = socket
+        self.sub_id = sub_id
+        self._tag = orjson.dumps(sub_id)
+
+    def deliver(self, events: list[Event]) -> None:
+        for event in events:
+            if self.closed:
+                return
+            self.socket.send(event.message(self._tag))
+
+    def control(self, type_: str, seq: int | None, body: dict[str, Any]) -> None:
+        self.socket.send(orjson.dumps({"type": type_, "sub": self.sub_id, **body}))
+
+    def overflow(self, reason: str) -> None:
+        self.socket.overflow(reason)
+
+    def end(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.socket.feeds.unsubscribe(self)
+        if self.socket.subs.get(self.sub_id) is self:
+            del self.socket.subs[self.sub_id]
+
+    async def drain(self) -> None:
+        stream = getattr(self.socket.ws_connection, "stream", None)
+        if stream is not None and not self.closed and not stream.closed():
+            try:
+                await stream.write(b"")
+            except Exception:
+                self.end()
