@@ -79,10 +79,14 @@ class Query:
 
     @property
     def order(self) -> tuple[SortKey, ...]:
-        """The sort keys with the ``id`` tie-break that makes the order stable."""
+        """The sort keys with the ``id`` tie-break that makes the order stable.
+
+        The id goes the way of the last key, so one index on a field serves both ``sort=f``
+        and ``sort=-f`` (walked backwards) without sorting the ties.
+        """
         if self.sort and self.sort[-1].path == "id":
             return self.sort
-        return (*self.sort, SortKey("id"))
+        return (*self.sort, SortKey("id", self.sort[-1].descending if self.sort else False))
 
     @property
     def offset(self) -> int:

@@ -130,8 +130,9 @@ class CollectionHandler(ResourceHandler):
         if query.keyset:
             links = [("first", url(after=""))]
             if page.has_more and page.records:
-                last = documents.as_json(self.spec, page.records[-1])
-                links.append(("next", url(after=encode_cursor(query, sort_values(query, last), last["id"]))))
+                # The values as stored (not filled with defaults): the store compares those.
+                last = page.records[-1]
+                links.append(("next", url(after=encode_cursor(query, sort_values(query, last.doc), last.id))))
             return links
         last_page = max(1, math.ceil(page.total / query.per_page))
         links = [("first", url(page=1))]

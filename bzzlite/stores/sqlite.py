@@ -102,9 +102,12 @@ class SQLiteStore(Store):
             self._unique_index[index] = field
             conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(index)} ON {table}({json_expr(field)})")
         for fields in spec.indexes:
-            cols = ", ".join(json_expr(f.lstrip("-")) + (" DESC" if f.startswith("-") else "") for f in fields)
-            index = "ix_" + name + "_" + "_".join(f.lstrip("-") for f in fields)
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {_q(index)} ON {table}({cols})")
+            # The id last, in the direction of the last field, as the query's tie-break is:
+            # then the index alone gives the order of a sorted page, both ways.
+            cols = [json_expr(f.lstrip("-")) + (" DESC" if f.startswith("-") else "") for f in fields]
+            cols.append("id DESC" if fields[-1].startswith("-") else "id")
+            index = "ix_" + name + "_" + "_".join(f.lstrip("-") for f in fields) + "__id"
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {_q(index)} ON {table}({', '.join(cols)})")
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -206,18 +209,22 @@ class SQLiteStore(Store):
     async def find(self, spec: ResourceSpec, query: Query) -> Page:
         table = self._tables[spec.path]
         where, params = compile_conditions(query.conditions)
-        if query.after is not None:
-            clause, extra = _keyset(query)
-            where.append(clause)
-            params.extend(extra)
-        sql_where = (" WHERE " + " AND ".join(where)) if where else ""
-        order = ", ".join(json_expr(k.path) + (" DESC" if k.descending else "") for k in query.order)
-        sql = f"SELECT id, v, doc FROM {table}{sql_where} ORDER BY {order} LIMIT ? OFFSET ?"
+        constants = _constants(query.conditions)
+        parts = _keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
+        limit = query.per_page + 1
+        rows: list[Any] = []
         try:
             conn = self._conn()
-            rows = conn.execute(sql, (*params, query.per_page + 1, query.offset)).fetchall()
+            for clause, extra, pinned in parts:  # run in turn until the page is full
+                clauses = [*where, clause] if clause else where
+                sql_where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+                sql = f"SELECT id, v, doc FROM {table}{sql_where}{_order_by(query, constants, pinned)} LIMIT ? OFFSET ?"
+                rows += conn.execute(sql, (*params, *extra, limit - len(rows), query.offset)).fetchall()
+                if len(rows) >= limit:
+                    break
             total = None
             if not query.keyset:
+                sql_where = (" WHERE " + " AND ".join(where)) if where else ""
                 total = conn.execute(f"SELECT count(*) FROM {table}{sql_where}", params).fetchone()[0]
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
@@ -280,6 +287,62 @@ def compile_conditions(conditions: Sequence[Condition]) -> tuple[list[str], list
     return clauses, params
 
 
+def _constants(conditions: Sequence[Condition]) -> dict[str, Any]:
+    """Paths an equality filter pins to one value in every matching row."""
+    return {c.path: c.value for c in conditions if c.op == "eq" and not c.is_list}
+
+
+def _order_by(query: Query, constants: dict[str, Any], pinned: frozenset[str]) -> str:
+    """ORDER BY without the keys pinned to one value: they add nothing to the order, but
+    SQLite would sort for them rather than walk an index."""
+    keys = [k for k in query.order if k.path not in constants and k.path not in pinned]
+    if not keys:
+        return ""
+    return " ORDER BY " + ", ".join(json_expr(k.path) + (" DESC" if k.descending else "") for k in keys)
+
+
+def _keyset_parts(query: Query, constants: dict[str, Any]) -> list[tuple[str, list[Any], frozenset[str]]]:
+    """WHERE clauses for the rows after the cursor, to run in turn until the page is full,
+    each with the paths it pins to a single value (left out of its ORDER BY).
+
+    The exact condition (:func:`_keyset`) is an OR that SQLite cannot walk an index with, so
+    each part pairs it with a range on the first key not pinned, which it can: page 10,000
+    then costs what page 1 costs. Nulls sort first ascending and last descending, outside
+    such a range, so they get parts of their own.
+    """
+    assert query.after is not None
+    exact, exact_params = _keyset(query)
+    keys = query.order
+    values = (*query.after.values, query.after.id)
+
+    def walk(start: int, hint: list[str], params: list[Any], pinned: frozenset[str]) -> list[Any]:
+        for i in range(start, len(keys)):
+            key, value = keys[i], values[i]
+            expr = json_expr(key.path)
+            if key.path in constants:
+                if constants[key.path] == value:
+                    continue
+                break  # a cursor made under another filter: no range to rely on
+            if value is None:
+                if key.descending:  # only the rest of the null block is left
+                    hint, pinned = [*hint, f"{expr} IS NULL"], pinned | {key.path}
+                    continue
+                # ascending: the rest of the null block, then every non-null value
+                rest = walk(i + 1, [*hint, f"{expr} IS NULL"], params, pinned | {key.path})
+                # "> -Inf" is "IS NOT NULL" in SQLite's order (numbers, then text), as a range
+                return [*rest, ([*hint, f"{expr} > -9e999"], params, pinned, False)]
+            parts = [([*hint, f"{expr} {'<=' if key.descending else '>='} ?"], [*params, value], pinned, True)]
+            if key.descending and key.path != "id":
+                parts.append(([*hint, f"{expr} IS NULL"], params, pinned | {key.path}, False))
+            return parts
+        return [(hint, params, pinned, True)]
+
+    return [
+        (" AND ".join([*hint, exact] if needs_exact else hint), [*params, *(exact_params if needs_exact else ())], pinned)
+        for hint, params, pinned, needs_exact in walk(0, [], [], frozenset())
+    ]
+
+
 def _keyset(query: Query) -> tuple[str, list[Any]]:
     """Rows strictly after the cursor in the query's order (NULLs first ascending, last descending)."""
     assert query.after is not None
@@ -290,9 +353,9 @@ def _keyset(query: Query) -> tuple[str, list[Any]]:
     for i, key in enumerate(keys):
         parts: list[str] = []
         for j in range(i):
-            parts.append(f"{json_expr(keys[j].path)} IS ?")
+            parts.append(f"+{json_expr(keys[j].path)} IS ?")  # "+": not for the planner to pick an index by
             params.append(values[j])
-        expr, value = json_expr(key.path), values[i]
+        expr, value = "+" + json_expr(key.path), values[i]
         if value is None:
             parts.append("0" if key.descending else f"{expr} IS NOT NULL")
         elif key.descending:
