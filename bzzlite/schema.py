@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
 from .errors import ConfigurationError
@@ -77,7 +77,16 @@ class FieldPath:
         if from_string:
             if not isinstance(value, str):
                 raise ValueError("expected a string")
-            parsed = self.adapter.validate_strings(value)
+            try:
+                parsed = self.adapter.validate_strings(value)
+            except ValidationError as exc:
+                # pydantic compares a Literal's members with the text as is: "1" is not 1
+                if exc.errors()[0]["type"] != "literal_error":
+                    raise
+                try:
+                    parsed = self.adapter.validate_json(value)
+                except ValidationError:
+                    raise exc from None
         else:
             parsed = self.adapter.validate_python(value)
         if isinstance(parsed, (datetime.datetime, datetime.time)):

@@ -301,3 +301,17 @@ def test_mentions_time():
 
     assert mentions_time(Deep)
     assert inspect_model(Deep).has_times and not inspect_model(Address).has_times
+
+
+def test_coerce_literals_of_numbers_from_query_strings():
+    # found by fuzzing the OpenAPI document: pydantic compares "1" with 1 and refuses it
+    class Tuned(BaseModel):
+        level: Literal[1, 2, 3] = 1
+        ratio: Literal[0.5, 1.5] = 0.5
+
+    paths = inspect_model(Tuned).paths
+    assert paths["level"].coerce("2", from_string=True) == 2
+    assert paths["ratio"].coerce("1.5", from_string=True) == 1.5
+    for text in ("4", "x", '"1"'):
+        with pytest.raises(ValidationError):
+            paths["level"].coerce(text, from_string=True)
