@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import re
 from typing import Annotated
 
@@ -392,3 +393,40 @@ def test_every_write_changes_the_etag(store_url):
         third = client.put(url, json={"name": "Bob"}).headers["ETag"]
         assert len({first, second, third}) == 3
         assert client.get(url).headers["ETag"] == third
+
+
+def test_form_fields_work_for_put_and_patch(store_url):
+    with served(store_url) as client:
+        url = client.post("/person", json={"name": "Ann", "age": 3, "tags": ["a"]}).headers["Location"]
+        response = client.patch(url, data={"age": "5", "tags": "x"})
+        assert response.code == 200, response.text
+        assert (response.json()["name"], response.json()["age"], response.json()["tags"]) == ("Ann", 5, ["x"])
+        response = client.put(url, data={"name": "Bob"})
+        assert response.code == 200
+        assert response.json() == {"id": url.rsplit("/", 1)[1], "name": "Bob", **defaults()}
+
+
+class Event(BaseModel):
+    at: datetime.datetime
+
+
+class Diary(BaseModel):
+    title: str
+    when: datetime.datetime | None = None
+    day: datetime.date | None = None
+    events: list[Event] = []
+
+
+def test_datetimes_are_stored_as_instants_in_one_sortable_form(store_url):
+    """Aware datetimes come back in UTC with microseconds, at any depth; naive ones stay naive."""
+    with served(store_url, Diary) as client:
+        response = client.post("/diary", json={"title": "t", "when": "2024-01-01T10:00:00+01:00", "day": "2024-01-02",
+                                               "events": [{"at": "2024-03-01T00:00:00.5Z"}, {"at": "2024-03-01T12:00:00"}]})
+        assert response.code == 201
+        body = response.json()
+        assert body["when"] == "2024-01-01T09:00:00.000000Z"
+        assert body["day"] == "2024-01-02"
+        assert body["events"] == [{"at": "2024-03-01T00:00:00.500000Z"}, {"at": "2024-03-01T12:00:00.000000"}]
+        url = response.headers["Location"]
+        assert client.get(url).json() == body
+        assert client.patch(url, json={"title": "u"}).json() == {**body, "title": "u"}
