@@ -181,6 +181,13 @@ class _Generator(_Portable):
             json_schema.setdefault("propertyNames", {}).setdefault("pattern", _NO_NUL)
         return json_schema
 
+    def decimal_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().decimal_schema(schema)
+        if self.mode == "serialization" and json_schema.get("type") == "string":
+            # pydantic writes str(Decimal): "1.5", and "2.4E-76" past its exponent limits
+            json_schema["pattern"] = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+        return json_schema
+
     def field_is_required(self, field: Any, total: bool) -> bool:
         if self.mode == "serialization" and field["type"] in ("model-field", "dataclass-field"):
             return not field.get("serialization_exclude", False)

@@ -1,8 +1,8 @@
 """Fuzzing from the spec: schemathesis against the example apps' own ``/openapi.json``.
 
-Each example app is served (on a fresh SQLite file) by this process; schemathesis runs
-as its command line in a child process, through all its phases (coverage, fuzzing,
-stateful), and fails on any 5xx or any answer the document does not describe: status
+Each example app, and one whose model has every kind of field, is served (on a fresh
+SQLite file) by this process; schemathesis runs as its command line in a child process,
+through all its phases (coverage, fuzzing, stateful), and fails on any 5xx or any answer the document does not describe: status
 codes, content types, headers and bodies. The server counts the requests it answered,
 so "at least 1,000 generated requests" is measured where they arrive.
 
@@ -16,23 +16,29 @@ What is not checked, and why:
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import importlib
 import json
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
+from pydantic import BaseModel, Field
+
+from bzzlite import App, Registry, Unique
+from bzzlite.testing import serve
 
 pytest.importorskip("schemathesis", reason="pip install schemathesis (see pyproject's test extras)")
 
-from bzzlite.testing import serve  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-#: (module, examples per operation): together well over 1,000 requests.
-EXAMPLES = [("examples.todo", 60), ("examples.signals", 40)]
-MINIMUM_REQUESTS = {"examples.todo": 800, "examples.signals": 300}
+#: (app, examples per operation): together well over 1,000 requests.
+APPS = [("examples.todo", 60), ("examples.signals", 40), ("every_kind_of_field", 25)]
+MINIMUM_REQUESTS = {"examples.todo": 800, "examples.signals": 300, "every_kind_of_field": 800}
 CHECKS = ",".join([
     "not_a_server_error",
     "status_code_conformance",
@@ -61,11 +67,54 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403",
 answered: dict[str, Counter[int]] = {}
 
 
-@pytest.mark.parametrize(("module_name", "examples"), EXAMPLES)
-def test_schemathesis_finds_nothing(module_name: str, examples: int, sqlite_url: str, tmp_path: Path) -> None:
-    app = importlib.import_module(module_name).app
+class Kind(str, enum.Enum):
+    a = "a"
+    b = "b"
+
+
+class Part(BaseModel):
+    name: str
+    qty: int = 1
+
+
+class Address(BaseModel):
+    city: str
+    zip: str | None = None
+    geo: list[float] = []
+
+
+def every_kind_of_field() -> App:
+    """An app whose models use every kind of field the query language and stores handle."""
+    registry = Registry()
+
+    @registry.resource(name="things", prefix="/api")
+    class Thing(BaseModel):
+        name: Annotated[str, Unique]
+        count: int = 0
+        ratio: float | None = None
+        price: decimal.Decimal | None = None
+        day: datetime.date | None = None
+        at: datetime.time | None = None
+        when: datetime.datetime | None = None
+        kind: Kind = Kind.a
+        level: Literal[1, 2, 3] = 1
+        ref: uuid.UUID | None = None
+        flags: list[bool] = []
+        parts: list[Part] = []
+        address: Address | None = None
+        meta: dict[str, int] = {}
+        score: int = Field(default=0, ge=0, le=100)
+
+    registry.mock([("GET", "/much/api", {"body": "much api"}),
+                   ("POST", "/much/api", {"body": {"ok": True}, "status": 201, "headers": {"X-Wow": "such"}})])
+    return App(registry)
+
+
+@pytest.mark.parametrize(("name", "examples"), APPS)
+def test_schemathesis_finds_nothing(name: str, examples: int, sqlite_url: str, tmp_path: Path) -> None:
+    app = importlib.import_module(name).app if name.startswith("examples.") else every_kind_of_field()
     app.use_store(sqlite_url)
-    statuses = answered.setdefault(module_name, Counter())
+    statuses = answered.setdefault(name, Counter())
     app.settings["log_function"] = lambda handler: statuses.update([handler.get_status()])
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
@@ -83,10 +132,10 @@ def test_schemathesis_finds_nothing(module_name: str, examples: int, sqlite_url:
     assert run.returncode == 0, f"schemathesis found problems:\n{run.stdout[-20000:]}\n{run.stderr[-3000:]}"
     assert report.get("complete") is True
     assert not [s for s in statuses if s >= 500], statuses
-    assert sum(statuses.values()) >= MINIMUM_REQUESTS[module_name], statuses
+    assert sum(statuses.values()) >= MINIMUM_REQUESTS[name], statuses
 
 
 def test_at_least_a_thousand_requests_in_total() -> None:
-    if len(answered) < len(EXAMPLES):
+    if len(answered) < len(APPS):
         pytest.skip("runs after the fuzzing tests")
     assert sum(sum(c.values()) for c in answered.values()) >= 1000, answered
