@@ -95,20 +95,22 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
             sub.end()
         self.feeds.closed(self)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> bool:
         """Queue one message; a full buffer disconnects the client (never blocks)."""
         if self.gone:
-            return
+            return False
         stream = getattr(self.ws_connection, "stream", None)
         if stream is not None and stream.max_write_buffer_size is not None:
             # Refuse only when what is already queued exceeds the bound (any one message fits).
             stream.max_write_buffer_size = self.feeds.buffer + len(data) + 16
         try:
-            self.write_message(data)
+            self.write_message(data).add_done_callback(_retrieve)
+            return True
         except StreamBufferFullError:
             self.overflow("the client reads slower than changes arrive")
         except tornado.websocket.WebSocketClosedError:
             self.on_close()
+        return False
 
     def overflow(self, reason: str) -> None:
         if self.gone:
@@ -117,7 +119,7 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         stream = getattr(self.ws_connection, "stream", None)
         if stream is not None:
             stream.max_write_buffer_size = None
-        positions = {sub_id: sub.last for sub_id, sub in self.subs.items()}
+        positions = {sub_id: sub.sent for sub_id, sub in self.subs.items()}
         self.send(orjson.dumps({"type": "overflow", "reason": reason, "event_ids": positions}))
         self.on_close()
         self.close(OVERFLOW_CODE, "too slow")
@@ -181,14 +183,21 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         await self.feeds.subscribe(sub, since)
 
     def _error(self, sub_id: str | None, error: HTTPError) -> None:
-        body: dict[str, Any] = {"type": "error", "sub": sub_id, **problem(error.status, error.message, error.errors)}
+        # problem+json fields, with "type" naming the message kind as in every other message
+        body: dict[str, Any] = {**problem(error.status, error.message, error.errors), "type": "error", "sub": sub_id}
         self.send(orjson.dumps(body))
+
+
+def _retrieve(future: Any) -> None:
+    """Consume a write's outcome: a socket that closed meanwhile is handled by on_close."""
+    if not future.cancelled():
+        future.exception()
 
 
 class SocketSubscription(Subscription):
     """A subscription whose events go to a WebSocket, tagged with its id."""
 
-    __slots__ = ("socket", "sub_id", "_tag")
+    __slots__ = ("socket", "sub_id", "sent", "_tag")
 
     def __init__(
         self,
@@ -201,16 +210,18 @@ class SocketSubscription(Subscription):
         super().__init__(spec, conditions, fields)
         self.socket = socket
         self.sub_id = sub_id
+        self.sent = 0  # the id of the latest event queued for the client
         self._tag = orjson.dumps(sub_id)
 
     def deliver(self, events: list[Event]) -> None:
         for event in events:
-            if self.closed:
+            if self.closed or not self.socket.send(event.message(self._tag)):
                 return
-            self.socket.send(event.message(self._tag))
+            self.sent = event.seq
 
     def control(self, type_: str, seq: int | None, body: dict[str, Any]) -> None:
-        self.socket.send(orjson.dumps({"type": type_, "sub": self.sub_id, **body}))
+        if self.socket.send(orjson.dumps({"type": type_, "sub": self.sub_id, **body})) and seq is not None:
+            self.sent = max(self.sent, seq)
 
     def overflow(self, reason: str) -> None:
         self.socket.overflow(reason)
