@@ -9,13 +9,14 @@ openapi`` prints the same document ``GET /openapi.json`` serves, without serving
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from .mocks import METHODS, MockRoute, content_type
+from .mocks import METHODS, MockRoute, content_type, encode_body
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -631,8 +632,10 @@ def _mock_operation(route: MockRoute) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string"}
         if isinstance(route.body, (dict, list)):
             schema = {"type": "object" if isinstance(route.body, dict) else "array"}
-        response["content"] = {media.split(";", 1)[0].strip(): {"schema": schema, "example": (
-            route.body if not isinstance(route.body, bytes) else None)}}
+        content: dict[str, Any] = {"schema": schema}
+        if not isinstance(route.body, bytes):
+            content["example"] = json.loads(encode_body(route.body)[0]) if schema["type"] != "string" else route.body
+        response["content"] = {media.split(";", 1)[0].strip(): content}
     headers = {name: {"schema": {"type": "string", "const": value}}
                for name, value in route.headers.items() if name.lower() != "content-type"}
     if route.cookies:
