@@ -16,7 +16,7 @@ from bench.servers.common import new_id
 # so every stack serves the file with the same single index.
 SCHEMA = (
     "CREATE TABLE item (id TEXT PRIMARY KEY, v INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID",
-    "CREATE INDEX ix_item_category ON item (json_extract(doc,'$.category'))",
+    "CREATE INDEX ix_item_category__id ON item (json_extract(doc,'$.category'), id)",
 )
 CATEGORIES = tuple(f"cat{n:02d}" for n in range(20))
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima")
