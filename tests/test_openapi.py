@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -89,6 +90,14 @@ def validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft20
 def test_the_document_is_valid_openapi_3_1(doc: dict[str, Any]) -> None:
     validate(doc)  # raises on any violation of the OpenAPI 3.1 specification
     assert doc["openapi"] == "3.1.0"
+    assert_references_resolve(doc)
+
+
+def assert_references_resolve(doc: dict[str, Any]) -> None:
+    """Every ``$ref`` names a component (the validator does not check it)."""
+    refs = set(re.findall(r'"\$ref": "#/components/(\w+)/([^"]+)"', json.dumps(doc)))
+    assert refs
+    assert not [f"{kind}/{name}" for kind, name in refs if name not in doc["components"].get(kind, {})]
 
 
 def test_title_version_and_servers_come_from_the_app(doc: dict[str, Any], sqlite_url: str) -> None:
@@ -238,6 +247,7 @@ def test_auth_routes_and_security_when_configured(sqlite_url: str) -> None:
     app = App(reg, db=sqlite_url, auth=Auth(SECRET, [FakeProvider()], require={"list": False, "get": False}))
     doc = build_document(app)
     validate(doc)
+    assert_references_resolve(doc)
     schemes = doc["components"]["securitySchemes"]
     assert schemes["tokenCookie"] == {**schemes["tokenCookie"], "type": "apiKey", "in": "cookie",
                                       "name": "AUTH_TOKEN"}
