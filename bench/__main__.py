@@ -15,16 +15,29 @@ from pathlib import Path
 from bench import machine, report, runner
 from bench.config import Config, quick
 from bench.load import LoadFailed
-from bench.stacks import STACKS
+from bench.stacks import STACKS, stack
 from bench.workloads import WORKLOADS
 
 
-def _names(choices: Mapping[str, object]) -> Callable[[str], tuple[str, ...]]:
+def _known(choices: Mapping[str, object]) -> Callable[[str], bool]:
+    return lambda name: name in choices
+
+
+def _is_stack(name: str) -> bool:
+    try:
+        stack(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _names(choices: Mapping[str, object], known: Callable[[str], bool] | None = None) -> Callable[[str], tuple[str, ...]]:
     """An argparse type for a comma-separated subset of `choices`, kept in the given order."""
+    is_known = known or _known(choices)
 
     def parse(text: str) -> tuple[str, ...]:
         names = tuple(n.strip() for n in text.split(",") if n.strip())
-        unknown = [n for n in names if n not in choices]
+        unknown = [n for n in names if not is_known(n)]
         if unknown or not names:
             raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)} (got {text!r})")
         return names
@@ -37,7 +50,8 @@ def parse_config(argv: list[str] | None = None) -> Config:
     defaults = Config(stacks=tuple(STACKS), workloads=tuple(WORKLOADS))
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smallest run, a few seconds (CI smoke test)")
-    p.add_argument("--stacks", type=_names(STACKS), help=f"comma-separated, default {','.join(STACKS)}")
+    p.add_argument("--stacks", type=_names(STACKS, _is_stack),
+                   help=f"comma-separated, default {','.join(STACKS)}; bzzlite@DIR serves bzzlite from another checkout")
     p.add_argument("--workloads", type=_names(WORKLOADS), help=f"comma-separated, default {','.join(WORKLOADS)}")
     p.add_argument("--duration", type=int, help=f"seconds per measured run (default {defaults.duration})")
     p.add_argument("--warmup", type=int, help=f"seconds of warm-up before each (default {defaults.warmup})")

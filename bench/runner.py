@@ -20,7 +20,7 @@ from bench.config import Config
 from bench.data import Dataset, build_dataset
 from bench.load import LoadFailed, ensure_wrk, run_wrk
 from bench.server import Server, ServerFailed
-from bench.stacks import STACKS
+from bench.stacks import stack
 from bench.workloads import WORKLOADS, WrongAnswer
 
 
@@ -127,13 +127,13 @@ def run(config: Config) -> Results:
     with tempfile.TemporaryDirectory(prefix="bzzlite-bench-") as tmp:
         data = build_dataset(Path(tmp), config.records)
         for rep in range(config.reps):
-            for name in config.stacks:
+            for number, name in enumerate(config.stacks):
                 if name in results.failures:
                     continue
-                db = _fresh_copy(data, Path(tmp) / f"{name}.db")
-                log = logs / f"{name}-rep{rep + 1}.log"
+                db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
+                log = logs / f"{name.split('@')[0]}{'' if '@' not in name else number}-rep{rep + 1}.log"
                 try:
-                    with Server(STACKS[name], db, server_cpu, log, config.start_timeout) as server:
+                    with Server(stack(name), db, server_cpu, log, config.start_timeout) as server:
                         results.measurements += _measure_server(server, rep, data, config, load_cpu)
                 except (ServerFailed, WrongAnswer, LoadFailed) as exc:
                     results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"

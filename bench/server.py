@@ -48,7 +48,7 @@ class Server:
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(
                 pinned(self.stack.command(self.port, self.db), self.cpu),
-                cwd=REPO,
+                cwd=self.stack.cwd or REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -15,6 +15,7 @@ class Stack:
     name: str
     label: str
     command: Callable[[int, Path], list[str]]
+    cwd: Path | None = None  # where the server runs (its imports come from there); None: this checkout
 
 
 def _module(module: str) -> Callable[[int, Path], list[str]]:
@@ -38,3 +39,21 @@ STACKS: dict[str, Stack] = {
     )
 }
 BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
+
+
+def stack(name: str) -> Stack:
+    """A stack by name; ``bzzlite@DIR`` is the bzzlite stack served from another checkout.
+
+    DIR holds a ``bzzlite/`` package and ``bench/servers/`` (a ``git worktree`` of an older
+    commit, or a copy), so one run can compare two versions of bzzlite, interleaved.
+
+    Raises:
+        KeyError: not a known stack, or DIR has no bzzlite package.
+    """
+    if name in STACKS:
+        return STACKS[name]
+    base, sep, where = name.partition("@")
+    tree = Path(where).expanduser().resolve()
+    if base != "bzzlite" or not sep or not (tree / "bzzlite" / "__init__.py").is_file():
+        raise KeyError(name)
+    return Stack(name, f"bzzlite serve from {tree}", _bzzlite, cwd=tree)
