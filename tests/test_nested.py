@@ -4,6 +4,7 @@ over HTTP on every store; plus the pure path resolution of ``bzzlite/nested.py``
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 from typing import Annotated
 
@@ -688,3 +689,90 @@ def test_parse_path_and_locate():
         locate(parse_path(tree, ["members", "m3"]), doc)
     with pytest.raises(PathNotFound):
         locate(parse_path(tree, ["members", "m1", "skills", "0"]), doc)  # an unset list is empty
+
+
+# -- ODMantic models (MongoDB only) ----------------------------------------------------------------
+
+
+if importlib.util.find_spec("odmantic") is not None:
+    import odmantic
+
+    class Writer(odmantic.Model):
+        name: str
+
+    class Note(odmantic.EmbeddedModel):
+        text: str
+
+    class Story(odmantic.Model):
+        title: str
+        writer: Writer = odmantic.Reference()
+        notes: list[Note] = []
+        cover: Note | None = None
+
+
+def test_odmantic_embedded_models_and_references(mongo_db_url):
+    pytest.importorskip("odmantic")
+    registry = registry_with(Writer, Story)
+    with served(mongo_db_url, registry) as client:
+        ada = created(client.post("/writer", json={"name": "Ada"}))["id"]
+        bob = created(client.post("/writer", json={"name": "Bob"}))["id"]
+        sid = created(client.post("/story", json={"title": "T", "writer": ada}))["id"]
+        assert client.get(f"/story/{sid}/writer").json() == {"id": ada, "name": "Ada"}
+        assert client.put(f"/story/{sid}/writer", json={"id": bob}).json() == {"id": bob, "name": "Bob"}
+        assert client.get(f"/story/{sid}").json()["writer"] == bob
+        problem(client.put(f"/story/{sid}/writer", json={"id": MISSING_ID}), 404)
+        problem(client.delete(f"/story/{sid}/writer"), 422)  # a required reference
+
+        response = client.post(f"/story/{sid}/notes", json={"text": "n1"})
+        assert created(response) == {"text": "n1"}
+        assert response.headers["Location"] == f"/story/{sid}/notes/0"
+        assert client.patch(f"/story/{sid}/notes/0", json={"text": "N1"}).json() == {"text": "N1"}
+        assert client.put(f"/story/{sid}/cover", json={"text": "c"}).json() == {"text": "c"}
+        with record(registry.signals.post_update_instance, sender=Note) as updates:
+            client.patch(f"/story/{sid}/cover", json={"text": "C"})
+        assert updates[0]["updated_fields"] == {"cover.text": {"from": "c", "to": "C"}}
+        assert isinstance(updates[0]["instance"], Note)
+        doc = client.get(f"/story/{sid}").json()
+        assert doc["notes"] == [{"text": "N1"}] and doc["cover"] == {"text": "C"} and doc["writer"] == bob
+
+
+# -- OpenAPI -------------------------------------------------------------------------------------------
+
+
+def test_nested_routes_in_the_openapi_document(sqlite_url):
+    import jsonschema
+    from openapi_spec_validator import validate
+
+    from bzzlite.openapi import build_document
+
+    app = App(registry_with(), db=sqlite_url)
+    doc = build_document(app)
+    validate(doc)
+    paths = doc["paths"]
+    assert set(paths["/post/{id}/comments"]) == {"parameters", "get", "post"}
+    assert set(paths["/post/{id}/comments/{comments_index}"]) == {"parameters", "get", "put", "patch", "delete"}
+    assert set(paths["/post/{id}/tags/{tags_id}"]) == {"parameters", "get", "delete"}
+    assert set(paths["/team/{id}/members/{members_id}/address"]) == {"parameters", "get", "put", "patch", "delete"}
+    assert [p["name"] for p in paths["/team/{id}/members/{members_id}/skills/{skills_index}"]["parameters"]] == \
+        ["id", "members_id", "skills_index"]
+    table = {path for _, path, handler in app.route_table() if handler == "NestedHandler"}
+    assert table == {p for p in paths if p.count("/") > 2}  # the route table and the document agree
+
+    def schema_of(path, method, status):
+        schema = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]
+        return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+    with serve(app) as client:
+        ann = new_author(client)
+        pid = new_post(client, author=ann, tags=[ann])
+        appended = client.post(f"/post/{pid}/comments", json={"text": "hi"})
+        schema_of("/post/{id}/comments", "post", "201").validate(appended.json())
+        schema_of("/post/{id}/comments", "get", "200").validate(client.get(f"/post/{pid}/comments").json())
+        schema_of("/post/{id}/author", "get", "200").validate(client.get(f"/post/{pid}/author").json())
+        schema_of("/post/{id}/tags", "get", "200").validate(client.get(f"/post/{pid}/tags").json())
+        patched = client.patch(f"/post/{pid}/comments/0", json={"votes": 2},
+                               headers={"Content-Type": "application/merge-patch+json"})
+        schema_of("/post/{id}/comments/{comments_index}", "patch", "200").validate(patched.json())
+        request = paths["/post/{id}/comments/{comments_index}"]["patch"]["requestBody"]["content"]
+        patch_schema = request["application/merge-patch+json"]["schema"]
+        jsonschema.Draft202012Validator({**patch_schema, "components": doc["components"]}).validate({"votes": 2})
