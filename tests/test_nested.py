@@ -776,3 +776,26 @@ def test_nested_routes_in_the_openapi_document(sqlite_url):
         request = paths["/post/{id}/comments/{comments_index}"]["patch"]["requestBody"]["content"]
         patch_schema = request["application/merge-patch+json"]["schema"]
         jsonschema.Draft202012Validator({**patch_schema, "components": doc["components"]}).validate({"votes": 2})
+
+
+# -- the example ---------------------------------------------------------------------------------------
+
+
+def test_the_blog_example(store_url, capsys):
+    from examples.blog_sqlite import app
+
+    app.use_store(store_url)
+    with serve(app) as client:
+        ada = created(client.post("/author", json={"name": "Ada", "email": "ada@example.org"}))["id"]
+        bob = created(client.post("/author", json={"name": "Bob", "email": "bob@example.org"}))["id"]
+        pid = created(client.post("/post", json={"title": "Hello", "author": ada}))["id"]
+        response = client.post(f"/post/{pid}/comments", json={"text": "Hi"})
+        comment = created(response)
+        assert comment["who"] == "anonymous" and response.headers["Location"] == f"/post/{pid}/comments/{comment['id']}"
+        assert client.patch(f"/post/{pid}/comments/{comment['id']}", json={"likes": 3}).json()["likes"] == 3
+        assert client.get(f"/post/{pid}/author").json()["name"] == "Ada"
+        assert client.post(f"/post/{pid}/coauthors", json={"id": bob}).code == 201
+        assert [a["name"] for a in client.get(f"/post/{pid}/coauthors").json()["items"]] == ["Bob"]
+        assert client.delete(f"/post/{pid}/comments/{comment['id']}").code == 204
+        assert client.get(f"/post/{pid}").json()["comments"] == []
+    assert f"post {pid}: new comment {comment['id']} by anonymous" in capsys.readouterr().out
