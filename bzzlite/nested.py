@@ -441,13 +441,22 @@ def _routes(node: NestedModel, prefix: str, params: tuple[tuple[str, str], ...],
             yield Route(base, "ref", nested, params)
         else:
             kind = "ref_id" if nested.kind == REF_LIST else ("id" if nested.key else "index")
-            param = (f"{name}_{'id' if kind != 'index' else 'index'}", kind)
+            param = (_unique(f"{name}_{'id' if kind != 'index' else 'index'}", params), kind)
             keyed = (*params, param)
             yield Route(base, "list" if nested.kind == LIST else "ref_list", nested, params)
             element = f"{base}/{{{param[0]}}}"
             yield Route(element, "element" if nested.kind == LIST else "ref_element", nested, keyed)
             if nested.kind == LIST and nested.node is not None and nested.model not in visiting:
                 yield from _routes(nested.node, f"{element}/", keyed, (*visiting, nested.model))
+
+
+def _unique(name: str, params: tuple[tuple[str, str], ...]) -> str:
+    """A parameter name not yet used on the path (``replies_index``, ``replies_index2``...)."""
+    taken = {p[0] for p in params}
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}{n}", n + 1
+    return candidate
 
 
 @lru_cache(maxsize=256)

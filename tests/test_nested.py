@@ -305,6 +305,8 @@ def test_recursive_models(store_url):
         response = client.post(f"/thread/{tid}/replies/0/replies/0/replies", json={"text": "c"})
         assert response.headers["Location"] == f"/thread/{tid}/replies/0/replies/0/replies/0"
         assert client.get(f"/thread/{tid}/replies/0/replies/0/replies/0").json() == {"text": "c", "replies": []}
+    paths = {path for _, path, _ in App(registry_with(Thread), db=store_url).route_table()}
+    assert "/thread/{id}/replies/{replies_index}/replies/{replies_index2}" in paths  # names unique per path
 
 
 # -- references ------------------------------------------------------------------------------------
