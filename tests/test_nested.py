@@ -801,3 +801,37 @@ def test_the_blog_example(store_url, capsys):
         assert client.delete(f"/post/{pid}/comments/{comment['id']}").code == 204
         assert client.get(f"/post/{pid}").json()["comments"] == []
     assert f"post {pid}: new comment {comment['id']} by anonymous" in capsys.readouterr().out
+
+
+# -- authentication -----------------------------------------------------------------------------------
+
+
+def test_nested_routes_follow_the_auth_rules_of_parent_and_referenced_resources(sqlite_url):
+    from http.cookies import SimpleCookie
+
+    from bzzlite.auth import Auth, GoogleProvider
+    from bzzlite.auth.testing import fake_provider
+
+    registry = Registry()
+    registry.resource(auth={"get": True})(Author)  # authors are private, posts readable by anyone
+    registry.resource(Post)
+    with fake_provider() as fake:
+        fake.tokens["ann-token"] = {"sub": "ann-1", "email": "ann@example.com", "name": "Ann"}
+        google = GoogleProvider(userinfo_url=fake.url("/userinfo"))
+        app = App(registry, db=sqlite_url, auth=Auth("s" * 40, [google], require={"get": False, "list": False}))
+        with serve(app) as client:
+            response = client.post("/auth/signin/", json={"access_token": "ann-token", "provider": "google"})
+            jar: SimpleCookie = SimpleCookie()
+            for header in response.headers.get_all("Set-Cookie") or []:
+                jar.load(header)
+            token = jar["AUTH_TOKEN"].value
+            signed_in = {"Authorization": f"Bearer {token}"}
+            ann = created(client.post("/author", json={"name": "Ann"}, headers=signed_in))["id"]
+            pid = created(client.post("/post", json={"title": "T", "author": ann}, headers=signed_in))["id"]
+
+            assert client.get(f"/post/{pid}/comments").code == 200  # reading the parent is public
+            problem(client.post(f"/post/{pid}/comments", json={"text": "x"}), 401)  # writing is an update
+            assert client.post(f"/post/{pid}/comments", json={"text": "x"}, headers=signed_in).code == 201
+            problem(client.get(f"/post/{pid}/author"), 401)  # the referenced resource's own rule
+            assert client.get(f"/post/{pid}/author", headers=signed_in).json()["name"] == "Ann"
+            assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "x", "votes": 0, "author": None}]
