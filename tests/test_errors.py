@@ -74,20 +74,20 @@ def create(client, **fields):
 # -- 400 -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "body",
-    [b"{", b'{"name": }', b'{"name": "a"} trailing', b"{'name': 'a'}", b'{"name": "a",}', b"nul\x00l", b"\xff\xfe{}",
-     b'{"name": "\xff"}', b"   ", b""],
-    ids=["open", "no-value", "trailing", "single-quotes", "trailing-comma", "nul", "bom-garbage", "bad-utf8",
-         "blank", "empty"],
-)
-def test_malformed_json_is_400(store_url, body):
+MALFORMED = [b"{", b'{"name": }', b'{"name": "a"} trailing', b"{'name': 'a'}", b'{"name": "a",}', b"nul\x00l",
+             b"\xff\xfe{}", b'{"name": "\xff"}', b"   ", b""]
+
+
+def test_malformed_json_is_400(store_url):
     with served(store_url) as client:
-        for method, path in (("POST", "/person"), ("PUT", f"/person/{create(client)['id']}"),
-                             ("PATCH", f"/person/{create(client, email=None)['id']}")):
-            response = client.request(method, path, body=body, headers={"Content-Type": "application/json"})
-            problem(response, 400)
-        assert client.get("/person").json()["total"] == 2  # only the two created above
+        existing = create(client)
+        url = f"/person/{existing['id']}"
+        for body in MALFORMED:
+            for method, path in (("POST", "/person"), ("PUT", url), ("PATCH", url)):
+                response = client.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                problem(response, 400)
+        assert client.get("/person").json()["total"] == 1
+        assert client.get(url).json() == existing
 
 
 def test_invalid_utf8_everywhere_is_a_client_error(store_url):
@@ -127,12 +127,12 @@ def test_unknown_malformed_and_huge_ids_are_404(store_url, method):
             assert "id" in body["detail"]
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/nope/1", "/person/0123456789abcdef01234567/nope/x/y",
-                                  "/person//", "/people", "/Person", "/%00", "/" + "a" * 5000])
-@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "PATCH", "BREW"])
-def test_unknown_routes_are_404_problem_json(store_url, path, method):
+def test_unknown_routes_are_404_problem_json(store_url):
     with served(store_url) as client:
-        problem(client.request(method, path, body=b"{}"), 404)
+        for path in ("/", "/nope", "/nope/1", "/person/0123456789abcdef01234567/nope/x/y", "/person//", "/people",
+                     "/Person", "/%00", "/" + "a" * 5000):
+            for method in ("GET", "POST", "DELETE", "PATCH", "BREW"):
+                problem(client.request(method, path, body=b"{}"), 404)
 
 
 # -- 405 -------------------------------------------------------------------------------------
@@ -282,14 +282,14 @@ def test_413_for_an_announced_huge_body_without_sending_it():
 # -- 415 -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "image/png", "application/jsonx",
-                                          "text/json-ish"])
-def test_415_for_unsupported_content_types(store_url, content_type):
+def test_415_for_unsupported_content_types(store_url):
     with served(store_url) as client:
         url = create(client)["id"]
-        problem(client.post("/person", body=b'{"name": "x"}', headers={"Content-Type": content_type}), 415)
-        problem(client.put(f"/person/{url}", body=b'{"name": "x"}', headers={"Content-Type": content_type}), 415)
-        problem(client.patch(f"/person/{url}", body=b'{"name": "x"}', headers={"Content-Type": content_type}), 415)
+        for content_type in ("text/plain", "application/xml", "image/png", "application/jsonx", "text/json-ish"):
+            headers = {"Content-Type": content_type}
+            problem(client.post("/person", body=b'{"name": "x"}', headers=headers), 415)
+            problem(client.put(f"/person/{url}", body=b'{"name": "x"}', headers=headers), 415)
+            problem(client.patch(f"/person/{url}", body=b'{"name": "x"}', headers=headers), 415)
         assert client.get("/person").json()["total"] == 1
 
 
@@ -361,20 +361,20 @@ def test_patch_setting_a_required_field_to_null_is_422(store_url):
         assert client.get(url).json() == existing
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [b'{"name": "x", "score": NaN}', b'{"name": "x", "score": Infinity}', b'{"name": "x", "score": -Infinity}',
-     b'{"name": "x", "score": 1e400}', b'{"name": "x", "age": 9223372036854775808}',
-     b'{"name": "x", "age": -9223372036854775809}', b'{"name": "x", "age": 18446744073709551615}',
-     b'{"name": "x", "age": 123456789012345678901234567890}', b'{"name": "x", "tags": [], "address": {"city": "P", "zip": 1e999}}'],
-    ids=["nan", "inf", "-inf", "1e400", "2**63", "-2**63-1", "2**64-1", "30-digits", "nested-1e999"],
-)
-def test_numbers_json_cannot_carry_portably_are_422(store_url, raw):
+UNPORTABLE = [b'{"name": "x", "score": NaN}', b'{"name": "x", "score": Infinity}', b'{"name": "x", "score": -Infinity}',
+              b'{"name": "x", "score": 1e400}', b'{"name": "x", "age": 9223372036854775808}',
+              b'{"name": "x", "age": -9223372036854775809}', b'{"name": "x", "age": 18446744073709551615}',
+              b'{"name": "x", "age": 123456789012345678901234567890}',
+              b'{"name": "x", "tags": [], "address": {"city": "P", "zip": 1e999}}']
+
+
+def test_numbers_json_cannot_carry_portably_are_422(store_url):
     with served(store_url) as client:
         existing = create(client)
         url = f"/person/{existing['id']}"
-        for method, path in (("POST", "/person"), ("PUT", url), ("PATCH", url)):
-            problem(client.request(method, path, body=raw, headers={"Content-Type": "application/json"}), 422)
+        for raw in UNPORTABLE:
+            for method, path in (("POST", "/person"), ("PUT", url), ("PATCH", url)):
+                problem(client.request(method, path, body=raw, headers={"Content-Type": "application/json"}), 422)
         assert client.get("/person").json()["total"] == 1
         assert client.get(url).json() == existing
 
@@ -389,14 +389,12 @@ def test_the_largest_portable_numbers_are_fine(store_url):
         assert client.get("/person?age=9223372036854775807").json()["total"] == 1
 
 
-@pytest.mark.parametrize(
-    "form",
-    [{"name": "x", "score": "nan"}, {"name": "x", "score": "inf"}, {"name": "x", "score": "-Infinity"},
-     {"name": "x", "score": "1e400"}, {"name": "x", "age": "99999999999999999999"}],
-)
-def test_unportable_numbers_from_form_fields_are_422(store_url, form):
+def test_unportable_numbers_from_form_fields_are_422(store_url):
     with served(store_url) as client:
-        problem(client.post("/person", data=form), 422)
+        for form in ({"name": "x", "score": "nan"}, {"name": "x", "score": "inf"}, {"name": "x", "score": "-Infinity"},
+                     {"name": "x", "score": "1e400"}, {"name": "x", "age": "99999999999999999999"}):
+            errors = problem(client.post("/person", data=form), 422)["errors"]
+            assert errors[0]["loc"] == [next(k for k in form if k != "name")]
         assert client.get("/person").json()["total"] == 0
 
 
@@ -413,19 +411,13 @@ def test_unportable_numbers_from_a_receiver_are_422(store_url):
         assert client.get("/person").json()["total"] == 0
 
 
-@pytest.mark.parametrize(
-    "body", [[1, 2], "a string", 42, True, None, [[]]],
-    ids=["array-of-numbers", "string", "number", "bool", "null", "array-of-array"],
-)
-def test_json_that_is_not_an_object_is_422(store_url, body):
+def test_json_that_is_not_an_object_is_422(store_url):
     with served(store_url) as client:
         existing = create(client)
         url = f"/person/{existing['id']}"
-        import orjson
-
-        raw = orjson.dumps(body)
-        for method, path in (("POST", "/person"), ("PUT", url), ("PATCH", url)):
-            problem(client.request(method, path, body=raw, headers={"Content-Type": "application/json"}), 422)
+        for raw in (b"[1, 2]", b'"a string"', b"42", b"true", b"null", b"[[]]"):
+            for method, path in (("POST", "/person"), ("PUT", url), ("PATCH", url)):
+                problem(client.request(method, path, body=raw, headers={"Content-Type": "application/json"}), 422)
         assert client.get("/person").json()["total"] == 1
 
 

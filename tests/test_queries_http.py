@@ -227,12 +227,15 @@ FILTERS = [
 ]
 
 
-@pytest.mark.parametrize(("query", "expected"), FILTERS, ids=[q for q, _ in FILTERS])
-def test_filters(catalog, query, expected):
+def test_filters(catalog):
+    """Every row of FILTERS, on one server per store (a server per row would be slow)."""
     client, _ = catalog
-    found = names(client, query)
-    assert set(found) == expected
-    assert found == [n for n in ORDER if n in expected]  # default order: by id, i.e. creation
+    wrong = []
+    for query, expected in FILTERS:
+        found = names(client, query)
+        if found != [n for n in ORDER if n in expected]:  # default order: by id, i.e. creation
+            wrong.append((query, found, sorted(expected)))
+    assert wrong == []
 
 
 def test_filters_by_id(catalog):
@@ -280,10 +283,10 @@ SORTS = [
 ]
 
 
-@pytest.mark.parametrize(("query", "expected"), SORTS, ids=[q for q, _ in SORTS])
-def test_sort(catalog, query, expected):
+def test_sort(catalog):
     client, _ = catalog
-    assert names(client, query) == expected
+    wrong = [(query, found, expected) for query, expected in SORTS if (found := names(client, query)) != expected]
+    assert wrong == []
 
 
 def test_sort_with_a_filter(catalog):
@@ -393,12 +396,12 @@ def test_pagination_is_configurable_per_resource(store_url):
         assert (len(body["items"]), body["per_page"]) == (4, 4)
 
 
-@pytest.mark.parametrize("query", ["page=0", "page=-1", "per_page=0", "per_page=-10", "page=x", "per_page=1.5"])
-def test_pages_below_one_are_400(store_url, query):
+def test_pages_below_one_are_400(store_url):
     with served(store_url) as client:
-        response = client.get(f"/item?{query}")
-        assert response.code == 400
-        assert response.json()["errors"][0]["loc"] == ["query", query.split("=")[0]]
+        for query in ("page=0", "page=-1", "per_page=0", "per_page=-10", "page=x", "per_page=1.5"):
+            response = client.get(f"/item?{query}")
+            assert response.code == 400, query
+            assert response.json()["errors"][0]["loc"] == ["query", query.split("=")[0]]
 
 
 # -- keyset pagination -----------------------------------------------------------------------------
@@ -563,14 +566,14 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("query", "parameter"), BAD, ids=[q for q, _ in BAD])
-def test_bad_queries_are_400_naming_the_parameter(store_url, query, parameter):
+def test_bad_queries_are_400_naming_the_parameter(store_url):
     with served(store_url) as client:
         client.post("/item", json={"name": "x"})
-        response = client.get(f"/item?{query}")
-        assert response.code == 400, response.text
-        assert response.headers["Content-Type"] == "application/problem+json"
-        body = response.json()
-        assert body["status"] == 400
-        assert body["errors"][0]["loc"] == ["query", parameter]
-        assert parameter in body["detail"]
+        for query, parameter in BAD:
+            response = client.get(f"/item?{query}")
+            assert response.code == 400, (query, response.text)
+            assert response.headers["Content-Type"] == "application/problem+json"
+            body = response.json()
+            assert body["status"] == 400
+            assert body["errors"][0]["loc"] == ["query", parameter], query
+            assert parameter in body["detail"]
