@@ -239,15 +239,19 @@ class ModelSchema:
     nullable_fields: frozenset[str]
     top_level: tuple[str, ...]
     has_times: bool = False  # datetimes/times somewhere: stored in canonical_time form
+    key_set: frozenset[str] = frozenset()  # the top-level field names, for fill_defaults
+
+    def __post_init__(self) -> None:
+        self.key_set = frozenset(self.top_level)
 
     def fill_defaults(self, doc: dict[str, Any]) -> dict[str, Any]:
-        """Fill top-level fields added to the model after ``doc`` was stored."""
-        if len(doc) >= len(self.top_level):
+        """Fit a stored document to the model as it is now: fill the top-level fields added
+        since it was stored, and leave out those the model no longer declares (they would
+        show in responses and make every PATCH of the document a 422)."""
+        if doc.keys() == self.key_set:  # stored by this model: the usual case
             return doc
         missing = [name for name in self.top_level if name not in doc]
-        if not missing:
-            return doc
-        filled = dict(doc)
+        filled = {k: v for k, v in doc.items() if k in self.key_set}
         for name in missing:
             if name in self.defaults:
                 filled[name] = self.defaults[name]
