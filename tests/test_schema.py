@@ -187,6 +187,13 @@ def test_fill_defaults_completes_documents_stored_before_fields_were_added():
     assert schema.fill_defaults(full) is full  # complete documents are not copied
 
 
+def test_fill_defaults_leaves_out_fields_the_model_no_longer_has():
+    schema = inspect_model(Address)
+    assert schema.fill_defaults({"city": "P", "zip": None, "street": "", "planet": "Mars"}) == {
+        "city": "P", "zip": None, "street": ""}
+    assert schema.fill_defaults({"city": "P", "planet": "Mars"}) == {"city": "P", "street": "", "zip": None}
+
+
 def test_fill_defaults_leaves_required_fields_missing():
     class M(BaseModel):
         a: int

@@ -189,6 +189,27 @@ def test_adding_optional_fields_keeps_old_documents_readable(sqlite_url):
         assert client.get(f"/person/{new['id']}").json()["tags"] == ["t"]
 
 
+class PersonV3(BaseModel):
+    name: str
+    score: int = 0
+
+
+def test_removing_a_field_hides_it_and_keeps_old_documents_writable(sqlite_url):
+    with served(sqlite_url, PersonV2, indexes=()) as (_, client):
+        old = client.post("/person", json={"name": "Old", "nickname": "gone", "tags": ["t"]}).json()
+    with served(sqlite_url, PersonV3, indexes=()) as (_, client):
+        url = f"/person/{old['id']}"
+        assert client.get(url).json() == {"id": old["id"], "name": "Old", "score": 0}
+        assert client.get("/person").json()["items"] == [{"id": old["id"], "name": "Old", "score": 0}]
+        assert client.get("/person?nickname=gone").code == 400  # not a field any more
+        response = client.patch(url, json={"score": 2})
+        assert response.code == 200, response.text
+        assert response.json() == {"id": old["id"], "name": "Old", "score": 2}
+    with contextlib.closing(sqlite3.connect(db_path(sqlite_url))) as conn:
+        doc = conn.execute("SELECT doc FROM person").fetchone()[0]
+    assert "nickname" not in doc  # the first write under the new model drops it for good
+
+
 # -- indexes: filtered and sorted lists on unique and indexed fields do not scan -------------------
 
 
