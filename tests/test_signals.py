@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated
 
@@ -634,7 +636,7 @@ def test_the_seeds_example_on_the_default_registry(tmp_path):
         print(json.dumps(events))
         """
     ))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=_env(), timeout=60)
     assert result.returncode == 0, result.stderr
     events = json.loads(result.stdout.strip().splitlines()[-1])
     assert events == [
@@ -642,3 +644,9 @@ def test_the_seeds_example_on_the_default_registry(tmp_path):
         ["on-signal", "User", "Bernardo Heynemann"],
         ["audit", {"name": {"from": "Bernardo Heynemann", "to": "B."}}],
     ]
+
+
+def _env() -> dict[str, str]:
+    """The environment for a subprocess that imports this checkout's bzzlite."""
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
