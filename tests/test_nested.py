@@ -623,7 +623,7 @@ def test_paths_that_name_nothing_in_the_document_are_404(store_url):
             (f"/post/{pid}/comments/0/author", ("GET", "DELETE")),  # not set
             (f"/post/{pid}/tags/{MISSING_ID}", ("GET", "DELETE")),  # not in the list
             (f"/post/{MISSING_ID}/comments", ("GET", "POST")),  # no such parent
-            (f"/post/nope/comments", ("GET", "POST")),  # a malformed parent id
+            ("/post/nope/comments", ("GET", "POST")),  # a malformed parent id
             (f"/post/{MISSING_ID}/comments/0", ("GET", "PUT", "PATCH", "DELETE")),
             (f"/team/{tid}/members/x/address", ("GET", "PUT", "PATCH", "DELETE")),  # no such member
         ):

@@ -109,7 +109,7 @@ class NestedHandler(ResourceHandler):
 
     def _resolve(self, rest: str) -> NestedPath:
         """Check the path against the model (404) and the method against the path (405)."""
-        segments = (rest[:-1] if rest.endswith("/") else rest).split("/")
+        segments = rest.removesuffix("/").split("/")
         try:
             path = parse_path(self.tree, segments)
         except PathNotFound as exc:
@@ -383,11 +383,11 @@ class NestedHandler(ResourceHandler):
 
         def change(doc: dict[str, Any], loc: Any, value: Any) -> Any:
             items = list(value) if isinstance(value, list) else []
-            if key is not None and element.get(key) is not None:
-                if any(isinstance(i, dict) and str(i.get(key)) == str(element[key]) for i in items):
-                    raise HTTPError(409, f"{nested.name!r} already has an element with id {element[key]!r}.",
-                                    errors=[{"loc": [*loc, len(items), key], "msg": "value already taken",
-                                             "type": "unique"}])
+            new_key = element.get(key) if key is not None else None
+            if new_key is not None and any(isinstance(i, dict) and str(i.get(key)) == str(new_key) for i in items):
+                raise HTTPError(409, f"{nested.name!r} already has an element with id {new_key!r}.",
+                                errors=[{"loc": [*loc, len(items), key], "msg": "value already taken",
+                                         "type": "unique"}])
             return set_in(doc, loc, [*items, element]), (*loc, len(items))
 
         record, _, doc, loc = await self._write(id_, path, change)
@@ -423,7 +423,7 @@ class NestedHandler(ResourceHandler):
                 return None  # already associated: nothing to write
             return set_in(doc, loc, [*items, ref_id]), (*loc, len(items))
 
-        record, before, doc, _ = await self._write(id_, path, change)
+        _, before, doc, _ = await self._write(id_, path, change)
         created = doc is not before
         if created and signals.post_create_instance.receivers:
             await send_after_commit(signals.post_create_instance, path.model,
