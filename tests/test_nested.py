@@ -671,6 +671,23 @@ def test_nested_routes_in_the_route_table(sqlite_url):
     assert not any("/author/{id}/" in path for _, path, _ in rows)  # nothing nested in Author: no rule
 
 
+def test_path_resolution_does_no_io():
+    """bzzlite/nested.py is pure: importing it in a fresh process loads no Tornado and no driver."""
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    # bzzlite/__init__ imports the App (Tornado): import the module without running it
+    code = ("import sys, types; pkg = types.ModuleType('bzzlite'); pkg.__path__ = ['bzzlite']; "
+            "sys.modules['bzzlite'] = pkg; import bzzlite.nested; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tornado', 'motor', 'pymongo', 'sqlite3'}))")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_parse_path_and_locate():
     registry = registry_with()
     specs = list(registry.resources.values())
