@@ -354,7 +354,7 @@ def test_concurrent_unique_inserts_across_two_apps_on_one_file(sqlite_url):
         clients = [one, two]
         for round_ in range(3):
             codes = concurrently(
-                12, lambda i: clients[i % 2].post("/person", json={"name": f"n{i}", "email": f"r{round_}@x.org"}).code)
+                12, lambda i, r=round_: clients[i % 2].post("/person", json={"name": f"n{i}", "email": f"r{r}@x.org"}).code)
             assert sorted(codes) == [201] + [409] * 11
         bulk_codes = concurrently(
             6, lambda i: clients[i % 2].post("/person", json=[{"name": "a", "email": f"b{i}@x.org"},
