@@ -273,7 +273,8 @@ def build_query(schema: ModelSchema, arguments: Mapping[str, Any], *, max_per_pa
     if after:
         cursor = decode_cursor(str(after), query)
         # Cursors come back from clients: their values must fit the sort fields like any filter.
-        values = tuple(_cursor_value(schema, k.path, v) for k, v in zip(query.order, cursor.values))
+        keys = query.order[:-1]  # the last is the id, kept apart in the cursor
+        values = tuple(_cursor_value(schema, k.path, v) for k, v in zip(keys, cursor.values, strict=True))
         cursor = Cursor(values, cursor.id)
         query = Query(query.conditions, query.sort, fields, 1, per_page, True, cursor)
     return query

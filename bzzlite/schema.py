@@ -120,7 +120,7 @@ def mentions_time(annotation: Any, _seen: set[type] | None = None) -> bool:
     if isinstance(annotation, type):
         if issubclass(annotation, (datetime.datetime, datetime.time)):
             return True
-        if is_model(annotation):
+        if issubclass(annotation, BaseModel):
             if annotation in seen:
                 return False
             seen.add(annotation)
