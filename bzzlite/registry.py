@@ -51,15 +51,14 @@ class ResourceSpec:
     max_per_page: int = 100
     auth: Any = None  # per-resource auth override (see bzzlite.auth), None = app default
     options: dict[str, Any] = field(default_factory=dict)
+    # Derived once: requests read these (a pydantic model class answers a missing attribute
+    # by raising inside its metaclass, so asking the model on every request costs).
+    path: str = field(init=False, repr=False, compare=False)  # the collection URL path, /{prefix}/{name}
+    is_odmantic: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def path(self) -> str:
-        """The collection URL path: ``/{prefix}/{name}``."""
-        return f"{self.prefix}/{self.name}"
-
-    @property
-    def is_odmantic(self) -> bool:
-        return getattr(self.model, "__collection__", None) is not None and hasattr(self.model, "__odm_fields__")
+    def __post_init__(self) -> None:
+        self.path = f"{self.prefix}/{self.name}"
+        self.is_odmantic = getattr(self.model, "__collection__", None) is not None and hasattr(self.model, "__odm_fields__")
 
 
 class Registry:
