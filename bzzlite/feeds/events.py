@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..registry import ResourceSpec
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
+RESET = "reset"  # a journal marker: this collection's changes since the previous event are unknown
 
 
 @dataclass(slots=True)
@@ -38,21 +39,29 @@ class Change:
     doc: dict[str, Any]
     old: dict[str, Any] | None = None
     at: str | None = None  # ISO time of the commit, when the store knows it
+    before_known: bool = True  # False: the document before an update or deletion is unknown
 
 
 class Decoded:
     """A change as its resource's subscribers see it: full documents (defaults filled,
     with their id) before and after, and the updated fields."""
 
-    __slots__ = ("change", "before", "after", "updated_fields")
+    __slots__ = ("change", "before", "after", "updated_fields", "unknown")
 
     def __init__(self, spec: ResourceSpec, change: Change) -> None:
         self.change = change
+        if change.op == RESET:
+            self.before = self.after = self.updated_fields = None
+            self.unknown = False
+            return
         doc = documents.as_json(spec, Record(change.doc_id, 0, change.doc))
         self.before: dict[str, Any] | None
         self.after: dict[str, Any] | None
         self.updated_fields: dict[str, Any] | None = None
-        if change.op == CREATED:
+        self.unknown = not change.before_known and change.op != CREATED
+        if self.unknown:  # written by another program, with no pre-image to tell
+            self.before, self.after = None, None if change.op == DELETED else doc
+        elif change.op == CREATED:
             self.before, self.after = None, doc
         elif change.op == DELETED:
             self.before, self.after = doc, None
@@ -66,16 +75,21 @@ class Decoded:
     def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> Event | None:
         """The event a subscriber with this query receives, or None when it concerns none
         of the documents it can see (neither before nor after the change)."""
-        now = matches(conditions, self.after)
-        if not now and not matches(conditions, self.before):
-            return None
         change = self.change
-        body: dict[str, Any] = {
-            "event_id": change.seq,
-            "type": change.op,
-            "doc": project(self.after if self.after is not None else self.before, fields),  # type: ignore[arg-type]
-            "matches": now,
-        }
+        if change.op == RESET:  # every subscriber of the collection must reload
+            reset = {"event_id": change.seq, "reason": "changes were lost: " + str(change.doc.get("reason", "")) +
+                    "; reload, then follow from this event"}
+            return Event(change.seq, RESET, orjson.dumps(reset))
+        now = matches(conditions, self.after)
+        if not now and self.unknown:
+            # Whether the subscriber could see the document before is unknown: tell it only
+            # the id, to drop the document if it has it.
+            doc: dict[str, Any] = {"id": change.doc_id}
+        elif not now and not matches(conditions, self.before):
+            return None
+        else:
+            doc = project(self.after if self.after is not None else self.before, fields)  # type: ignore[arg-type]
+        body: dict[str, Any] = {"event_id": change.seq, "type": change.op, "doc": doc, "matches": now}
         if self.updated_fields is not None:
             body["updated_fields"] = project_updated_fields(self.updated_fields, fields)
         if change.at is not None:
@@ -103,13 +117,14 @@ def project_updated_fields(updated: dict[str, Any], fields: tuple[str, ...] | No
 class Event:
     """One event for the subscribers of one query: its id, type and JSON body."""
 
-    __slots__ = ("seq", "type", "body", "_sse")
+    __slots__ = ("seq", "type", "body", "_sse", "_chunk")
 
     def __init__(self, seq: int, type_: str, body: bytes) -> None:
         self.seq = seq
         self.type = type_
         self.body = body
         self._sse: bytes | None = None
+        self._chunk: bytes | None = None
 
     @property
     def sse(self) -> bytes:
@@ -117,6 +132,14 @@ class Event:
         if self._sse is None:
             self._sse = b"id: %d\nevent: %s\ndata: %s\n\n" % (self.seq, self.type.encode(), self.body)
         return self._sse
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """:attr:`sse` framed as one HTTP/1.1 chunk, ready for the socket."""
+        if self._chunk is None:
+            sse = self.sse
+            self._chunk = b"%x\r\n%s\r\n" % (len(sse), sse)
+        return self._chunk
 
     def message(self, sub_id: bytes) -> bytes:
         """The event as a WebSocket message naming the subscription (``sub_id`` is JSON)."""

@@ -18,7 +18,7 @@ import orjson
 
 from ..errors import HTTPError
 from .events import Decoded, Event
-from .journal import Journal, TooOld, journal_for
+from .journal import Journal, TooOld, Unsupported, journal_for
 
 if TYPE_CHECKING:
     from ..query import Condition
@@ -117,9 +117,16 @@ class Feeds:
     async def attach(self, store: Store) -> None:
         """Start journaling in a newly opened store (the runtime calls this at open)."""
         self.closing = False
+        if self.journal is not None:
+            await self._stop()
+            await self.journal.close()
         self.journal = journal_for(store, size=self.journal_size, poll=self.poll)
         if self.journal is not None:
-            await self.journal.attach(list(self.specs.values()))
+            try:
+                await self.journal.attach(list(self.specs.values()))
+            except Unsupported as exc:
+                log.warning("change feeds are off: %s", exc)
+                self.journal = None
 
     async def close(self) -> None:
         """End every stream and socket, stop following the journal."""
@@ -157,6 +164,12 @@ class Feeds:
         journal = self.journal
         if journal is None:
             raise HTTPError(501, "This store offers no change feeds.")
+        try:
+            await journal.wake()
+        except Unsupported as exc:
+            log.warning("change feeds are off: %s", exc)
+            self.journal = None
+            raise HTTPError(501, "This store offers no change feeds.") from None
         if not self._tasks:
             head = await journal.head()
             if not self._tasks:  # nobody started them while we waited
@@ -183,6 +196,8 @@ class Feeds:
         sub.backlog = []
         self._add(sub)
         try:
+            if since < 0:  # not an id this server gave
+                raise TooOld(since)
             await self._replay(journal, sub)
         except TooOld:
             sub.last = max(self.position, await journal.head())
@@ -246,6 +261,8 @@ class Feeds:
             if not groups:
                 del self.groups[sub.spec.path]
         if self.count == 0:
+            if self.journal is not None:
+                self.journal.idle()
             asyncio.ensure_future(self._stop())
 
     async def _stop(self) -> None:

@@ -22,6 +22,10 @@ class TooOld(Exception):
     """The journal no longer holds (or never held) the changes after this id."""
 
 
+class Unsupported(Exception):
+    """This store (as deployed) cannot keep a journal: feeds are off, the rest works."""
+
+
 class Journal(ABC):
     """Reads a store's changes in commit order; ids are increasing integers."""
 
@@ -45,8 +49,14 @@ class Journal(ABC):
     def follow(self, after: int) -> AsyncIterator[list[Change]]:
         """Batches of new changes after ``after``, as they are committed, until cancelled."""
 
+    async def wake(self) -> None:
+        """A subscriber arrived in this process (the journal may start working)."""
+
+    def idle(self) -> None:
+        """This process has no subscribers left."""
+
     async def close(self) -> None:
-        """Release what :meth:`follow` holds."""
+        """Release what the journal holds."""
 
 
 def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:

@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from ..errors import QueryError
 from ..query import build_query, parse_arguments
@@ -78,11 +78,7 @@ async def stream(handler: CollectionHandler) -> None:
     handler.feed = sub
     handler.write(b": bzzlite change feed\n\n")
     handler.flush()
-    connection: Any = handler.request.connection
-    stream_ = getattr(connection, "stream", None)
-    if stream_ is not None:
-        stream_.max_write_buffer_size = feeds.buffer
-    sub.stream = stream_
+    sub.attach(handler.request.connection)
     feeds.opened(sub)
     try:
         await feeds.subscribe(sub, since)
@@ -97,9 +93,14 @@ async def stream(handler: CollectionHandler) -> None:
 
 
 class EventStream(Subscription):
-    """A subscription written to one SSE response."""
+    """A subscription written to one SSE response.
 
-    __slots__ = ("feeds", "handler", "stream", "done", "_sent")
+    Writes skip Tornado's per-write machinery when they can: with nothing queued on the
+    connection, an event goes straight to the socket (one system call); otherwise it is
+    queued on the connection's stream, whose bound, once exceeded, disconnects the client.
+    """
+
+    __slots__ = ("feeds", "handler", "stream", "done", "_sent", "_direct", "_chunked")
 
     def __init__(
         self,
@@ -115,14 +116,31 @@ class EventStream(Subscription):
         self.stream: Any = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sent = 0  # the latest id written on the wire
+        self._direct = False  # write framed bytes to the stream ourselves
+        self._chunked = False
+
+    def attach(self, connection: Any) -> None:
+        """Use the response's connection directly once its headers are out (plain HTTP/1.x
+        over TCP; anything else goes through ``RequestHandler.write``)."""
+        stream = getattr(connection, "stream", None)
+        chunked = getattr(connection, "_chunking_output", None)
+        if stream is None:
+            return
+        stream.max_write_buffer_size = self.feeds.buffer
+        self.stream = stream
+        if type(stream) is IOStream and isinstance(chunked, bool):
+            self._direct, self._chunked = True, chunked
 
     def _write(self, data: bytes) -> bool:
+        """Queue SSE text for the client; False when the client is gone or overflowed."""
         if self.closed:
             return False
-        stream_ = self.stream
-        if stream_ is not None and stream_.max_write_buffer_size is not None:
+        if self._direct:
+            return self._emit(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+        stream = self.stream
+        if stream is not None and stream.max_write_buffer_size is not None:
             # Refuse only when what is already queued exceeds the bound (any one event fits).
-            stream_.max_write_buffer_size = self.feeds.buffer + len(data) + 32
+            stream.max_write_buffer_size = self.feeds.buffer + len(data) + 32
         try:
             self.handler.write(data)
             self.handler.flush()
@@ -133,8 +151,39 @@ class EventStream(Subscription):
             self.end()
         return False
 
+    def _emit(self, framed: bytes) -> bool:
+        stream = self.stream
+        if stream.closed():
+            self.end()
+            return False
+        if not stream.writing():  # nothing queued before it: hand it to the kernel now
+            try:
+                sent = stream.socket.send(framed)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:  # reset by the peer: Tornado notices and closes the connection
+                self.end()
+                return False
+            if sent == len(framed):
+                return True
+            framed = framed[sent:]
+        if stream.max_write_buffer_size is not None:
+            stream.max_write_buffer_size = self.feeds.buffer + len(framed)
+        try:
+            stream.write(framed)
+            return True
+        except StreamBufferFullError:
+            self.overflow("the client reads slower than changes arrive")
+        except StreamClosedError:
+            self.end()
+        return False
+
     def deliver(self, events: list[Event]) -> None:
-        if self._write(events[0].sse if len(events) == 1 else b"".join(e.sse for e in events)):
+        if self._direct and self._chunked and len(events) == 1:
+            written = not self.closed and self._emit(events[0].sse_chunk)  # framed once per query
+        else:
+            written = self._write(events[0].sse if len(events) == 1 else b"".join(e.sse for e in events))
+        if written:
             self._sent = events[-1].seq
 
     def control(self, type_: str, seq: int | None, body: dict[str, Any]) -> None:
@@ -189,6 +238,9 @@ class EventStream(Subscription):
         if self.closed:
             return
         try:
-            await self.handler.flush()
+            if self._direct:
+                await self.stream.write(b"")  # done once everything queued before is sent
+            else:
+                await self.handler.flush()
         except StreamClosedError:
             self.end()

@@ -59,8 +59,15 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         return 64 * 1024  # subscribe messages are small
 
     async def prepare(self) -> None:
+        if self.request.method not in self.ALLOWED:
+            raise HTTPError(405, "Method not allowed on this route.")
         if self.runtime.auth is not None:
             await self.runtime.auth.authorize(self, self.spec, "list")
+        # Tornado answers a plain GET here with text/html; bzzlite's errors are problem+json.
+        connection = [part.strip().lower() for part in self.request.headers.get("Connection", "").split(",")]
+        if self.request.headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            raise HTTPError(400, "Open a WebSocket here (Upgrade: websocket) to follow the collection's changes; "
+                                 "or GET the collection with Accept: text/event-stream.")
         await self.feeds.ready()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -74,6 +81,8 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         self.set_status(error.status)
         for name, value in error.headers.items():
             self.set_header(name, value)
+        if error.status == 405:
+            self.set_header("Allow", ", ".join(self.ALLOWED))
         self.set_header("Content-Type", PROBLEM_JSON)
         self.finish(_json.dumps(problem(error.status, error.message, error.errors)))
 

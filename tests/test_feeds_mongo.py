@@ -1,0 +1,149 @@
+"""MongoDB feeds: changes made by other programs reach subscribers; the journal's leader."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+from bson import ObjectId
+from pydantic import BaseModel
+from pymongo import MongoClient
+
+from bzzlite import App, Registry
+from bzzlite.feeds.testing import EventStream
+from bzzlite.testing import serve
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("bzzlite.stores.mongo") is None,
+                                reason="the MongoDB store is not built yet")
+
+
+class Todo(BaseModel):
+    title: str
+    done: bool = False
+
+
+def app_for(url: str, **options) -> App:
+    registry = Registry()
+    registry.resource(Todo)
+    return App(registry, db=url, **options)
+
+
+def collection(url: str):
+    client = MongoClient(url)
+    return client, client.get_default_database()["todo"]
+
+
+def test_changes_made_by_another_program_reach_subscribers(mongo_db_url):
+    mongo, todo = collection(mongo_db_url)
+    with serve(app_for(mongo_db_url)) as client, EventStream(client, "/todo?done=false") as stream:
+        stream.wait_ready()
+        oid = ObjectId()
+        todo.insert_one({"_id": oid, "_v": 1, "title": "from a script", "done": False})
+        created = stream.next()
+        assert (created.type, created.data["doc"]) == ("created", {"id": str(oid), "title": "from a script",
+                                                                    "done": False})
+        todo.update_one({"_id": oid}, {"$set": {"done": True}, "$inc": {"_v": 1}})
+        updated = stream.next()
+        assert updated.type == "updated" and updated.data["matches"] is False
+        assert updated.data["updated_fields"] == {"done": {"from": False, "to": True}}  # the journal knew it
+        todo.delete_one({"_id": oid})
+        doc = client.post("/todo", json={"title": "through the API"}).json()
+        # the deletion concerned a document this feed no longer saw: the next event is the API's
+        assert stream.next().data["doc"] == doc
+    mongo.close()
+
+
+def test_a_document_the_journal_never_saw_gives_only_its_id_to_feeds_that_cannot_see_it(mongo_db_url):
+    mongo, todo = collection(mongo_db_url)
+    oid = ObjectId()
+    todo.insert_one({"_id": oid, "_v": 1, "title": "old", "done": False})  # before any server ran
+    with serve(app_for(mongo_db_url)) as client:
+        with EventStream(client, "/todo?done=false") as open_, EventStream(client, "/todo?done=true") as done:
+            open_.wait_ready()
+            done.wait_ready()
+            todo.update_one({"_id": oid}, {"$set": {"done": True}})
+            seen_by_done, seen_by_open = done.next(), open_.next()
+            assert seen_by_done.data["doc"] == {"id": str(oid), "title": "old", "done": True}
+            assert seen_by_done.data["matches"] is True and "updated_fields" not in seen_by_done.data
+            assert seen_by_open.data == {"event_id": seen_by_done.data["event_id"], "type": "updated",
+                                         "doc": {"id": str(oid)}, "matches": False,
+                                         "at": seen_by_open.data["at"]}
+    mongo.close()
+
+
+@pytest.mark.real_mongo("the stand-in's change streams report no drop event")
+def test_a_dropped_collection_resets_its_subscribers(mongo_db_url):
+    mongo, todo = collection(mongo_db_url)
+    with serve(app_for(mongo_db_url)) as client, EventStream(client, "/todo") as stream:
+        stream.wait_ready()
+        client.post("/todo", json={"title": "a"})
+        assert stream.next().type == "created"
+        todo.drop()
+        event = stream.next()
+        if event.type == "deleted":  # some servers report the documents first
+            event = stream.next()
+        assert event.type == "reset"
+        assert "reload" in event.data["reason"]
+    mongo.close()
+
+
+def test_lost_history_resets_the_collections_subscribers(mongo_db_url):
+    """When the leader cannot know what happened (MongoDB no longer has the change stream's
+    history), it journals a reset marker: subscribers are told to reload, in order."""
+    app = app_for(mongo_db_url)
+    with serve(app) as client, EventStream(client, "/todo") as stream:
+        stream.wait_ready()
+        journal = app.runtime.feeds.journal
+        spec = next(iter(app.registry.resources.values()))
+        marker = journal._append_reset(spec, "the change stream's history is gone (286)")
+        asyncio.run_coroutine_threadsafe(marker, journal._lead_task.get_loop()).result(10)
+        reset = stream.next()
+        assert reset.type == "reset" and int(reset.id) == reset.data["event_id"]
+        assert "history is gone" in reset.data["reason"] and "reload" in reset.data["reason"]
+        doc = client.post("/todo", json={"title": "after"}).json()
+        assert stream.next().data["doc"] == doc
+
+
+def test_one_leader_journals_for_every_server(mongo_db_url):
+    """Two apps on one database (two servers): one leads; the other's writes are journaled
+    once; when the leader stops, the other takes over where it stopped."""
+    first, second = app_for(mongo_db_url), app_for(mongo_db_url)
+    with serve(first) as a, serve(second) as b:
+        with EventStream(a, "/todo") as on_a, EventStream(b, "/todo") as on_b:
+            on_a.wait_ready()
+            on_b.wait_ready()
+            leaders = [app.runtime.feeds.journal._leading for app in (first, second)]
+            assert sorted(leaders) == [False, True]
+            docs = [a.post("/todo", json={"title": "via a"}).json(), b.post("/todo", json={"title": "via b"}).json()]
+            for stream in (on_a, on_b):
+                events = stream.take(2)
+                assert [e.data["doc"] for e in events] == docs
+                assert [int(e.id) for e in events] == sorted(int(e.id) for e in events)
+    # both stopped: a new server leads and resumes from the saved position
+    mongo, todo = collection(mongo_db_url)
+    todo.insert_one({"_id": ObjectId(), "_v": 1, "title": "while nobody ran"})
+    third = app_for(mongo_db_url)
+    with serve(third) as c:
+        with EventStream(c, "/todo?since=0") as stream:
+            titles = []
+            while len(titles) < 3:
+                event = stream.next()
+                if event.type == "created":
+                    titles.append(event.data["doc"]["title"])
+            assert titles == ["via a", "via b", "while nobody ran"]
+    mongo.close()
+
+
+def test_a_standalone_server_without_change_streams_turns_feeds_off(mongo_db_url, monkeypatch):
+    from pymongo.errors import OperationFailure
+
+    from bzzlite.feeds import mongo as feeds_mongo
+
+    async def refuse(self, spec, token):
+        raise OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
+
+    monkeypatch.setattr(feeds_mongo.MongoJournal, "_open_stream", refuse)
+    with serve(app_for(mongo_db_url)) as client, EventStream(client, "/todo") as stream:
+        assert stream.status == 501
+        assert client.post("/todo", json={"title": "the store still works"}).code == 201
