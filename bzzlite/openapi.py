@@ -107,6 +107,8 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
         collection, item = _resource_paths(spec, schemas.names[spec.path], protected, security)
         paths[spec.path] = collection
         paths[f"{spec.path}/{{id}}"] = item
+        if getattr(settings, "feeds", False):
+            paths[f"{spec.path}/_changes"] = _changes_item(spec, protected, security)
         paths.update(_nested_paths(spec, trees[spec.path], schemas, protected, security))
     paths["/_health"] = copy.deepcopy(_HEALTH)
     if settings.docs:
@@ -463,7 +465,8 @@ def _resource_paths(
                      "headers": {"Link": _header("Link")}}},
             description="Filter with `?field=value` and `?field__op=value`, sort with `?sort=-a,b`, "
             "project with `?fields=a,b`, page with `?page=&per_page=` or follow `?after=` cursors "
-            "from the `next` link.",
+            "from the `next` link. With `Accept: text/event-stream` (when the app's change feeds are on) "
+            "the same query streams the matching documents' changes as Server-Sent Events instead.",
             parameters=list(_list_parameters(spec)),
         ),
         "post": operation(
@@ -582,6 +585,22 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
 def _required(auth: Any, spec: ResourceSpec, operation: str) -> bool:
     required = getattr(auth, "required", None)
     return bool(required(spec, operation)) if callable(required) else True
+
+
+def _changes_item(spec: ResourceSpec, protected: dict[str, bool], security: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """``/{name}/_changes``: the collection's change feed over a WebSocket."""
+    op_id = re.sub(r"[^A-Za-z0-9_]", "_", spec.path.strip("/"))
+    codes = [400, 503] + ([401, 403] if protected.get("list") else [])
+    op: dict[str, Any] = {
+        "tags": [spec.name], "summary": f"Follow changes to {spec.name} (WebSocket)", "operationId": f"changes_{op_id}",
+        "description": "Upgrade to a WebSocket, then send `{\"type\": \"subscribe\", \"id\": ..., \"query\": "
+        "\"done=false\", \"since\": ...}` messages; the server sends `ready`, `created`, `updated`, `deleted`, "
+        "`reset` and `ping` messages. A request that is not a WebSocket upgrade is a 400.",
+        "responses": {"101": {"description": "Switching to the WebSocket protocol."}, **_errors(sorted(codes))},
+    }
+    if protected.get("list"):
+        op["security"] = security
+    return {"get": op}
 
 
 # --- nested routes (embedded models, lists of them, references) --------------------------------

@@ -310,3 +310,17 @@ def test_the_generator_imports_no_tornado(module: str) -> None:
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.startswith(("tornado", "motor", "pymongo", "sqlite3")) for name in imported)
+
+
+def test_change_feed_route_is_documented_and_answers_as_documented(app: App, doc: dict[str, Any]) -> None:
+    changes = doc["paths"]["/todo_item/_changes"]["get"]
+    assert set(changes["responses"]) == {"101", "400", "503"}
+    with serve(app) as client:
+        plain = client.get("/todo_item/_changes")  # not a WebSocket upgrade
+        wrong = client.post("/todo_item/_changes")
+    assert plain.code == 400
+    assert plain.headers["Content-Type"] == "application/problem+json"
+    assert "WebSocket" in plain.json()["detail"]
+    assert wrong.code == 405
+    assert wrong.headers["Allow"] == "GET"
+    assert wrong.headers["Content-Type"] == "application/problem+json"
