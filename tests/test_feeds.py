@@ -368,3 +368,30 @@ def test_a_vanished_client_is_forgotten(store_url):
             while feeds.count != 1:  # the closed one is noticed (on the next read or write)
                 client.post("/todo", json={"title": "z"})
                 other.next()
+
+
+def test_auth_applies_and_a_signed_out_user_loses_the_feed(sqlite_url):
+    from bzzlite.auth import Auth, AuthProvider
+
+    class Fake(AuthProvider):
+        name = "fake"
+
+        async def authenticate(self, access_token):
+            return {"id": "u1"} if access_token == "good" else None
+
+    registry = Registry()
+    registry.resource(Todo)
+    auth = Auth(secret="s" * 32, providers=[Fake()])
+    with served(sqlite_url, registry, auth=auth, feed_heartbeat=0.05) as client:
+        with feed(client) as anonymous:
+            assert anonymous.status == 401
+        signin = client.post("/auth/signin/", json={"access_token": "good", "provider": "fake"})
+        token = signin.headers["Set-Cookie"].split("=", 1)[1].split(";", 1)[0]
+        bearer = {"Authorization": f"Bearer {token}"}
+        with feed(client, headers=bearer) as stream:
+            stream.wait_ready()
+            doc = client.post("/todo", json={"title": "a"}, headers=bearer).json()
+            assert stream.next().data["doc"] == doc
+            assert client.post("/auth/signout/", headers=bearer).code == 200
+            events = stream.rest()  # heartbeats re-check the session: the stream ends
+            assert events[-1].type == "unauthorized" and events[-1].data["status"] == 401

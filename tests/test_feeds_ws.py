@@ -294,3 +294,32 @@ def test_auth_applies_at_the_upgrade(sqlite_url):
 
     with serve(app) as client:
         asyncio.run(main(client))
+
+
+def test_a_signed_out_user_loses_the_socket(sqlite_url):
+    from bzzlite.auth import Auth, AuthProvider
+
+    class Fake(AuthProvider):
+        name = "fake"
+
+        async def authenticate(self, access_token):
+            return {"id": "u1"} if access_token == "good" else None
+
+    registry = Registry()
+    registry.resource(Todo)
+    app = App(registry, db=sqlite_url, auth=Auth(secret="s" * 32, providers=[Fake()]), feed_heartbeat=0.05)
+
+    async def main(client):
+        signin = await asyncio.to_thread(client.post, "/auth/signin/", json={"access_token": "good", "provider": "fake"})
+        token = signin.headers["Set-Cookie"].split("=", 1)[1].split(";", 1)[0]
+        bearer = {"Authorization": f"Bearer {token}"}
+        ws = await Socket.open(client, headers=bearer)
+        await ws.subscribe("s")
+        assert (await asyncio.to_thread(client.post, "/auth/signout/", headers=bearer)).code == 200
+        while (message := await ws.recv()) is not None:
+            last = message
+        assert last["type"] == "unauthorized"
+        assert ws.conn.close_code == 4001
+
+    with serve(app) as client:
+        asyncio.run(main(client))

@@ -142,8 +142,9 @@ class Feeds:
             await self.journal.close()
 
     def opened(self, endpoint: Any) -> None:
-        """Track a stream or socket: it gets ``heartbeat(position)`` calls, and
-        ``shutdown()`` when the feeds close."""
+        """Track a stream or socket (it has a ``handler``): it gets ``heartbeat(position)``
+        calls, ``unauthorized()`` when its user's session ends, ``shutdown()`` when the
+        feeds close."""
         self._endpoints[endpoint] = None
 
     def closed(self, endpoint: Any) -> None:
@@ -322,3 +323,25 @@ class Feeds:
                     endpoint.heartbeat(self.position)
                 except Exception:
                     log.exception("a feed heartbeat failed")
+            if self.runtime.auth is not None:
+                await self._recheck_users()
+
+    async def _recheck_users(self) -> None:
+        """End the streams of users whose session ended (signed out, expired) since they
+        subscribed: a feed must not outlive the right to read the list."""
+        from ..auth.policy import BadCredentials
+
+        auth = self.runtime.auth
+        for endpoint in list(self._endpoints):
+            handler = endpoint.handler
+            user = getattr(handler, "_current_user", None)
+            if not user:
+                continue
+            try:
+                identity = await auth.identify(handler)
+            except BadCredentials:
+                identity = None
+            except Exception:  # the revocation store is away: check again next time
+                continue
+            if identity is None or identity.session.user.get("id") != user.get("id"):
+                endpoint.unauthorized()

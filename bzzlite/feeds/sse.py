@@ -234,6 +234,10 @@ class EventStream(Subscription):
     def shutdown(self) -> None:
         self.end()
 
+    def unauthorized(self) -> None:
+        self.control("unauthorized", None, {"status": 401, "detail": "The session ended; sign in again."})
+        self.end()
+
     async def drain(self) -> None:
         if self.closed:
             return

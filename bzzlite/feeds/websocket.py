@@ -39,6 +39,7 @@ log = logging.getLogger("bzzlite.feeds")
 
 MAX_SUBSCRIPTIONS = 100  # per socket
 OVERFLOW_CODE = 4008  # close code: the client fell too far behind
+UNAUTHORIZED_CODE = 4001  # close code: the user's session ended
 
 
 class ChangesHandler(tornado.websocket.WebSocketHandler):
@@ -139,6 +140,15 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
     def shutdown(self) -> None:
         self.on_close()
         self.close(1001, "server shutting down")
+
+    @property
+    def handler(self) -> ChangesHandler:
+        return self  # what the hub re-checks the user's session with
+
+    def unauthorized(self) -> None:
+        self.send(b'{"type":"unauthorized","status":401,"detail":"The session ended; sign in again."}')
+        self.on_close()
+        self.close(UNAUTHORIZED_CODE, "session ended")
 
     # -- messages ------------------------------------------------------------------------
 
