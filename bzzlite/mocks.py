@@ -28,7 +28,7 @@ _REGEX_CHARS = frozenset(".^$*+?{}[]\\|()")
 _BAD_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_COOKIE = re.compile(r"[\x00-\x20;,\x7f]")
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
-_NO_BODY = frozenset({204, 304})
+NO_BODY = frozenset({204, 304})  # statuses that carry no body
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def content_type(route: MockRoute) -> str | None:
     for name, value in route.headers.items():
         if name.lower() == "content-type":
             return value
-    if route.dynamic or route.status in _NO_BODY:
+    if route.dynamic or route.status in NO_BODY:
         return None
     return encode_body(route.body)[1]
 
@@ -149,7 +149,7 @@ def _parse_entry(index: int, entry: Any) -> MockRoute:
             data, _ = encode_body(body)
         except TypeError as exc:
             raise ConfigurationError(f"{where}: {exc}; or a callable of the request") from None
-        if data and status in _NO_BODY:
+        if data and status in NO_BODY:
             raise ConfigurationError(f"{where}: a {status} response has no body; remove the body or the status")
     headers = _string_map(where, "headers", options.get("headers", {}), _BAD_HEADER)
     for name in headers:

@@ -6,13 +6,11 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HTTPError
-from ..mocks import METHODS, MockRoute, encode_body
+from ..mocks import METHODS, NO_BODY, MockRoute, encode_body
 from .base import BaseHandler
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
-
-_NO_BODY = frozenset({204, 304})
 
 
 class MockHandler(BaseHandler):
@@ -37,7 +35,7 @@ class MockHandler(BaseHandler):
         if route is None:
             raise HTTPError(405, "Method not allowed on this route.")
         body = route.body
-        if callable(body):
+        if route.dynamic:
             self.request.body = self.body  # the streamed body, within the size limit
             body = body(self.request)
             if inspect.isawaitable(body):
@@ -45,7 +43,7 @@ class MockHandler(BaseHandler):
         try:
             data, content_type = encode_body(body)
         except TypeError as exc:
-            raise HTTPError(500, "Internal server error.", log_message=f"mock {route.method} {route.url}: {exc}")
+            raise HTTPError(500, "Internal server error.", log_message=f"mock {route.method} {route.url}: {exc}") from None
         self.set_status(route.status)
         if content_type is not None:
             self.set_header("Content-Type", content_type)
@@ -53,6 +51,6 @@ class MockHandler(BaseHandler):
             self.set_header(name, value)
         for name, value in route.cookies.items():
             self.set_cookie(name, value)
-        self.finish(None if route.status in _NO_BODY else data)
+        self.finish(None if route.status in NO_BODY else data)
 
     get = post = put = patch = delete = head = options = answer  # type: ignore[assignment]
