@@ -58,17 +58,16 @@ def test_a_document_the_journal_never_saw_gives_only_its_id_to_feeds_that_cannot
     mongo, todo = collection(mongo_db_url)
     oid = ObjectId()
     todo.insert_one({"_id": oid, "_v": 1, "title": "old", "done": False})  # before any server ran
-    with serve(app_for(mongo_db_url)) as client:
-        with EventStream(client, "/todo?done=false") as open_, EventStream(client, "/todo?done=true") as done:
-            open_.wait_ready()
-            done.wait_ready()
-            todo.update_one({"_id": oid}, {"$set": {"done": True}})
-            seen_by_done, seen_by_open = done.next(), open_.next()
-            assert seen_by_done.data["doc"] == {"id": str(oid), "title": "old", "done": True}
-            assert seen_by_done.data["matches"] is True and "updated_fields" not in seen_by_done.data
-            assert seen_by_open.data == {"event_id": seen_by_done.data["event_id"], "type": "updated",
-                                         "doc": {"id": str(oid)}, "matches": False,
-                                         "at": seen_by_open.data["at"]}
+    with (serve(app_for(mongo_db_url)) as client, EventStream(client, "/todo?done=false") as open_,
+          EventStream(client, "/todo?done=true") as done):
+        open_.wait_ready()
+        done.wait_ready()
+        todo.update_one({"_id": oid}, {"$set": {"done": True}})
+        seen_by_done, seen_by_open = done.next(), open_.next()
+        assert seen_by_done.data["doc"] == {"id": str(oid), "title": "old", "done": True}
+        assert seen_by_done.data["matches"] is True and "updated_fields" not in seen_by_done.data
+        assert seen_by_open.data == {"event_id": seen_by_done.data["event_id"], "type": "updated",
+                                     "doc": {"id": str(oid)}, "matches": False, "at": seen_by_open.data["at"]}
     mongo.close()
 
 
@@ -109,29 +108,28 @@ def test_one_leader_journals_for_every_server(mongo_db_url):
     """Two apps on one database (two servers): one leads; the other's writes are journaled
     once; when the leader stops, the other takes over where it stopped."""
     first, second = app_for(mongo_db_url), app_for(mongo_db_url)
-    with serve(first) as a, serve(second) as b:
-        with EventStream(a, "/todo") as on_a, EventStream(b, "/todo") as on_b:
-            on_a.wait_ready()
-            on_b.wait_ready()
-            leaders = [app.runtime.feeds.journal._leading for app in (first, second)]
-            assert sorted(leaders) == [False, True]
-            docs = [a.post("/todo", json={"title": "via a"}).json(), b.post("/todo", json={"title": "via b"}).json()]
-            for stream in (on_a, on_b):
-                events = stream.take(2)
-                assert [e.data["doc"] for e in events] == docs
-                assert [int(e.id) for e in events] == sorted(int(e.id) for e in events)
+    with (serve(first) as a, serve(second) as b, EventStream(a, "/todo") as on_a,
+          EventStream(b, "/todo") as on_b):
+        on_a.wait_ready()
+        on_b.wait_ready()
+        leaders = [app.runtime.feeds.journal._leading for app in (first, second)]
+        assert sorted(leaders) == [False, True]
+        docs = [a.post("/todo", json={"title": "via a"}).json(), b.post("/todo", json={"title": "via b"}).json()]
+        for stream in (on_a, on_b):
+            events = stream.take(2)
+            assert [e.data["doc"] for e in events] == docs
+            assert [int(e.id) for e in events] == sorted(int(e.id) for e in events)
     # both stopped: a new server leads and resumes from the saved position
     mongo, todo = collection(mongo_db_url)
     todo.insert_one({"_id": ObjectId(), "_v": 1, "title": "while nobody ran"})
     third = app_for(mongo_db_url)
-    with serve(third) as c:
-        with EventStream(c, "/todo?since=0") as stream:
-            titles = []
-            while len(titles) < 3:
-                event = stream.next()
-                if event.type == "created":
-                    titles.append(event.data["doc"]["title"])
-            assert titles == ["via a", "via b", "while nobody ran"]
+    with serve(third) as c, EventStream(c, "/todo?since=0") as stream:
+        titles = []
+        while len(titles) < 3:
+            event = stream.next()
+            if event.type == "created":
+                titles.append(event.data["doc"]["title"])
+        assert titles == ["via a", "via b", "while nobody ran"]
     mongo.close()
 
 

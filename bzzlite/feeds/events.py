@@ -46,19 +46,17 @@ class Decoded:
     """A change as its resource's subscribers see it: full documents (defaults filled,
     with their id) before and after, and the updated fields."""
 
-    __slots__ = ("change", "before", "after", "updated_fields", "unknown")
+    __slots__ = ("after", "before", "change", "unknown", "updated_fields")
 
     def __init__(self, spec: ResourceSpec, change: Change) -> None:
         self.change = change
+        self.before: dict[str, Any] | None = None
+        self.after: dict[str, Any] | None = None
+        self.updated_fields: dict[str, Any] | None = None
+        self.unknown = not change.before_known and change.op not in (CREATED, RESET)
         if change.op == RESET:
-            self.before = self.after = self.updated_fields = None
-            self.unknown = False
             return
         doc = documents.as_json(spec, Record(change.doc_id, 0, change.doc))
-        self.before: dict[str, Any] | None
-        self.after: dict[str, Any] | None
-        self.updated_fields: dict[str, Any] | None = None
-        self.unknown = not change.before_known and change.op != CREATED
         if self.unknown:  # written by another program, with no pre-image to tell
             self.before, self.after = None, None if change.op == DELETED else doc
         elif change.op == CREATED:
@@ -117,7 +115,7 @@ def project_updated_fields(updated: dict[str, Any], fields: tuple[str, ...] | No
 class Event:
     """One event for the subscribers of one query: its id, type and JSON body."""
 
-    __slots__ = ("seq", "type", "body", "_sse", "_chunk")
+    __slots__ = ("_chunk", "_sse", "body", "seq", "type")
 
     def __init__(self, seq: int, type_: str, body: bytes) -> None:
         self.seq = seq

@@ -11,6 +11,7 @@ bounded output buffer, and one whose buffer is full is disconnected (it can resu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ _MAX_BACKLOG = 10_000  # live events held for a subscriber while it replays
 class Subscription:
     """One query followed by one client; subclasses write to an SSE stream or a WebSocket."""
 
-    __slots__ = ("spec", "conditions", "fields", "key", "last", "backlog", "closed", "__weakref__")
+    __slots__ = ("__weakref__", "backlog", "closed", "conditions", "fields", "key", "last", "spec")
 
     def __init__(self, spec: ResourceSpec, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
         self.spec = spec
@@ -159,9 +160,9 @@ class Feeds:
             HTTPError: 503 while the store (or the server) is unavailable, 501 when the
                 store keeps no journal.
         """
+        await self.runtime.ready_store()  # (re)opening the store re-attaches the feeds
         if self.closing:
             raise HTTPError(503, "The server is shutting down.", headers={"Retry-After": "1"})
-        await self.runtime.ready_store()
         journal = self.journal
         if journal is None:
             raise HTTPError(501, "This store offers no change feeds.")
@@ -252,13 +253,13 @@ class Feeds:
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget ``sub`` (idempotent); the last one out stops following the journal."""
         groups = self.groups.get(sub.spec.path)
-        group = groups.get(sub.key) if groups else None
-        if group is None or sub not in group.members:
+        group = groups.get(sub.key) if groups is not None else None
+        if groups is None or group is None or sub not in group.members:
             return
         del group.members[sub]
         self.count -= 1
         if not group.members:
-            del groups[sub.key]  # type: ignore[index]
+            del groups[sub.key]
             if not groups:
                 del self.groups[sub.spec.path]
         if self.count == 0:
@@ -273,10 +274,8 @@ class Feeds:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was logged
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     # -- delivery ------------------------------------------------------------------------
 
@@ -341,7 +340,8 @@ class Feeds:
                 identity = await auth.identify(handler)
             except BadCredentials:
                 identity = None
-            except Exception:  # the revocation store is away: check again next time
+            except Exception as exc:  # noqa: BLE001 - the revocation store is away: check next time
+                log.warning("cannot re-check a feed subscriber's session: %s", exc)
                 continue
             if identity is None or identity.session.user.get("id") != user.get("id"):
                 endpoint.unauthorized()

@@ -72,5 +72,5 @@ def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:
             from .mongo import MongoJournal
         except ImportError:  # not written yet
             return None
-        return MongoJournal(store, size=size)
+        return MongoJournal(store, size=size, poll=poll)  # type: ignore[arg-type]
     return None

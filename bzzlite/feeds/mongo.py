@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime
 import logging
 import os
@@ -66,7 +67,7 @@ def _token_key(token: Any) -> str:
 def _iso(value: Any) -> str | None:
     if isinstance(value, datetime.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
         return value.isoformat(timespec="milliseconds") + "Z"
     return None
 
@@ -111,9 +112,8 @@ class MongoJournal(Journal):
         saved tokens, so changes made while nobody led are journaled now, in order).
         """
         self.wanted = True
-        if self._lead_task is not None and not self._lead_task.done():
-            if self._leading:
-                return
+        if self._lead_task is not None and not self._lead_task.done() and self._leading:
+            return
         try:
             if not self._prepared:
                 await self.journal.create_index([("tok", ASCENDING)], name="tok", unique=True)
@@ -143,10 +143,8 @@ class MongoJournal(Journal):
         for task in tasks:
             task.cancel()
         for task in tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its failure was logged
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         if self._leading:
             await self._release()
 
@@ -201,8 +199,10 @@ class MongoJournal(Journal):
                     await self._save_tokens()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the store is away: retry, keeping what we had
+            except PyMongoError as exc:  # the store is away: retry, keeping what we had
                 log.warning("change journal lease: %s", exc)
+            except Exception:
+                log.exception("change journal lease")
 
     async def _start_leading(self) -> None:
         state = await self.state.find_one({"_id": "leader"}) or {}
@@ -224,10 +224,8 @@ class MongoJournal(Journal):
             task.cancel()
         for task in watchers:
             if task is not current:
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):
-                    pass
 
     @staticmethod
     def _key(spec: ResourceSpec) -> str:
@@ -361,7 +359,7 @@ class MongoJournal(Journal):
     async def _append_reset(self, spec: ResourceSpec, reason: str, tok: str | None = None) -> None:
         log.warning("change journal: %s: %s; its subscribers will be told to reload", spec.path, reason)
         await self._append({"c": spec.path, "op": RESET, "doc_id": "", "doc": {"reason": reason},
-                            "tok": tok or f"reset-{uuid.uuid4().hex}", "at": _iso(datetime.datetime.utcnow())})
+                            "tok": tok or f"reset-{uuid.uuid4().hex}", "at": _iso(datetime.datetime.now(datetime.UTC))})
         self._last_docs.clear()
 
     async def _append(self, entry: dict[str, Any]) -> None:
@@ -429,7 +427,5 @@ class MongoJournal(Journal):
 
 
 async def _close(stream: Any) -> None:
-    try:
+    with contextlib.suppress(PyMongoError):
         await stream.close()
-    except Exception:
-        pass

@@ -8,6 +8,7 @@ language) and then keeps the response open, writing one SSE event per change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -84,9 +85,9 @@ async def stream(handler: CollectionHandler) -> None:
         await feeds.subscribe(sub, since)
         if not sub.closed:
             await sub.done
-    except Exception as exc:  # after the headers: end the stream, the client resumes
-        log.warning("change feed of %s ended: %s", spec.path, exc)
-        sub.control("error", None, {"detail": "The feed stopped on a server error; reconnect to resume."})
+    except Exception:  # after the headers: end the stream, the client resumes
+        log.exception("the change feed of %s failed", spec.path)
+        sub.control("interrupted", None, {"detail": "The feed stopped on a server error; reconnect to resume."})
     finally:
         sub.end()
         feeds.closed(sub)
@@ -100,7 +101,7 @@ class EventStream(Subscription):
     queued on the connection's stream, whose bound, once exceeded, disconnects the client.
     """
 
-    __slots__ = ("feeds", "handler", "stream", "done", "_sent", "_direct", "_chunked")
+    __slots__ = ("_chunked", "_direct", "_sent", "done", "feeds", "handler", "stream")
 
     def __init__(
         self,
@@ -226,10 +227,8 @@ class EventStream(Subscription):
             self.done.set_result(None)
         handler = self.handler
         if not handler._finished:
-            try:
+            with contextlib.suppress(StreamClosedError, RuntimeError):  # the connection is gone
                 handler.finish()
-            except Exception:  # the connection is already gone
-                pass
 
     def shutdown(self) -> None:
         self.end()

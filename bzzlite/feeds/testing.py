@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 
 @dataclass
@@ -137,7 +137,7 @@ class EventStream:
                     self.comments.append(line[1:].strip())
                     continue
                 name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
+                value = value.removeprefix(" ")
                 if name == "event":
                     kind = value
                 elif name == "data":
@@ -167,7 +167,7 @@ class EventStream:
 
     def take(self, count: int) -> list[SSEEvent]:
         """The next ``count`` events."""
-        events = []
+        events: list[SSEEvent] = []
         for _ in range(count):
             event = self.next()
             if event is None:
@@ -177,7 +177,7 @@ class EventStream:
 
     def rest(self) -> list[SSEEvent]:
         """Every event until the server ends the stream."""
-        events = []
+        events: list[SSEEvent] = []
         while (event := self.next()) is not None:
             events.append(event)
         return events
@@ -188,8 +188,8 @@ class EventStream:
         except OSError:
             pass
 
-    def __enter__(self) -> EventStream:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 import orjson
 import tornado.websocket
-from tornado.iostream import StreamBufferFullError
+from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from .. import _json
 from ..errors import HTTPError, QueryError
@@ -216,7 +216,7 @@ def _retrieve(future: Any) -> None:
 class SocketSubscription(Subscription):
     """A subscription whose events go to a WebSocket, tagged with its id."""
 
-    __slots__ = ("socket", "sub_id", "sent", "_tag")
+    __slots__ = ("_tag", "sent", "socket", "sub_id")
 
     def __init__(
         self,
@@ -258,5 +258,5 @@ class SocketSubscription(Subscription):
         if stream is not None and not self.closed and not stream.closed():
             try:
                 await stream.write(b"")
-            except Exception:
+            except StreamClosedError:
                 self.end()
