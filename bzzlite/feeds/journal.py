@@ -38,8 +38,8 @@ class Journal(ABC):
         """The id of the latest change (0 when there is none yet)."""
 
     @abstractmethod
-    async def replay(self, after: int, limit: int) -> list[Change]:
-        """Up to ``limit`` changes with ids above ``after``, oldest first.
+    async def replay(self, after: int, limit: int, collection: str | None = None) -> list[Change]:
+        """Up to ``limit`` changes with ids above ``after`` (of one collection, if given), oldest first.
 
         Raises:
             TooOld: some changes after ``after`` are gone, or ``after`` is unknown here.

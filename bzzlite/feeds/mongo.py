@@ -386,22 +386,25 @@ class MongoJournal(Journal):
             raise StoreUnavailable(f"MongoDB error: {exc}") from exc
         return int(last["_id"]) if last else 0
 
-    async def _read(self, after: int, limit: int) -> list[Change]:
-        raws = await self.journal.find({"_id": {"$gt": after}}, sort=[("_id", ASCENDING)], limit=limit).to_list(None)
+    async def _read(self, after: int, limit: int, collection: str | None = None) -> list[Change]:
+        selector: dict[str, Any] = {"_id": {"$gt": after}}
+        if collection is not None:
+            selector["c"] = collection
+        raws = await self.journal.find(selector, sort=[("_id", ASCENDING)], limit=limit).to_list(None)
         return [
             Change(int(raw["_id"]), raw["c"], raw["op"], raw.get("doc_id", ""), raw.get("doc") or {},
                    raw.get("old"), raw.get("at"), before_known=not raw.get("u"))
             for raw in raws
         ]
 
-    async def replay(self, after: int, limit: int) -> list[Change]:
+    async def replay(self, after: int, limit: int, collection: str | None = None) -> list[Change]:
         try:
             first = await self.journal.find_one({}, {"_id": 1}, sort=[("_id", ASCENDING)])
             high = await self.head()
             low = int(first["_id"]) if first else None
             if after > high or (low is not None and after < low - 1):
                 raise TooOld(after)
-            return await self._read(after, limit)
+            return await self._read(after, limit, collection)
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB error: {exc}") from exc
 

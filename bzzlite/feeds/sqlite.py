@@ -122,22 +122,24 @@ class SQLiteJournal(Journal):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite error: {exc}") from exc
 
-    def _read(self, after: int, limit: int) -> list[Change]:
-        rows = self._conn().execute(
-            f"SELECT seq, collection, op, doc_id, doc, old, at FROM {TABLE} WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after, limit),
-        ).fetchall()
+    def _read(self, after: int, limit: int, collection: str | None = None) -> list[Change]:
+        columns = f"SELECT seq, collection, op, doc_id, doc, old, at FROM {TABLE} WHERE seq > ?"
+        if collection is None:
+            rows = self._conn().execute(f"{columns} ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        else:
+            rows = self._conn().execute(f"{columns} AND collection = ? ORDER BY seq LIMIT ?",
+                                        (after, collection, limit)).fetchall()
         return [
             Change(seq, collection, op, doc_id, orjson.loads(doc), orjson.loads(old) if old else None, at)
             for seq, collection, op, doc_id, doc, old, at in rows
         ]
 
-    async def replay(self, after: int, limit: int) -> list[Change]:
+    async def replay(self, after: int, limit: int, collection: str | None = None) -> list[Change]:
         try:
             low, high = self._bounds()
             if after > high or (low is not None and after < low - 1) or (low is None and after != high):
                 raise TooOld(after)
-            return self._read(after, limit)
+            return self._read(after, limit, collection)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite error: {exc}") from exc
 
