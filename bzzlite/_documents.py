@@ -124,15 +124,9 @@ def check_patch(spec: ResourceSpec, patch: Any) -> dict[str, Any]:
     """A merge patch must be an object naming only known fields."""
     patch = check_object(patch)
     patch = {k: v for k, v in patch.items() if k != "id"}
-    errors = list(unknown_keys(spec.schema.shape, _without_nulls(patch)))
+    errors = list(unknown_keys(spec.schema.shape, patch))
     if errors:
         raise ValidationFailed(errors)
-    return patch
-
-
-def _without_nulls(patch: Any) -> Any:
-    if isinstance(patch, dict):
-        return {k: _without_nulls(v) for k, v in patch.items() if v is not None}
     return patch
 
 

@@ -315,6 +315,18 @@ def test_patch_null_returns_a_field_to_its_default(store_url):
         assert client.get(url).json() == body
 
 
+def test_patch_setting_an_unknown_field_to_null_is_422(store_url):
+    with served(store_url) as client:
+        created = client.post("/person", json={"name": "Ann", "address": {"city": "P", "zip": "1"}}).json()
+        url = f"/person/{created['id']}"
+        for patch, loc in (({"colour": None}, ["colour"]), ({"address": {"street": None}}, ["address", "street"])):
+            response = client.patch(url, json=patch)
+            assert response.code == 422
+            assert response.json()["errors"] == [{"loc": loc, "msg": "Extra inputs are not permitted",
+                                                  "type": "extra_forbidden"}]
+        assert client.get(url).json() == created
+
+
 def test_patch_with_the_merge_patch_media_type(store_url):
     with served(store_url) as client:
         url = client.post("/person", json={"name": "Ann"}).headers["Location"]
