@@ -214,7 +214,8 @@ class _Schemas:
         self.inner: dict[tuple[type[BaseModel], str], dict[str, Any]] = {}  # (model, mode) -> $ref, nested routes
         if not specs:
             return
-        pairs = [(spec.model, mode) for spec in specs for mode in ("validation", "serialization")]
+        # schema.model is the model's API shape: for an ODMantic model, references are ids
+        pairs = [(spec.schema.model, mode) for spec in specs for mode in ("validation", "serialization")]
         pairs += [(model, mode) for model in inner for mode in ("validation", "serialization")]
         refs, top = models_json_schema(pairs, ref_template=_REF, schema_generator=_Generator)  # type: ignore[arg-type]
         defs: dict[str, Any] = top.get("$defs", {})
@@ -225,14 +226,14 @@ class _Schemas:
             self.components[name] = _patch_schema(model, self._resolve(defs, refs[(model, "validation")]))
             self.inner[(model, "patch")] = {"$ref": _ref(name)}
         for spec in specs:
-            request = self._resolve(defs, refs[(spec.model, "validation")])
-            response = self._resolve(defs, refs[(spec.model, "serialization")])
+            request = self._resolve(defs, refs[(spec.schema.model, "validation")])
+            response = self._resolve(defs, refs[(spec.schema.model, "serialization")])
             names = self.names[spec.path] = {
                 role: self._free_name(f"{spec.model.__name__}{role}")
                 for role in ("Request", "Patch", "Document", "ListItem", "List")
             }
             self.components[names["Request"]] = _request_schema(request)
-            self.components[names["Patch"]] = _patch_schema(spec.model, request)
+            self.components[names["Patch"]] = _patch_schema(spec.schema.model, request)
             self.components[names["Document"]] = _document_schema(response)
             self.components[names["ListItem"]] = _list_item_schema(response, spec.model.__name__, defs)
             self.components[names["List"]] = _list_schema(spec, names["ListItem"])

@@ -324,3 +324,29 @@ def test_change_feed_route_is_documented_and_answers_as_documented(app: App, doc
     assert wrong.code == 405
     assert wrong.headers["Allow"] == "GET"
     assert wrong.headers["Content-Type"] == "application/problem+json"
+
+
+from odmantic import Model, Reference  # noqa: E402
+
+odm_registry = Registry()
+
+
+@odm_registry.resource
+class Writer(Model):
+    name: str
+
+
+@odm_registry.resource
+class Article(Model):
+    title: str
+    writer: Writer = Reference()
+
+
+def test_odmantic_reference_is_documented_as_an_id() -> None:
+    """Bodies and responses carry a referenced document's id, so the document says so."""
+    app = App(registry=odm_registry, db="mongodb://127.0.0.1:9/openapi_only")  # never connected
+    schemas = build_document(app)["components"]["schemas"]
+    for component in ("ArticleRequest", "ArticleDocument"):
+        writer = schemas[component]["properties"]["writer"]
+        assert writer["type"] == "string"
+        assert writer["pattern"] == "^[0-9a-fA-F]{24}$"
