@@ -118,8 +118,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
 
 async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish."""
-    from tornado.httpserver import HTTPServer
-
+    from ._server import Server
     from .handlers.base import server_body_limit
 
     try:
@@ -128,7 +127,7 @@ async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout
         if app.runtime.settings.db.startswith("sqlite"):
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
-    server = HTTPServer(app, max_body_size=server_body_limit(app.bzz_settings.max_body_size))
+    server = Server(app, max_body_size=server_body_limit(app.bzz_settings.max_body_size))
     server.add_sockets(sockets)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import tornado.httpserver
 import tornado.netutil
 from blinker import ANY
 
 from . import _json
+from ._server import Server
 from .handlers.base import server_body_limit
 
 
@@ -113,7 +113,7 @@ def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[Client]:
 
     def run() -> None:
         async def main() -> None:
-            server = tornado.httpserver.HTTPServer(app, max_body_size=_server_body_limit(app))
+            server = Server(app, max_body_size=_server_body_limit(app))
             server.add_sockets(sockets)
             state["loop"] = asyncio.get_running_loop()
             state["stop"] = stop = asyncio.Event()

@@ -1,0 +1,77 @@
+"""bzzlite's HTTP server (bzzlite._server.Server): Tornado's answers for less CPU per request."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tornado.netutil import bind_sockets
+
+from bzzlite import App, Registry
+from bzzlite._server import Server
+
+
+async def _until(condition: Callable[[], Any], what: str) -> Any:
+    """Poll ``condition`` on the loop until it is truthy (generous deadline: not a timing test)."""
+    for _ in range(1000):
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    return head + await reader.readexactly(length)
+
+
+def _served(test: Callable[[Server, int], Awaitable[None]], **options: Any) -> None:
+    async def main() -> None:
+        app = App(registry=Registry(), db="sqlite:///:memory:")
+        server = Server(app, **options)
+        sockets = bind_sockets(0, "127.0.0.1")
+        server.add_sockets(sockets)
+        try:
+            await test(server, sockets[0].getsockname()[1])
+        finally:
+            server.stop()
+            await server.close_all_connections()
+            await app.shutdown()
+
+    asyncio.run(main())
+
+
+def _nodelay(server: Server) -> list[int]:
+    return [c.stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for c in server._connections]
+
+
+def test_nodelay_is_on_from_the_start_and_stays_on_between_requests() -> None:
+    async def check(server: Server, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await _until(lambda: server._connections, "the server accepts the connection")
+        assert _nodelay(server) == [1]  # Tornado's own would still be off before the first response
+        for _ in range(3):
+            response = await _request(reader, writer, "/_health")
+            assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert _nodelay(server) == [1]
+        writer.close()
+
+    _served(check)
+
+
+def test_responses_are_tornados() -> None:
+    async def check(server: Server, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        response = await _request(reader, writer, "/nothing/here")
+        head = response.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert head[0] == b"HTTP/1.1 404 Not Found"
+        names = [line.split(b":")[0] for line in head[1:]]
+        assert names == [b"Content-Type", b"Date", b"Content-Length"]  # no Server header
+        writer.close()
+
+    _served(check)
