@@ -7,6 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel
 from tornado.netutil import bind_sockets
 
 from bzzlite import App, Registry
@@ -30,10 +31,10 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
     return head + await reader.readexactly(length)
 
 
-def _served(test: Callable[[Server, int], Awaitable[None]], **options: Any) -> None:
+def _served(test: Callable[[Server, int], Awaitable[None]], app: App | None = None, **options: Any) -> None:
     async def main() -> None:
-        app = App(registry=Registry(), db="sqlite:///:memory:")
-        server = Server(app, **options)
+        served = app if app is not None else App(registry=Registry(), db="sqlite:///:memory:")
+        server = Server(served, **options)
         sockets = bind_sockets(0, "127.0.0.1")
         server.add_sockets(sockets)
         try:
@@ -41,7 +42,7 @@ def _served(test: Callable[[Server, int], Awaitable[None]], **options: Any) -> N
         finally:
             server.stop()
             await server.close_all_connections()
-            await app.shutdown()
+            await served.shutdown()
 
     asyncio.run(main())
 
@@ -73,5 +74,53 @@ def test_responses_are_tornados() -> None:
         names = [line.split(b":")[0] for line in head[1:]]
         assert names == [b"Content-Type", b"Date", b"Content-Length"]  # no Server header
         writer.close()
+
+    _served(check)
+
+
+def _slow_app() -> App:
+    registry = Registry()
+
+    @registry.resource(name="slow")
+    class Slow(BaseModel):
+        name: str
+
+    @registry.on("pre_get_list")
+    async def wait(sender: Any, arguments: Any, handler: Any) -> None:
+        await asyncio.sleep(1.0)  # longer than the idle timeout below
+
+    return App(registry=registry, db="sqlite:///:memory:")
+
+
+def test_a_connection_idle_longer_than_the_timeout_is_closed() -> None:
+    async def check(server: Server, port: int) -> None:
+        assert server.idle_timeout == 0.3
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)  # never sends
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
+        slow_writer.write(b"GET /_health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
+        used_reader, used_writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await _request(used_reader, used_writer, "/_health")).startswith(b"HTTP/1.1 200")
+        for reader in (idle_reader, slow_reader, used_reader):  # the server closes each: EOF
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+        await _until(lambda: not server._connections, "the server forgets the closed connections")
+
+    _served(check, idle_connection_timeout=0.3)
+
+
+def test_a_request_taking_longer_than_the_idle_timeout_is_answered() -> None:
+    async def check(server: Server, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        response = await _request(reader, writer, "/slow")  # its receiver waits 1 s; the timeout is 0.3 s
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert (await _request(reader, writer, "/_health")).startswith(b"HTTP/1.1 200")  # still open
+        writer.close()
+
+    _served(check, app=_slow_app(), idle_connection_timeout=0.3)
+
+
+def test_the_default_idle_timeout_is_tornados() -> None:
+    async def check(server: Server, port: int) -> None:
+        assert server.idle_timeout == 3600
+        assert server.conn_params.header_timeout is None  # no timer per request
 
     _served(check)
