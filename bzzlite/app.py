@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import tornado.web
+from tornado.log import access_log
 
 from .errors import StoreUnavailable
 from .handlers.base import BaseHandler, NotFoundHandler
@@ -122,6 +123,15 @@ class App(tornado.web.Application):
             kwargs = {"runtime": self.runtime, "mocks": mocks}
             rules += [(url, MockHandler, kwargs) for url in group_by_url(mocks)]
         return rules
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""
+        if "log_function" not in self.settings:
+            status = handler.get_status()
+            level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+            if not access_log.isEnabledFor(level):
+                return
+        super().log_request(handler)
 
     @property
     def store(self) -> Any:

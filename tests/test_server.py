@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -95,7 +96,7 @@ def _slow_app() -> App:
 def test_a_connection_idle_longer_than_the_timeout_is_closed() -> None:
     async def check(server: Server, port: int) -> None:
         assert server.idle_timeout == 0.3
-        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)  # never sends
+        idle_reader, _idle_writer = await asyncio.open_connection("127.0.0.1", port)  # never sends
         slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
         slow_writer.write(b"GET /_health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
         used_reader, used_writer = await asyncio.open_connection("127.0.0.1", port)
@@ -124,3 +125,27 @@ def test_the_default_idle_timeout_is_tornados() -> None:
         assert server.conn_params.header_timeout is None  # no timer per request
 
     _served(check)
+
+
+def test_access_log_lines_as_tornado_writes_them_at_the_levels_enabled(caplog: Any) -> None:
+    from bzzlite.testing import serve
+
+    app = App(registry=Registry(), db="sqlite:///:memory:")
+    caplog.set_level(logging.WARNING, logger="tornado.access")  # 2xx lines (INFO) off, 4xx on
+    with serve(app) as client:
+        assert client.get("/_health").code == 200
+        assert client.get("/nothing").code == 404
+        caplog.set_level(logging.INFO, logger="tornado.access")
+        assert client.get("/_health?again").code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == ["404 GET /nothing (127.0.0.1)", "200 GET /_health?again (127.0.0.1)"]
+
+
+def test_access_log_function_setting_is_still_called() -> None:
+    from bzzlite.testing import serve
+
+    seen: list[tuple[int, str]] = []
+    app = App(registry=Registry(), db="sqlite:///:memory:", log_function=lambda h: seen.append((h.get_status(), h.request.path)))
+    with serve(app) as client:
+        client.get("/_health")
+    assert seen == [(200, "/_health")]
