@@ -327,6 +327,33 @@ def test_unique_and_declared_indexes_exist(indexed, sqlite_url):
     assert any("$.rank" in text for text in sql.values())
 
 
+@pytest.mark.parametrize("query", ["city=Paris", "age__gte=30", "email__gt=100", "city=Paris&age__lte=10"])
+def test_the_total_of_an_indexed_filter_reads_only_the_index(indexed, query):
+    """count(*) is answered from a covering index, without reading one document."""
+    app, client = indexed
+    counts = [(sql, plan) for sql, plan in query_plans(app, client, f"/person?{query}")
+              if sql.startswith("SELECT count(*)")]
+    assert counts
+    for sql, plan in counts:
+        assert any("COVERING INDEX" in line for line in plan), (sql, plan)
+
+
+def test_indexes_of_an_older_layout_are_rebuilt_on_open(sqlite_url):
+    """A file whose indexes are on json_extract expressions gets column indexes, same names."""
+    path = db_path(sqlite_url)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE person (id TEXT PRIMARY KEY, v INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID")
+        conn.execute("""CREATE UNIQUE INDEX "ux_person_email" ON person(json_extract(doc, '$.email'))""")
+        conn.execute("INSERT INTO person VALUES ('6b0612a4c2e1d3a4b5c6d7e8', 1, '{\"name\": \"old\", \"email\": \"a@x\"}')")
+        conn.commit()
+    with served(sqlite_url) as (_, client):
+        assert client.get("/person?email=a@x").json()["total"] == 1
+        assert client.post("/person", json={"name": "dup", "email": "a@x"}).code == 409
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+    assert '"$.email"' in rows["ux_person_email"] and "json_extract" not in rows["ux_person_email"]
+
+
 # -- concurrency -------------------------------------------------------------------------------
 
 
