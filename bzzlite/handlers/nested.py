@@ -14,9 +14,7 @@ so no change is lost and no constraint is skipped, on every store alike.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import random
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -24,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import _documents as documents
 from .._ids import is_valid_id, new_id
-from ..errors import HTTPError, NotFound, QueryError, ValidationFailed, VersionConflict
+from ..errors import HTTPError, NotFound, QueryError, ValidationFailed
 from ..nested import (
     REF_LIST,
     NestedField,
@@ -41,7 +39,7 @@ from ..nested import (
 )
 from ..query import Condition, Query, build_query, parse_arguments
 from ..signals import send, send_after_commit
-from ..stores.base import Record
+from ..stores.base import Record, Store
 from .base import _AnyMethod
 from .resource import ResourceHandler, etag
 
@@ -53,7 +51,6 @@ if TYPE_CHECKING:
 
 #: Read-modify-write attempts when concurrent writers keep winning (no If-Match sent).
 #: Appends to one hot list are the expected case, so this is generous and backs off.
-_ATTEMPTS = 64
 _LIST_PARAMETERS = ("page", "per_page")
 
 
@@ -167,25 +164,6 @@ class NestedHandler(ResourceHandler):
 
     # -- preconditions and the conditional write -------------------------------------
 
-    def _precondition(self, record: Record) -> bool:
-        header = self.request.headers.get("If-Match")
-        if header is None:
-            return True
-        tags = [t.strip() for t in header.split(",") if t.strip()]
-        return "*" in tags or etag(record) in tags
-
-    def _not_modified(self, tag: str) -> bool:
-        header = self.request.headers.get("If-None-Match")
-        if header is None:
-            return False
-        wanted = {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
-        if "*" in wanted or tag in wanted:
-            self.set_header("ETag", tag)
-            self.set_status(304)
-            self.finish()
-            return True
-        return False
-
     async def _write(
         self, id_: str, path: NestedPath, change: Callable[[dict[str, Any], Any, Any], Any]
     ) -> tuple[Record, dict[str, Any], dict[str, Any], Any]:
@@ -199,30 +177,20 @@ class NestedHandler(ResourceHandler):
             HTTPError: 404 (the path names nothing in the document), 412 (``If-Match`` does
                 not hold), 422 (the parent does not validate after the change).
         """
-        store = await self.store()
-        conditional = self.request.headers.get("If-Match") is not None
-        for attempt in range(_ATTEMPTS):
-            current = await store.get(self.spec, id_)
-            if not self._precondition(current):
-                raise HTTPError(412, "The document changed: its current ETag does not match If-Match.")
+
+        async def write(store: Store, current: Record) -> tuple[Record, dict[str, Any], dict[str, Any], Any]:
             before = self.spec.schema.fill_defaults(current.doc)
             loc, value = self._locate(path, before)
             outcome = change(before, loc, value)
             if outcome is None:
-                self._parent_record = current
                 return current, before, before, loc
             changed, result_loc = outcome
             doc = documents.validate(self.spec, changed)
-            try:
-                record = await store.replace(self.spec, id_, doc, current.version)
-            except VersionConflict:
-                if conditional:
-                    raise
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
-                continue
-            self._parent_record = record
-            return record, before, doc, result_loc
-        raise HTTPError(409, "The document is being changed by others; try again.")
+            return await store.replace(self.spec, id_, doc, current.version), before, doc, result_loc
+
+        record, before, doc, loc = await self.conditional_write(id_, write)
+        self._parent_record = record
+        return record, before, doc, loc
 
     # -- references ---------------------------------------------------------------------
 
@@ -303,7 +271,7 @@ class NestedHandler(ResourceHandler):
         if signals.post_get_instance.receivers:
             await send_after_commit(signals.post_get_instance, path.model,
                                     instance=_instance(path.model, value), handler=self)
-        if self._not_modified(etag(record)):
+        if self.not_modified(etag(record)):
             return
         self.set_header("ETag", etag(record))
         self.write_json(value)
@@ -343,7 +311,7 @@ class NestedHandler(ResourceHandler):
                 await send_after_commit(signals.post_get_list, path.model, items=instances, handler=self)
         self._link_header(query.page, query.per_page, len(items))
         if nested.kind != REF_LIST:  # a page of references also depends on the referenced documents
-            if self._not_modified(etag(record)):
+            if self.not_modified(etag(record)):
                 return
             self.set_header("ETag", etag(record))
         self.write_json({"items": body_items, "total": len(items), "page": query.page, "per_page": query.per_page})

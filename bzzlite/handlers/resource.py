@@ -7,8 +7,11 @@ call (a conditional write for updates), send the ``post_*`` signal, answer.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from .. import _documents as documents
@@ -25,7 +28,8 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
     from ..stores.base import Record, Store
 
-_UPDATE_ATTEMPTS = 8  # read-modify-write retries when a concurrent writer wins (no If-Match given)
+_WRITE_ATTEMPTS = 64  # read-modify-write tries when concurrent writers keep winning (no If-Match given)
+T = TypeVar("T")
 
 
 def etag(record: Record) -> str:
@@ -66,6 +70,49 @@ class ResourceHandler(BaseHandler):
 
     def location(self, id_: str) -> str:
         return f"{self.spec.path}/{id_}"
+
+    def _precondition(self, record: Record) -> bool:
+        """Whether ``If-Match`` (if sent) holds for ``record``: strong comparison, ``*`` = any."""
+        header = self.request.headers.get("If-Match")
+        if header is None:
+            return True
+        tags = _tags(header)
+        return "*" in tags or etag(record) in tags
+
+    def not_modified(self, tag: str) -> bool:
+        """Answer 304 (and return True) when ``If-None-Match`` names ``tag`` (weakly) or ``*``."""
+        header = self.request.headers.get("If-None-Match")
+        if header is None:
+            return False
+        wanted = {t.removeprefix("W/") for t in _tags(header)}
+        if "*" in wanted or tag in wanted:
+            self.set_header("ETag", tag)
+            self.set_status(304)
+            self.finish()
+            return True
+        return False
+
+    async def conditional_write(self, id_: str, write: Callable[[Store, Record], Awaitable[T]]) -> T:
+        """Run ``write(store, current)`` — one write conditioned on ``current.version`` — for
+        the document ``id_``, after checking ``If-Match`` against it.
+
+        When another writer wins in between (VersionConflict), a request that sent
+        ``If-Match`` gets 412; any other reads again and retries after a short random
+        back-off, so concurrent changes are never lost. Too many lost races answer 409.
+        """
+        store = await self.store()
+        conditional = self.request.headers.get("If-Match") is not None
+        for attempt in range(_WRITE_ATTEMPTS):
+            current = await store.get(self.spec, id_)
+            if not self._precondition(current):
+                raise HTTPError(412, "The document changed: its current ETag does not match If-Match.")
+            try:
+                return await write(store, current)
+            except VersionConflict:
+                if conditional:
+                    raise
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        raise HTTPError(409, "The document is being changed by others; try again.")
 
     def form_data(self, fields: dict[str, list[str]]) -> dict[str, Any]:
         """Form fields as model data: a repeated key or a list field gives a list;
@@ -194,30 +241,14 @@ class ItemHandler(ResourceHandler):
         if signals.post_get_instance.receivers:
             await send_after_commit(signals.post_get_instance, self.model,
                                     instance=documents.instance(spec, record), handler=self)
-        tag = etag(record)
-        if_none_match = self.request.headers.get("If-None-Match")
-        if if_none_match is not None:
-            wanted = {t.removeprefix("W/") for t in _tags(if_none_match)}
-            if "*" in wanted or tag in wanted:
-                self.set_header("ETag", tag)
-                self.set_status(304)
-                self.finish()
-                return
-        self.write_document(record)
+        if not self.not_modified(etag(record)):
+            self.write_document(record)
 
     async def put(self, id_: str) -> None:
         await self._update(id_, partial=False)
 
     async def patch(self, id_: str) -> None:
         await self._update(id_, partial=True)
-
-    def _precondition(self, record: Record) -> bool:
-        """Whether ``If-Match`` (if sent) holds for ``record``: strong comparison, ``*`` = any."""
-        header = self.request.headers.get("If-Match")
-        if header is None:
-            return True
-        tags = _tags(header)
-        return "*" in tags or etag(record) in tags
 
     async def _update(self, id_: str, *, partial: bool) -> None:
         spec, signals = self.spec, self.runtime.signals
@@ -229,22 +260,13 @@ class ItemHandler(ResourceHandler):
         partial = bool(arguments.get("partial"))
         data = arguments.get("data")
         patch = documents.check_patch(spec, data) if partial else None
-        store = await self.store()
-        conditional = self.request.headers.get("If-Match") is not None
-        for _ in range(_UPDATE_ATTEMPTS):
-            current = await store.get(spec, id_)
-            if not self._precondition(current):
-                raise HTTPError(412, "The document changed: its current ETag does not match If-Match.")
+
+        async def replace(store: Store, current: Record) -> tuple[dict[str, Any], dict[str, Any], Record]:
             before = spec.schema.fill_defaults(current.doc)
             doc = documents.validate(spec, documents.merge_patch(before, patch) if partial else data)
-            try:
-                record = await store.replace(spec, id_, doc, current.version)
-                break
-            except VersionConflict:
-                if conditional:
-                    raise
-        else:
-            raise HTTPError(409, "The document is being changed by others; try again.")
+            return before, doc, await store.replace(spec, id_, doc, current.version)
+
+        before, doc, record = await self.conditional_write(id_, replace)
         if signals.post_update_instance.receivers:
             await send_after_commit(signals.post_update_instance, self.model,
                                     instance=documents.instance(spec, record),
@@ -257,20 +279,12 @@ class ItemHandler(ResourceHandler):
         arguments: dict[str, Any] = {"id": id_}
         await send(signals.pre_delete_instance, self.model, arguments=arguments, handler=self)
         id_ = self.checked_id(arguments.get("id"))
-        store = await self.store()
-        conditional = self.request.headers.get("If-Match") is not None
-        for _ in range(_UPDATE_ATTEMPTS):
-            current = await store.get(spec, id_)
-            if not self._precondition(current):
-                raise HTTPError(412, "The document changed: its current ETag does not match If-Match.")
-            try:
-                await store.delete(spec, id_, current.version)
-                break
-            except VersionConflict:
-                if conditional:
-                    raise
-        else:
-            raise HTTPError(409, "The document is being changed by others; try again.")
+
+        async def delete(store: Store, current: Record) -> Record:
+            await store.delete(spec, id_, current.version)
+            return current
+
+        current = await self.conditional_write(id_, delete)
         if signals.post_delete_instance.receivers:
             await send_after_commit(signals.post_delete_instance, self.model,
                                     instance=documents.instance(spec, current), handler=self)
