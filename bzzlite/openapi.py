@@ -100,7 +100,9 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     paths: dict[str, Any] = {}
     tags: list[dict[str, Any]] = []
     auth_docs = _auth_docs(auth)
-    security = [{name: []} for name in auth_docs["securitySchemes"]] if auth_docs else None
+    security: list[dict[str, list[str]]] | None = (
+        [{name: []} for name in auth_docs["securitySchemes"]] if auth_docs else None
+    )
     for spec in registry.resources.values():
         tags.append(_tag(spec))
         protected = {op: _required(auth, spec, _AUTH_OPERATION[op]) for op in _OPERATION_ERRORS} if security else {}
@@ -436,7 +438,7 @@ def _resource_paths(
         f"update_{op_id}": {"operationId": f"update_{op_id}", "parameters": {"id": "$response.body#/id"}},
         f"delete_{op_id}": {"operationId": f"delete_{op_id}", "parameters": {"id": "$response.body#/id"}},
     }
-    request_body = {
+    request_body: dict[str, Any] = {
         "required": True,
         "content": {JSON: {"schema": {"oneOf": [
             {"$ref": _ref(names["Request"])},
@@ -444,7 +446,7 @@ def _resource_paths(
              "description": "Create many at once, all or nothing."},
         ]}}},
     }
-    single = {"required": True, "content": {JSON: {"schema": {"$ref": _ref(names["Request"])}}}}
+    single: dict[str, Any] = {"required": True, "content": {JSON: {"schema": {"$ref": _ref(names["Request"])}}}}
     if "Form" in names:
         form = {FORM: {"schema": {"$ref": _ref(names["Form"])}}}
         request_body["content"].update(form)
@@ -538,6 +540,8 @@ def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
 
 
 def _filter_parameters(path: str, field: FieldPath | None) -> Iterator[dict[str, Any]]:
+    value: dict[str, Any]
+    ops: tuple[str, ...]
     if field is None:  # the id
         value, ops = _ID, (*_EQUALITY[:3], *_ORDERING)
     else:
@@ -798,8 +802,8 @@ def _mock_operation(route: MockRoute) -> dict[str, Any]:
         if not isinstance(route.body, bytes):
             content["example"] = json.loads(encode_body(route.body)[0]) if schema["type"] != "string" else route.body
         response["content"] = {media.split(";", 1)[0].strip(): content}
-    headers = {name: {"schema": {"type": "string", "const": value}}
-               for name, value in route.headers.items() if name.lower() != "content-type"}
+    headers: dict[str, Any] = {name: {"schema": {"type": "string", "const": value}}
+                               for name, value in route.headers.items() if name.lower() != "content-type"}
     if route.cookies:
         headers["Set-Cookie"] = {"description": f"Sets {', '.join(route.cookies)}.", "schema": {"type": "string"}}
     if headers:
