@@ -18,6 +18,7 @@ class _Unportable(ValueError):
 
 # An integer literal of 19+ digits may not fit in 64 bits; orjson would silently make it a float.
 _LONG_INT = re.compile(rb"(?<![\w.])-?\d{19,}(?![\d.eE])")
+_DIGITS = b"0123456789"
 
 
 def _checked_int(text: str) -> int:
@@ -60,7 +61,9 @@ def loads(body: bytes) -> Any:
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             pass
         raise HTTPError(400, f"Malformed JSON body: {exc}") from None
-    if _LONG_INT.search(body):
+    # The regex tries every position (0.5 µs for a small body, 4 µs for 400 bytes); counting
+    # digits in C first skips it for any body with fewer than 19 digits in all.
+    if len(body) - len(body.translate(None, _DIGITS)) >= 19 and _LONG_INT.search(body):
         try:
             _strict_loads(body)
         except _Unportable as why:
