@@ -244,7 +244,7 @@ class MongoJournal(Journal):
 
     async def _open_stream(self, spec: ResourceSpec, token: Any) -> Any:
         """A change stream on the resource's collection, opened now (after ``token`` if given)."""
-        handle = self.store._coll(spec).handle
+        handle = self.store.collection(spec).handle
         options: dict[str, Any] = {"full_document": "updateLookup", "max_await_time_ms": 500}
         if token is not None:
             options["resume_after"] = token
@@ -304,7 +304,7 @@ class MongoJournal(Journal):
 
     async def _record(self, spec: ResourceSpec, event: dict[str, Any]) -> None:
         kind = event.get("operationType")
-        coll = self.store._coll(spec)
+        coll = self.store.collection(spec)
         if kind in ("insert", "update", "replace", "delete"):
             full = event.get("fullDocument")
             before_raw = event.get("fullDocumentBeforeChange")

@@ -117,7 +117,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Collection:
+class MongoCollection:
     """What the store knows about one resource's collection."""
 
     __slots__ = ("handle", "name", "objectid_fields", "unique_indexes")
@@ -174,7 +174,7 @@ class MongoStore(Store):
         given = {k.lower() for k in options}
         self.options = {k: v for k, v in DEFAULT_OPTIONS.items() if k.lower() not in given}
         self.client: AsyncIOMotorClient | None = None
-        self._collections: dict[str, _Collection] = {}
+        self._collections: dict[str, MongoCollection] = {}
         self._ready = False
 
     def check_resource(self, spec: ResourceSpec) -> None:
@@ -196,13 +196,13 @@ class MongoStore(Store):
         db = self.db
         with self._errors():
             await db.command("ping")
-            collections = {spec.path: _Collection(spec, db[collection_name(spec)]) for spec in specs}
+            collections = {spec.path: MongoCollection(spec, db[collection_name(spec)]) for spec in specs}
             for spec in specs:
                 await self._create_indexes(spec, collections[spec.path])
         self._collections = collections
         self._ready = True
 
-    async def _create_indexes(self, spec: ResourceSpec, coll: _Collection) -> None:
+    async def _create_indexes(self, spec: ResourceSpec, coll: MongoCollection) -> None:
         wanted: list[_IndexPlan] = []
         for field in spec.schema.unique:
             name = f"ux_{coll.name}_{field}"
@@ -261,7 +261,7 @@ class MongoStore(Store):
     # -- errors ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _errors(self, coll: _Collection | None = None) -> Iterator[None]:
+    def _errors(self, coll: MongoCollection | None = None) -> Iterator[None]:
         """Driver errors as store errors: duplicates, and everything else is unavailability."""
         try:
             yield
@@ -274,7 +274,7 @@ class MongoStore(Store):
             log.error("MongoDB error: %r", exc)
             raise StoreUnavailable(f"MongoDB error: {exc}") from exc
 
-    def _duplicate_field(self, coll: _Collection | None, details: dict[str, Any], message: str) -> str | None:
+    def _duplicate_field(self, coll: MongoCollection | None, details: dict[str, Any], message: str) -> str | None:
         pattern = details.get("keyPattern")
         if isinstance(pattern, dict) and pattern:
             return ",".join(pattern)
@@ -291,7 +291,8 @@ class MongoStore(Store):
         fields = set(coll.unique_indexes.values())
         return fields.pop() if len(fields) == 1 else None
 
-    def _coll(self, spec: ResourceSpec) -> _Collection:
+    def collection(self, spec: ResourceSpec) -> MongoCollection:
+        """The open collection of a resource (its motor handle, and how documents decode)."""
         if not self._ready:
             raise StoreUnavailable("the store is not open")
         return self._collections[spec.path]
@@ -299,7 +300,7 @@ class MongoStore(Store):
     # -- writes ---------------------------------------------------------------------
 
     async def insert(self, spec: ResourceSpec, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
-        coll = self._coll(spec)
+        coll = self.collection(spec)
         stored = [coll.encode(id_, 1, doc) for id_, doc in docs]
         if len(stored) == 1:
             with self._errors(coll):
@@ -319,7 +320,7 @@ class MongoStore(Store):
                 raise
         return [Record(id_, 1, doc) for id_, doc in docs]
 
-    async def _undo_insert(self, coll: _Collection, ids: list[ObjectId]) -> None:
+    async def _undo_insert(self, coll: MongoCollection, ids: list[ObjectId]) -> None:
         """Delete what a failed bulk insert wrote: the ids are new, so they are only ours."""
         try:
             await coll.handle.delete_many({"_id": {"$in": ids}})
@@ -328,7 +329,7 @@ class MongoStore(Store):
                       coll.name, [str(i) for i in ids], exc)
 
     async def get(self, spec: ResourceSpec, id: str) -> Record:
-        coll = self._coll(spec)
+        coll = self.collection(spec)
         with self._errors(coll):
             raw = await coll.handle.find_one({"_id": ObjectId(id)})
         if raw is None:
@@ -338,7 +339,7 @@ class MongoStore(Store):
     async def replace(
         self, spec: ResourceSpec, id: str, doc: dict[str, Any], expected_version: int | None
     ) -> Record:
-        coll = self._coll(spec)
+        coll = self.collection(spec)
         if expected_version is None:  # unconditional: condition on what is there now
             for _ in range(16):
                 try:
@@ -357,7 +358,7 @@ class MongoStore(Store):
         return Record(id, version, doc)
 
     async def delete(self, spec: ResourceSpec, id: str, expected_version: int | None) -> None:
-        coll = self._coll(spec)
+        coll = self.collection(spec)
         selector: dict[str, Any] = {"_id": ObjectId(id)}
         if expected_version is not None:
             selector[_VERSION] = _version_predicate(expected_version)
@@ -366,7 +367,7 @@ class MongoStore(Store):
         if result.deleted_count == 0:
             raise await self._missing_or_stale(coll, id)
 
-    async def _missing_or_stale(self, coll: _Collection, id: str) -> Exception:
+    async def _missing_or_stale(self, coll: MongoCollection, id: str) -> Exception:
         with self._errors(coll):
             exists = await coll.handle.find_one({"_id": ObjectId(id)}, {"_id": 1})
         return VersionConflict(id) if exists is not None else NotFound(id)
@@ -374,7 +375,7 @@ class MongoStore(Store):
     # -- reads ----------------------------------------------------------------------
 
     async def find(self, spec: ResourceSpec, query: Query) -> Page:
-        coll = self._coll(spec)
+        coll = self.collection(spec)
         selector = compile_filter(coll, query.conditions)
         if query.after is not None:
             selector = {"$and": [selector, _keyset(coll, query)]} if selector else _keyset(coll, query)
@@ -391,7 +392,7 @@ class MongoStore(Store):
 # -- query compilation --------------------------------------------------------------------
 
 
-def _value(coll: _Collection, path: str, value: Any) -> Any:
+def _value(coll: MongoCollection, path: str, value: Any) -> Any:
     try:
         return coll.to_objectid(path, value)
     except (InvalidId, TypeError):
@@ -405,7 +406,7 @@ class _InvalidValue:
 _Invalid = _InvalidValue()
 
 
-def _condition(coll: _Collection, cond: Condition) -> dict[str, Any]:
+def _condition(coll: MongoCollection, cond: Condition) -> dict[str, Any]:
     """One condition with MongoDB's null semantics, which the query language follows."""
     path, op, value = _path(cond.path), cond.op, cond.value
     if op == "exists":
@@ -433,7 +434,7 @@ def _condition(coll: _Collection, cond: Condition) -> dict[str, Any]:
     raise ValueError(op)  # unreachable: operators are validated by the query parser
 
 
-def compile_filter(coll: _Collection, conditions: Sequence[Condition]) -> dict[str, Any]:
+def compile_filter(coll: MongoCollection, conditions: Sequence[Condition]) -> dict[str, Any]:
     """A MongoDB filter for ANDed conditions (``{}`` for none).
 
     Paths are model field names and operators come from the query language's allowlist;
@@ -445,7 +446,7 @@ def compile_filter(coll: _Collection, conditions: Sequence[Condition]) -> dict[s
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
-def _keyset(coll: _Collection, query: Query) -> dict[str, Any]:
+def _keyset(coll: MongoCollection, query: Query) -> dict[str, Any]:
     """Documents strictly after the cursor in the query's order (nulls first ascending,
     last descending, which is MongoDB's order and the SQLite store's)."""
     assert query.after is not None
