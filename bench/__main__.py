@@ -15,7 +15,7 @@ from pathlib import Path
 from bench import machine, report, runner
 from bench.config import Config, quick
 from bench.load import LoadFailed
-from bench.stacks import STACKS, stack
+from bench.stacks import MIXED_STACKS, STACKS, stack
 from bench.workloads import WORKLOADS
 
 
@@ -59,9 +59,14 @@ def parse_config(argv: list[str] | None = None) -> Config:
     p.add_argument("--records", type=int, help=f"records in the data file (default {defaults.records})")
     p.add_argument("--connections", type=int, help=f"wrk connections (default {defaults.connections})")
     p.add_argument("--out", type=Path, help=f"results folder (default {defaults.out})")
+    p.add_argument("--mixed", type=int, metavar="SECONDS",
+                   help="instead of the workloads: SECONDS of mixed load (60 %% get, 20 %% list, 20 %% create) per "
+                        f"stack, with RSS and GC pauses (default stacks {','.join(MIXED_STACKS)})")
     args = p.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "quick"}
-    for key in ("duration", "reps", "records", "connections"):
+    if args.mixed is not None and "stacks" not in given:
+        given["stacks"] = MIXED_STACKS
+    for key in ("duration", "reps", "records", "connections", "mixed"):
         if key in given and given[key] < 1:
             p.error(f"--{key} must be at least 1")
     return replace(quick(defaults) if args.quick else defaults, **given)
@@ -70,7 +75,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     try:
-        results = runner.run(config)
+        results = runner.run_mixed(config) if config.mixed else runner.run(config)
     except LoadFailed as exc:  # wrk missing: nothing can be measured
         print(f"python -m bench: {exc}", file=sys.stderr)
         return 2

@@ -20,11 +20,12 @@ class Config:
     start_timeout: float = 30.0
     out: Path = Path("bench/results")
     quick: bool = False
+    mixed: int = 0  # > 0: instead of the workloads, this many seconds of the mixed load per stack
 
     @property
     def name(self) -> str:
         """Results file stem: a quick run must not overwrite the full run's figures."""
-        return "quick" if self.quick else "latest"
+        return ("quick" if self.quick else "latest") + ("-mixed" if self.mixed else "")
 
 
 def quick(config: Config) -> Config:

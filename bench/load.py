@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,21 +42,37 @@ class WrkReport:
     p50_us: float
     p99_us: float
     errors: int  # connect/read/write/timeouts plus non-2xx/3xx answers
+    max_us: float = 0.0
 
 
-def run_wrk(url: str, script: Path, args: list[str], seconds: int, connections: int, cpu: int | None) -> WrkReport:
-    """One wrk run of `seconds` against `url` with one thread, pinned to `cpu`."""
+def run_wrk(
+    url: str, script: Path, args: list[str], seconds: int, connections: int, cpu: int | None,
+    every_second: Callable[[], None] | None = None,
+) -> WrkReport:
+    """One wrk run of `seconds` against `url` with one thread, pinned to `cpu`;
+    `every_second` is called about once a second while it runs (to sample the server)."""
     command = [
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(script), url, "--", *args,
     ]  # fmt: skip
+    proc = subprocess.Popen(pinned(command, cpu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        done = subprocess.run(pinned(command, cpu), capture_output=True, text=True, check=False, timeout=seconds + 60)
-    except subprocess.TimeoutExpired as exc:
-        raise LoadFailed(f"wrk did not finish: {' '.join(command)}") from exc
-    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
-    if done.returncode != 0 or line is None:
-        raise LoadFailed(f"wrk exited {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}")
+        for _ in range(seconds + 60):
+            try:
+                stdout, stderr = proc.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if every_second is not None:
+                    every_second()
+        else:
+            raise LoadFailed(f"wrk did not finish: {' '.join(command)}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    line = next((l for l in stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise LoadFailed(f"wrk exited {proc.returncode}: {(stderr or stdout).strip()[-300:]}")
     raw = json.loads(line.removeprefix("BENCH_RESULT "))
     return WrkReport(
         requests=raw["requests"],
@@ -63,4 +80,5 @@ def run_wrk(url: str, script: Path, args: list[str], seconds: int, connections: 
         p50_us=raw["p50_us"],
         p99_us=raw["p99_us"],
         errors=sum(raw["errors"].values()),
+        max_us=raw["max_us"],
     )

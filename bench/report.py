@@ -85,10 +85,95 @@ def markdown(results: Results, rows: list[dict[str, Any]], machine: dict[str, An
     return "\n".join(lines) + "\n"
 
 
+def summarize_mixed(results: Results) -> list[dict[str, Any]]:
+    """Per stack, medians over repetitions of the mixed run; GC pauses per generation."""
+    rows: list[dict[str, Any]] = []
+    by_stack: dict[str, list[Measurement]] = {}
+    for m in results.measurements:
+        by_stack.setdefault(m.stack, []).append(m)
+    for stack, ms in by_stack.items():
+
+        def med(f: Any, ms: list[Measurement] = ms) -> float:
+            return statistics.median(f(m) for m in ms)
+
+        row: dict[str, Any] = {
+            "stack": stack,
+            "reps": len(ms),
+            "seconds": med(lambda m: m.seconds),
+            "cpu_us_per_request": med(lambda m: m.cpu_us_per_request),
+            "requests_per_second": med(lambda m: m.requests_per_second),
+            "p50_ms": med(lambda m: m.p50_ms),
+            "p99_ms": med(lambda m: m.p99_ms),
+            "max_ms": med(lambda m: m.max_ms),
+            "rss_start_mib": med(lambda m: m.rss_start_kib) / 1024,
+            "rss_end_mib": med(lambda m: m.rss_end_kib) / 1024,
+            "rss_max_mib": med(lambda m: m.rss_max_kib) / 1024,
+            "errors": sum(m.errors for m in ms),
+            "gc": None,
+        }
+        probed = [m.gc for m in ms if m.gc is not None]
+        if probed:
+            row["gc"] = {
+                "threshold": probed[0]["threshold"],
+                "frozen": probed[0]["frozen"],
+                "generations": {
+                    g: {k: statistics.median(p["generations"][g][k] for p in probed)
+                        for k in ("collections", "total_ms", "max_ms", "over_1ms")}
+                    for g in probed[0]["generations"]
+                },
+            }
+        rows.append(row)
+    return rows
+
+
+def markdown_mixed(results: Results, rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    """The mixed-load report: latency, memory over the run, and the collector's pauses."""
+    c = results.config
+    lines = [
+        f"# bzzlite benchmark: {c.mixed} s of mixed load ({c.name})",
+        "",
+        f"- Machine: {machine['cpu_model']}, {machine['cpus']} CPUs; {machine['platform']}; Python {machine['python']}",
+        (
+            f"- Run: {c.records:,} records; per stack and repetition a fresh server, {c.warmup} s warm-up, then"
+            f" {c.mixed} s of 60 % get, 20 % list, 20 % create chosen per request; {c.connections} connections;"
+            f" {c.reps} rep(s); {time.strftime('%Y-%m-%d %H:%M %Z')}"
+        ),
+        "",
+        (
+            "Medians over repetitions. RSS is VmRSS at the start and end of the measured run and its peak"
+            " (sampled every second). GC: collections per generation during the measured run / their total"
+            " pause / the longest pause, timed in the server by `gc.callbacks` (bench/servers/gc_probe.py)."
+        ),
+        "",
+        "| stack | CPU µs/req | req/s | p50 ms | p99 ms | max ms | RSS MiB start → end (peak) | GC gen0 | GC gen1 | GC gen2 | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        gens = ["–", "–", "–"]
+        if r["gc"] is not None:
+            gens = [
+                f"{g['collections']:,.0f} / {g['total_ms']:,.0f} ms / {g['max_ms']:.1f} ms"
+                for g in (r["gc"]["generations"][k] for k in ("0", "1", "2"))
+            ]
+        lines.append(
+            f"| {r['stack']} | {r['cpu_us_per_request']:.1f} | {r['requests_per_second']:,.0f} | {r['p50_ms']:.2f}"
+            f" | {r['p99_ms']:.2f} | {r['max_ms']:.1f} | {r['rss_start_mib']:.1f} → {r['rss_end_mib']:.1f}"
+            f" ({r['rss_max_mib']:.1f}) | {' | '.join(gens)} | {r['errors']} |"
+        )
+    if results.failures:
+        lines += ["", "Not measured:", ""]
+        lines += [f"- **{stack}** failed: {why}" for stack, why in results.failures.items()]
+    return "\n".join(lines) + "\n"
+
+
 def write(results: Results, machine: dict[str, Any]) -> tuple[str, list[Path]]:
     """Write `<name>.json` and `<name>.md` under the output folder; return the Markdown and paths."""
-    rows = summarize(results)
-    text = markdown(results, rows, machine)
+    if results.config.mixed:
+        rows = summarize_mixed(results)
+        text = markdown_mixed(results, rows, machine)
+    else:
+        rows = summarize(results)
+        text = markdown(results, rows, machine)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(results.config).items()}
     document = {
         "machine": machine,

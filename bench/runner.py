@@ -8,12 +8,16 @@ machine fall on all of them alike.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import procstat
 from bench.config import Config
@@ -21,7 +25,7 @@ from bench.data import Dataset, build_dataset
 from bench.load import LoadFailed, ensure_wrk, run_wrk
 from bench.server import Server, ServerFailed
 from bench.stacks import stack
-from bench.workloads import WORKLOADS, WrongAnswer
+from bench.workloads import MIXED, WORKLOADS, WrongAnswer
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class Measurement:
     errors: int
     rss_start_kib: int
     rss_end_kib: int
+    max_ms: float = 0.0
+    rss_max_kib: int = 0
+    rss_samples_kib: tuple[int, ...] = ()  # --mixed: VmRSS about once a second during the run
+    gc: dict[str, Any] | None = None  # --mixed: the server's collections (bench.servers.gc_probe)
 
     @property
     def requests_per_second(self) -> float:
@@ -139,3 +147,76 @@ def run(config: Config) -> Results:
                     results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
                     print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
     return results
+
+
+# -- the mixed load (--mixed SECONDS) ---------------------------------------------------------
+
+
+def _measure_mixed(server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None) -> Measurement:
+    """Warm up, then `config.mixed` seconds of the mixed load, sampling RSS every second."""
+    MIXED.check(server.port, data)
+    url, args = f"http://127.0.0.1:{server.port}", MIXED.args(data)
+    if config.warmup:
+        run_wrk(url, MIXED.script_path, args, config.warmup, config.connections, load_cpu)
+    server.send_signal(signal.SIGUSR1)  # the GC probe starts counting here
+    samples = [procstat.rss_kib(server.pid)]
+    cpu_before = procstat.cpu_seconds(server.pid)
+    report = run_wrk(url, MIXED.script_path, args, config.mixed, config.connections, load_cpu,
+                     every_second=lambda: samples.append(procstat.rss_kib(server.pid)))
+    cpu_after = procstat.cpu_seconds(server.pid)
+    samples.append(procstat.rss_kib(server.pid))
+    server.check_alive()
+    if report.requests == 0:
+        raise LoadFailed("mixed: no request completed")
+    return Measurement(
+        stack=server.stack.name, workload=MIXED.name, rep=rep, requests=report.requests, seconds=report.seconds,
+        cpu_us_per_request=(cpu_after - cpu_before) * 1e6 / report.requests,
+        cpu_busy=(cpu_after - cpu_before) / report.seconds,
+        p50_ms=report.p50_us / 1000, p99_ms=report.p99_us / 1000, errors=report.errors,
+        rss_start_kib=samples[0], rss_end_kib=samples[-1], max_ms=report.max_us / 1000,
+        rss_max_kib=max(samples), rss_samples_kib=tuple(samples),
+    )  # fmt: skip
+
+
+def run_mixed(config: Config) -> Results:
+    """`config.mixed` seconds of the mixed load per stack and repetition, each server under the GC probe."""
+    ensure_wrk()
+    server_cpu, load_cpu = choose_cpus()
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {load_cpu})
+    results = Results(config, (server_cpu, load_cpu))
+    logs = config.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bzzlite-bench-") as tmp:
+        data = build_dataset(Path(tmp), config.records)
+        for rep in range(config.reps):
+            for number, name in enumerate(config.stacks):
+                if name in results.failures:
+                    continue
+                db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
+                log = logs / f"mixed-{name.split('@')[0]}{'' if '@' not in name else number}-rep{rep + 1}.log"
+                gc_stats = Path(tmp) / f"gc-{number}-{rep}.json"
+                try:
+                    with Server(stack(name), db, server_cpu, log, config.start_timeout, gc_stats) as server:
+                        measured = _measure_mixed(server, rep, data, config, load_cpu)
+                except (ServerFailed, WrongAnswer, LoadFailed) as exc:
+                    results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
+                    print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
+                    continue
+                gc = json.loads(gc_stats.read_text()) if gc_stats.exists() else None
+                results.measurements.append(dataclasses.replace(measured, gc=gc))
+                _progress_mixed(results.measurements[-1], config)
+    return results
+
+
+def _progress_mixed(m: Measurement, config: Config) -> None:
+    pauses = ""
+    if m.gc is not None:
+        g = m.gc["generations"]
+        pauses = " GC " + " ".join(f"g{k}:{v['collections']}/{v['total_ms']:.0f}ms/max{v['max_ms']:.1f}" for k, v in g.items())
+    print(
+        f"rep {m.rep + 1}/{config.reps} {m.stack:<12} mixed {m.cpu_us_per_request:7.1f} CPU µs/req"
+        f" {m.requests_per_second:7.0f} req/s p99 {m.p99_ms:6.2f} ms max {m.max_ms:6.1f} ms"
+        f" RSS {m.rss_start_kib / 1024:.1f} → {m.rss_end_kib / 1024:.1f} MiB{pauses}",
+        file=sys.stderr,
+    )

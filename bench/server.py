@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from bench.stacks import Stack
+from bench.stacks import Stack, probed
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,8 +34,11 @@ def pinned(command: list[str], cpu: int | None) -> list[str]:
 class Server:
     """Context manager: start `stack` on `db`, wait until it accepts connections, stop it after."""
 
-    def __init__(self, stack: Stack, db: Path, cpu: int | None, log: Path, timeout: float) -> None:
+    def __init__(
+        self, stack: Stack, db: Path, cpu: int | None, log: Path, timeout: float, gc_stats: Path | None = None
+    ) -> None:
         self.stack, self.db, self.cpu, self.log, self.timeout = stack, db, cpu, log, timeout
+        self.gc_stats = gc_stats  # run under bench.servers.gc_probe, which writes its GC pauses here
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -45,9 +48,12 @@ class Server:
         return self._proc.pid
 
     def __enter__(self) -> Self:
+        command = self.stack.command(self.port, self.db)
+        if self.gc_stats is not None:
+            command = probed(command, self.gc_stats)
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(
-                pinned(self.stack.command(self.port, self.db), self.cpu),
+                pinned(command, self.cpu),
                 cwd=self.stack.cwd or REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -70,6 +76,11 @@ class Server:
         code = self._proc.poll()
         if code is not None:
             raise ServerFailed(f"server exited with code {code}: {self._last_log_line()}")
+
+    def send_signal(self, signum: int) -> None:
+        """Send `signum` to the server process."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signum)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.timeout

@@ -39,6 +39,14 @@ STACKS: dict[str, Stack] = {
     )
 }
 BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
+MIXED_STACKS = ("bzzlite", "tornado_raw")  # --mixed's default
+
+
+def probed(command: list[str], gc_stats: Path) -> list[str]:
+    """`python -m MODULE ARGS` run under `bench.servers.gc_probe`, which times its collections."""
+    if command[1:2] != ["-m"]:
+        raise ValueError(f"not a python -m command: {command}")
+    return [command[0], "-m", "bench.servers.gc_probe", str(gc_stats), *command[2:]]
 
 
 def stack(name: str) -> Stack:

@@ -78,6 +78,12 @@ class Workload:
 
 _categories_arg: Callable[[Dataset], list[str]] = lambda data: [",".join(CATEGORIES)]
 
+
+def check_all(port: int, data: Dataset) -> None:
+    check_get(port, data)
+    check_list(port, data)
+    check_create(port, data)
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -87,3 +93,6 @@ WORKLOADS: dict[str, Workload] = {
         Workload("create", "create.lua", _categories_arg, check_create),
     )
 }
+
+#: `--mixed`: 60 % get, 20 % list, 20 % create, chosen per request by the Lua script.
+MIXED = Workload("mixed", "mixed.lua", lambda data: [str(data.ids_file), ",".join(CATEGORIES)], check_all)

@@ -23,3 +23,16 @@ def test_quick_benchmark_measures_every_stack(tmp_path: Path) -> None:
     measured = {(row["stack"], row["workload"]) for row in report["summary"]
                 if row["cpu_us_per_request"] > 0 and row["errors"] == 0}
     assert measured == {(s, w) for s in ("bzzlite", "tornado_raw", "fastapi") for w in ("get", "list", "create")}
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install-test-deps installs it)")
+def test_quick_mixed_load_reports_memory_and_collections(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--mixed", "1", "--stacks", "bzzlite",
+                             "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "quick-mixed.json").read_text())
+    assert not report["failures"]
+    (row,) = report["summary"]
+    assert row["stack"] == "bzzlite" and row["errors"] == 0 and row["requests_per_second"] > 0
+    assert row["rss_start_mib"] > 0 and row["rss_end_mib"] > 0
+    assert set(row["gc"]["generations"]) == {"0", "1", "2"}
