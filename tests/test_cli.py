@@ -143,12 +143,13 @@ def test_missing_sqlite_directory_is_one_line(project: Path) -> None:
     assert "cannot open the store" in result.stderr
 
 
-def test_port_in_use(project: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use(project: Path, workers: str) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = bzzlite("serve", "app.py:app", "--port", str(port), cwd=project)
+        result = bzzlite("serve", "app.py:app", "--port", str(port), "--workers", workers, cwd=project)
     assert result.returncode == 1
     assert result.stderr.strip() == f"bzzlite: error: port {port} on 127.0.0.1 is already in use"
 
