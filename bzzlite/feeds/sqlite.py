@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import StoreUnavailable
-from ..stores.sqlite import table_name
+from ..stores.sqlite import immediate, table_name
 from .events import Change
 from .journal import Journal, TooOld
 
@@ -100,15 +100,10 @@ class SQLiteJournal(Journal):
             present = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall())
             stale = {name: sql for name, sql in wanted.items() if present.get(name) != sql}
             if stale:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(conn):
                     for name, sql in stale.items():
                         conn.execute(f"DROP TRIGGER IF EXISTS {_q(name)}")
                         conn.execute(sql)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot create the change journal: {exc}") from exc
 

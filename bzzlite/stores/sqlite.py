@@ -10,10 +10,11 @@ worker processes share the file; conditional writes keep them honest.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -76,6 +77,19 @@ def _ensure_index(conn: sqlite3.Connection, name: str, sql: str) -> None:
         conn.execute(sql)
 
 
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, rolled back if it
+    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _sql_value(value: Any) -> Any:
     """A document value as json_extract would give it (objects and arrays as JSON text)."""
     return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value
@@ -113,14 +127,9 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute("BEGIN IMMEDIATE")  # workers opening the same file at once take turns
-            try:
+            with immediate(conn):  # workers opening the same file at once take turns
                 for spec in specs:
                     self._create(conn, spec)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.conn = conn
@@ -211,13 +220,8 @@ class SQLiteStore(Store):
             if len(rows) == 1:
                 conn.execute(sql, rows[0])
             else:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(conn):  # a bulk create is all or nothing
                     conn.executemany(sql, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(exc) from None
         except sqlite3.Error as exc:
