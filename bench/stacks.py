@@ -38,8 +38,14 @@ STACKS: dict[str, Stack] = {
         Stack("fastapi", "FastAPI on uvicorn (httptools, uvloop) + sqlite3", _module("bench.servers.fastapi_app")),
     )
 }
+#: Not run unless named: bzzlite with CPython's own garbage-collector settings (`--gc default`).
+EXTRA_STACKS: dict[str, Stack] = {
+    "bzzlite_gc_default": Stack(
+        "bzzlite_gc_default", "bzzlite serve --gc default", lambda port, db: [*_bzzlite(port, db), "--gc", "default"]
+    ),
+}
 BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
-MIXED_STACKS = ("bzzlite", "tornado_raw")  # --mixed's default
+MIXED_STACKS = ("bzzlite", "bzzlite_gc_default", "tornado_raw")  # --mixed's default
 
 
 def probed(command: list[str], gc_stats: Path) -> list[str]:
@@ -60,6 +66,8 @@ def stack(name: str) -> Stack:
     """
     if name in STACKS:
         return STACKS[name]
+    if name in EXTRA_STACKS:
+        return EXTRA_STACKS[name]
     base, sep, where = name.partition("@")
     tree = Path(where).expanduser().resolve()
     if base != "bzzlite" or not sep or not (tree / "bzzlite" / "__init__.py").is_file():

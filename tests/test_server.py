@@ -149,3 +149,20 @@ def test_access_log_function_setting_is_still_called() -> None:
     with serve(app) as client:
         client.get("/_health")
     assert seen == [(200, "/_health")]
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_the_gen0_threshold() -> None:
+    import gc
+
+    from bzzlite.cli import GC_GEN0_THRESHOLD, parser, tune_gc
+
+    threshold = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    assert parser().parse_args(["serve", "m:app"]).gc == "tuned"
+    assert parser().parse_args(["serve", "m:app", "--gc", "default"]).gc == "default"

@@ -56,8 +56,16 @@ def _reset(signum: int, frame: Any) -> None:
 def main() -> None:
     out, module, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     gc.callbacks.append(_time_collection)
-    atexit.register(lambda: out.write_text(json.dumps(summary(), indent=2) + "\n"))
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # servers that keep the default
+
+    def write() -> None:
+        out.write_text(json.dumps(summary(), indent=2) + "\n")
+
+    def stop(signum: int, frame: Any) -> None:  # for servers that leave SIGTERM alone (bzzlite's own wins)
+        write()  # now: the SystemExit below may be swallowed by a server's broad except
+        sys.exit(0)
+
+    atexit.register(write)
+    signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR1, _reset)
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
