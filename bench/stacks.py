@@ -38,11 +38,19 @@ STACKS: dict[str, Stack] = {
         Stack("fastapi", "FastAPI on uvicorn (httptools, uvloop) + sqlite3", _module("bench.servers.fastapi_app")),
     )
 }
-#: Not run unless named: bzzlite with CPython's own garbage-collector settings (`--gc default`).
+def _bzzlite_no_feeds(port: int, db: Path) -> list[str]:
+    command = _bzzlite(port, db)
+    command[command.index("bench.servers.bzz_app:app")] = "bench.servers.bzz_app:without_feeds"
+    return command
+
+
+#: Not run unless named: bzzlite with CPython's own garbage-collector settings (`--gc default`),
+#: and bzzlite with its change feeds off (no journal row per write).
 EXTRA_STACKS: dict[str, Stack] = {
     "bzzlite_gc_default": Stack(
         "bzzlite_gc_default", "bzzlite serve --gc default", lambda port, db: [*_bzzlite(port, db), "--gc", "default"]
     ),
+    "bzzlite_no_feeds": Stack("bzzlite_no_feeds", "bzzlite serve, App(feeds=False)", _bzzlite_no_feeds),
 }
 BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
 MIXED_STACKS = ("bzzlite", "bzzlite_gc_default", "tornado_raw")  # --mixed's default

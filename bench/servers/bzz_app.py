@@ -25,3 +25,11 @@ class Item(BaseModel):
 
 
 app = App(registry=registry)
+
+
+def without_feeds() -> App:
+    """The same app with change feeds off (`feeds=False`): no journal row per write.
+
+    The `bzzlite_no_feeds` stack serves it, to show what the feed journal costs a create.
+    """
+    return App(registry=registry, feeds=False)
