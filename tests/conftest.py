@@ -11,6 +11,8 @@ import importlib.util
 
 import pytest
 
+from tests._browser import browser  # noqa: F401 (the headless Chromium fixture of the browser tests)
+
 pytest_plugins = ["tests.mongo_standin.fixture"]
 
 STORES = ["sqlite", "mongo"]

@@ -7,21 +7,14 @@ Needs ``apt-get install chromium`` (``/usr/bin/chromium``) and ``pip install pla
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, Registry
 from bzzlite.testing import serve
+from tests._browser import require
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs `pip install playwright`")
-if not CHROMIUM.exists():
-    pytest.skip("the browser test needs Debian's Chromium: apt-get install chromium", allow_module_level=True)
+playwright = require()
 
 
 def library(db: str, **options) -> App:
@@ -35,16 +28,6 @@ def library(db: str, **options) -> App:
         pages: int = 0
 
     return App(registry, db=db, title="Library", **options)
-
-
-@pytest.fixture
-def browser():
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def open_docs(browser, base_url: str):

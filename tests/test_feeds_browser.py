@@ -9,18 +9,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 from bzzlite.testing import serve
+from tests._browser import require
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 EXAMPLE = Path(__file__).parent.parent / "examples" / "live.py"
 
-playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs `pip install playwright`")
-if not CHROMIUM.exists():
-    pytest.skip("the browser test needs Debian's Chromium: apt-get install chromium", allow_module_level=True)
+playwright = require()
 
 
 def live_example():
@@ -28,16 +22,6 @@ def live_example():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def browser():
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def open_page(browser, base_url: str):
