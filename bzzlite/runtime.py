@@ -27,7 +27,7 @@ class Runtime:
         self.config = config
         self.signals = registry.signals
         self.auth: Any = None  # an auth policy object (bzzlite.auth), when configured
-        self.store: Store = open_store(settings.db)
+        self.store: Store = self._store_for(settings.db)
         self.in_flight = 0  # requests being handled (counted by BaseHandler)
         self.feeds: Any = None  # bzzlite.feeds.Feeds: the change feeds, unless turned off
         if settings.feeds:
@@ -36,17 +36,20 @@ class Runtime:
             self.feeds = Feeds(self)
         self._open = False
         self._opening: asyncio.Lock | None = None
-        for spec in registry.resources.values():
-            self.store.check_resource(spec)
+
+    def _store_for(self, url: str) -> Store:
+        """The store for a URL, refused (ConfigurationError) if it cannot serve every resource."""
+        store = open_store(url)
+        for spec in self.registry.resources.values():
+            store.check_resource(spec)
+        return store
 
     def use_store(self, url: str) -> None:
         """Switch to another store before serving (``--db`` on the command line wins)."""
         if self._open:
             raise RuntimeError("the store is already open")
+        self.store = self._store_for(url)
         self.settings.db = url
-        self.store = open_store(url)
-        for spec in self.registry.resources.values():
-            self.store.check_resource(spec)
 
     async def ready_store(self) -> Store:
         """The store, opened on first use; StoreUnavailable (503) while it cannot be."""
