@@ -21,11 +21,13 @@ _LONG_INT = re.compile(rb"(?<![\w.])-?\d{19,}(?![\d.eE])")
 _DIGITS = b"0123456789"
 
 
-def _checked_int(text: str) -> int:
-    value = int(text)
-    if not -(2**63) <= value < 2**63:
-        raise _Unportable(f"the integer {text[:30]} does not fit in 64 bits")
-    return value
+def _exact_int(text: str) -> int:
+    """An integer literal as written. One beyond 64 bits is kept: a float or decimal field
+    takes it (JavaScript writes 2**64 as 18446744073709552000); where it would be stored as
+    an integer, validation refuses it (``_documents.unstorable``)."""
+    if len(text.lstrip("-")) > 4300:  # Python's own limit on int(str)
+        raise _Unportable(f"the integer {text[:30]}... has {len(text)} digits")
+    return int(text)
 
 
 def _checked_float(text: str) -> float:
@@ -40,22 +42,41 @@ def _reject_constant(name: str) -> Any:
 
 
 def _strict_loads(body: bytes) -> Any:
-    """The slow, exact parse: used only to tell 'unportable number' apart from 'malformed'."""
+    """The slow, exact parse: for bodies with long integers, and to tell 'unportable number'
+    apart from 'malformed'."""
     return json.loads(
         body.decode("utf-8"),
-        parse_int=_checked_int,
+        parse_int=_exact_int,
         parse_float=_checked_float,
         parse_constant=_reject_constant,
     )
 
 
+def _valid_text(value: Any) -> bool:
+    """No lone surrogate in any string (the standard library's parser lets ``"\\ud800"`` through)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_text(k) and _valid_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_text(v) for v in value)
+    return True
+
+
 def loads(body: bytes) -> Any:
-    """Parse a request body; malformed JSON → 400, unportable numbers → 422."""
+    """Parse a request body; malformed JSON → 400, NaN, infinities and numbers too long to
+    parse → 422 (integers beyond 64 bits are parsed exactly, for validation to judge)."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         try:
-            _strict_loads(body)
+            value = _strict_loads(body)
+            if _LONG_INT.search(body) and _valid_text(value):
+                return value  # what orjson refuses and JSON allows: integers past 64 bits
         except _Unportable as why:
             raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
@@ -65,7 +86,7 @@ def loads(body: bytes) -> Any:
     # digits in C first skips it for any body with fewer than 19 digits in all.
     if len(body) - len(body.translate(None, _DIGITS)) >= 19 and _LONG_INT.search(body):
         try:
-            _strict_loads(body)
+            return _strict_loads(body)  # orjson made the long integers floats: parse them exactly
         except _Unportable as why:
             raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
         except RecursionError:

@@ -9,6 +9,7 @@ openapi`` prints the same document ``GET /openapi.json`` serves, without serving
 from __future__ import annotations
 
 import copy
+import decimal
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -146,6 +147,20 @@ def _ref(name: str) -> str:
 
 _INT64 = (-(2**63), 2**63 - 1)
 _NO_NUL = "^[^\\u0000]*$"
+#: a decimal in plain or exponent notation, as clients and ``str(Decimal)`` write it
+DECIMAL_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+#: a naive ISO 8601 date and time; February 29 is left out (a pattern cannot tell leap years)
+NAIVE_DATETIME = (
+    r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-"
+    r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))"
+    r"[Tt ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?$"
+)
+
+
+def _json_number(value: Any) -> int | float:
+    """A constraint (a Decimal, an int or a float) as a JSON number."""
+    number = decimal.Decimal(str(value))
+    return int(number) if number == number.to_integral_value() else float(number)
 
 
 class _Portable(GenerateJsonSchema):
@@ -176,7 +191,13 @@ class _Generator(_Portable):
         return json_schema
 
     def str_schema(self, schema: Any) -> dict[str, Any]:
-        json_schema = super().str_schema(schema)
+        return self._no_nul(super().str_schema(schema))
+
+    def bytes_schema(self, schema: Any) -> dict[str, Any]:
+        return self._no_nul(super().bytes_schema(schema))
+
+    def _no_nul(self, json_schema: dict[str, Any]) -> dict[str, Any]:
+        """Request strings refuse NUL characters (no store keeps them)."""
         if self.mode == "validation":
             if "pattern" in json_schema:
                 json_schema["allOf"] = [{"pattern": _NO_NUL}]
@@ -191,10 +212,46 @@ class _Generator(_Portable):
         return json_schema
 
     def decimal_schema(self, schema: Any) -> dict[str, Any]:
-        json_schema = super().decimal_schema(schema)
-        if self.mode == "serialization" and json_schema.get("type") == "string":
-            # pydantic writes str(Decimal): "1.5", and "2.4E-76" past its exponent limits
-            json_schema["pattern"] = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+        """Decimals as bzzlite documents them whatever pydantic release is installed.
+
+        pydantic's own output changed within 2.x (a string pattern up to 2.13, none from
+        2.14) and never carried ``max_digits``/``decimal_places``; so this is written here,
+        from the core schema's constraints. Requests: a JSON number within the bounds, or,
+        for an unconstrained decimal, a string in decimal notation (strings cannot carry
+        bounds in JSON Schema, so a constrained decimal documents numbers only; the server
+        also takes its strings, as it takes "5" for an integer). Responses: the string
+        ``str(Decimal)`` writes.
+        """
+        if self.mode == "serialization":
+            return {"type": "string", "pattern": DECIMAL_TEXT}
+        number: dict[str, Any] = {"type": "number"}
+        for key, keyword in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"),
+                             ("lt", "exclusiveMaximum"), ("multiple_of", "multipleOf")):
+            if schema.get(key) is not None:
+                number[keyword] = _json_number(schema[key])
+        places, digits = schema.get("decimal_places"), schema.get("max_digits")
+        if places is not None and "multipleOf" not in number:
+            number["multipleOf"] = _json_number(decimal.Decimal(1).scaleb(-places))
+        if digits is not None and places is not None:
+            # at most digits - places digits before the point: |x| < 10 ** (digits - places)
+            limit = 10 ** (digits - places)
+            if number.get("exclusiveMaximum", limit) >= limit and number.get("maximum", limit) >= limit:
+                number.pop("maximum", None)
+                number["exclusiveMaximum"] = limit
+            if number.get("exclusiveMinimum", -limit) <= -limit and number.get("minimum", -limit) <= -limit:
+                number.pop("minimum", None)
+                number["exclusiveMinimum"] = -limit
+        if len(number) > 1 or digits is not None:
+            return number
+        return {"anyOf": [number, {"type": "string", "pattern": DECIMAL_TEXT}]}
+
+    def datetime_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().datetime_schema(schema)
+        if self.mode == "validation" and schema.get("tz_constraint") == "naive":
+            # RFC 3339's date-time always has an offset, which a naive datetime refuses
+            json_schema.pop("format", None)
+            json_schema["pattern"] = NAIVE_DATETIME
+            json_schema.setdefault("description", "A date and time without a UTC offset (ISO 8601).")
         return json_schema
 
     def field_is_required(self, field: Any, total: bool) -> bool:
