@@ -9,24 +9,31 @@ from __future__ import annotations
 import logging
 import re
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
 from tornado.log import access_log
 
 from .errors import StoreUnavailable
+from .feeds.websocket import ChangesHandler
 from .handlers.base import BaseHandler, NotFoundHandler
 from .handlers.docs import docs_rules
 from .handlers.mock import MockHandler
-from .feeds.websocket import ChangesHandler
-from .handlers.resource import CollectionHandler, ItemHandler
 from .handlers.nested import NestedHandler, route_rows
+from .handlers.resource import CollectionHandler, ItemHandler
 from .mocks import check_collisions, group_by_url, sample_paths
 from .nested import inspect_nested
 from .openapi import build_document
 from .registry import Registry, default_registry
 from .runtime import Runtime
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .documents import Documents
+
+    M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("bzzlite")
 
@@ -132,6 +139,15 @@ class App(tornado.web.Application):
             if not access_log.isEnabledFor(level):
                 return
         super().log_request(handler)
+
+    def documents(self, model: type[M]) -> Documents[M]:
+        """The app's own access to a resource's documents (no user, no scope): for scripts,
+        tests and background work. Inside a request use ``handler.documents(model)``."""
+        return self.runtime.documents(model)
+
+    def transaction(self) -> Any:
+        """``async with app.transaction():`` — the document API's writes in it commit together."""
+        return self.runtime.transaction()
 
     @property
     def store(self) -> Any:

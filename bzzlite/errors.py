@@ -93,3 +93,12 @@ class VersionConflict(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached (or answered too late)."""
+
+
+class TransactionIncomplete(StoreError):
+    """A transaction on a MongoDB without transactions failed midway and some of its writes
+    could not be undone (someone else changed those documents in between): 409 over HTTP."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        super().__init__(f"the transaction failed and these writes could not be undone: {', '.join(ids)}")

@@ -8,7 +8,7 @@ their target unchanged; ``add_resource`` is the data API under them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -50,6 +50,8 @@ class ResourceSpec:
     per_page: int = 20
     max_per_page: int = 100
     auth: Any = None  # per-resource auth override (see bzzlite.auth), None = app default
+    # handler -> filters every document a request reaches must match (None: all of them)
+    scope: Callable[[Any], Mapping[str, Any] | None] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     # Derived once: requests read these (a pydantic model class answers a missing attribute
     # by raising inside its metaclass, so asking the model on every request costs).
@@ -85,6 +87,7 @@ class Registry:
         per_page: int = 20,
         max_per_page: int = 100,
         auth: Any = None,
+        scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
     ) -> Callable[[M], M]: ...
 
     def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
@@ -109,9 +112,29 @@ class Registry:
         per_page: int = 20,
         max_per_page: int = 100,
         auth: Any = None,
+        scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
         **options: Any,
     ) -> ResourceSpec:
-        """Validate ``model`` and register it; the data API under ``@resource``."""
+        """Validate ``model`` and register it; the data API under ``@resource``.
+
+        Args:
+            name: the URL segment (snake_case of the class name by default).
+            prefix: a path before it (``/api``).
+            indexes: fields (or tuples of fields) to index, for fast filters and sorts.
+            per_page: the default page size of lists; max_per_page: its cap.
+            auth: per-resource auth requirements (see :mod:`bzzlite.auth`).
+            scope: ``scope(handler) -> filters`` (query-string keys, e.g.
+                ``{"owner": handler.current_user["id"]}``): the one authorization decision
+                per document. Every request reaches only the documents that match — get,
+                list, count, update, delete, nested routes, custom routes through
+                ``handler.documents(...)``, change feeds — and anything else is a 404, the
+                same answer as an unknown id. Its equality conditions are written into the
+                documents a request creates or replaces (the owner is filled in). ``None``
+                from the function means no restriction.
+        """
+        if scope is not None and not callable(scope):
+            raise ConfigurationError(f"{getattr(model, '__name__', model)}: scope= takes a function of the "
+                                     "request handler returning filters, e.g. lambda handler: {'owner': ...}")
         self._check_open("@resource")
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise ConfigurationError(
@@ -146,6 +169,7 @@ class Registry:
             per_page=per_page,
             max_per_page=max_per_page,
             auth=auth,
+            scope=scope,
             options=options,
         )
         if spec.path in self.resources:

@@ -8,14 +8,22 @@ the app recovers by itself when it comes back.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from .errors import StoreUnavailable
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
+    from .documents import Documents, Transaction
     from .registry import Registry
     from .settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Runtime:
@@ -36,6 +44,46 @@ class Runtime:
             self.feeds = Feeds(self)
         self._open = False
         self._opening: asyncio.Lock | None = None
+        # the transaction the current task is inside, if any (each app its own)
+        self._transaction: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+            f"bzzlite-transaction-{id(self)}", default=None)
+
+    def documents(self, model: type[M], handler: Any = None) -> Documents[M]:
+        """The document API of a resource's model: bound to ``handler``'s request when given."""
+        from .documents import Documents
+
+        try:
+            spec = self.registry.spec_for(model)
+        except KeyError:
+            raise KeyError(f"{getattr(model, '__name__', model)!r} is not a resource of this app") from None
+        return Documents(self, spec, handler)
+
+    def current_transaction(self) -> Transaction | None:
+        return self._transaction.get()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Group the document API's writes: the store applies all of them at the end, or none.
+
+        Writes are validated, authorized and announced to ``pre_*`` receivers as they are
+        made, each conditioned on the version it read; ``post_*`` receivers run after the
+        commit. If the block raises, nothing is written. A document changed by someone else
+        meanwhile fails the commit with VersionConflict (412/409 over HTTP): run it again.
+        """
+        from .documents import Transaction
+
+        if self._transaction.get() is not None:
+            raise RuntimeError("transactions do not nest: this task is already inside one")
+        tx = Transaction(await self.ready_store())
+        token = self._transaction.set(tx)
+        try:
+            yield tx
+        finally:
+            self._transaction.reset(token)
+        if tx.writes:
+            await tx.store.apply(tx.writes)
+        for announce in tx.after_commit:
+            await announce()
 
     def _store_for(self, url: str) -> Store:
         """The store for a URL, refused (ConfigurationError) if it cannot serve every resource."""

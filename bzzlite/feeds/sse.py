@@ -16,8 +16,7 @@ import orjson
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from ..errors import QueryError
-from ..query import build_query, parse_arguments
-from ..signals import send
+from ..query import parse_arguments
 from .events import Event, sse_control
 from .hub import Subscription
 
@@ -68,8 +67,7 @@ async def stream(handler: CollectionHandler) -> None:
     since = since_from(handler, query_args)
     await handler.authorize("list")
     arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
-    await send(handler.runtime.signals.pre_get_list, handler.model, arguments=arguments, handler=handler)
-    query = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+    query = await handler.docs.list_query(arguments)  # the list's rules, its receivers and scope
     await feeds.ready()
 
     handler.set_header("Content-Type", EVENT_STREAM)

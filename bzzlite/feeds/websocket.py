@@ -22,10 +22,10 @@ import tornado.websocket
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from .. import _json
+from ..documents import Documents
 from ..errors import HTTPError, QueryError
 from ..handlers.base import PROBLEM_JSON, as_http_error, problem
-from ..query import build_query, parse_arguments
-from ..signals import send
+from ..query import parse_arguments
 from .events import Event
 from .hub import Subscription
 
@@ -193,8 +193,8 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         spec = self.spec
         arguments = parse_arguments(spec.schema, parse_qs(query.lstrip("?"), keep_blank_values=True),
                                     per_page=spec.per_page)
-        await send(self.runtime.signals.pre_get_list, self.model, arguments=arguments, handler=self)
-        built = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+        # the list's receivers and the resource's scope (auth was checked at the upgrade)
+        built = await Documents(self.runtime, spec, self, authorized=("list",)).list_query(arguments)
         if self.gone or sub_id in self.subs:
             return
         sub = SocketSubscription(self, sub_id, spec, built.conditions, built.fields)

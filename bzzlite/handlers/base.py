@@ -24,6 +24,7 @@ from ..errors import (
     HTTPError,
     NotFound,
     StoreUnavailable,
+    TransactionIncomplete,
     VersionConflict,
 )
 
@@ -58,6 +59,9 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
         return HTTPError(409, f"Another document already has this value of {field}.",
                          errors=[{"loc": [exc.field] if exc.field else [], "msg": "value already taken",
                                   "type": "unique"}])
+    if isinstance(exc, TransactionIncomplete):
+        return HTTPError(409, "The change failed midway and could not be fully undone; check the documents.",
+                         log_message=str(exc))
     if isinstance(exc, VersionConflict):
         return HTTPError(412, "The document changed: its current ETag does not match If-Match.")
     if isinstance(exc, StoreUnavailable):

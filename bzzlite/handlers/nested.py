@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 from pydantic import BaseModel, ValidationError
 
 from .. import _documents as documents
+from ..documents import Documents
 from .._ids import is_valid_id, new_id
 from ..errors import HTTPError, NotFound, QueryError, ValidationFailed
 from ..nested import (
@@ -206,7 +207,7 @@ class NestedHandler(ResourceHandler):
         if not (isinstance(ref_id, str) and is_valid_id(ref_id)):
             raise HTTPError(404, f"No {name} with that id.")
         try:
-            return await (await self.store()).get(nested.target, ref_id)
+            return await Documents(self.runtime, nested.target, self).read(ref_id)  # its own scope
         except NotFound:
             raise HTTPError(404, f"No {name} with id {ref_id}.") from None
 
@@ -217,7 +218,7 @@ class NestedHandler(ResourceHandler):
             return []
         query = Query(conditions=(Condition("id", "in", wanted),), per_page=len(wanted))
         page = await (await self.store()).find(target, query)
-        by_id = {r.id: r for r in page.records}
+        by_id = {r.id: r for r in Documents(self.runtime, target, self).visible(page.records)}
         return [by_id[i] for i in ids if i in by_id]
 
     async def _ref_instance(self, target: ResourceSpec, ref_id: str) -> BaseModel:
@@ -254,7 +255,7 @@ class NestedHandler(ResourceHandler):
         arguments: dict[str, Any] = {"id": id_, "path": path.segments}
         await send(signals.pre_get_instance, path.model, arguments=arguments, handler=self)
         id_, path = self._arguments(arguments, path)
-        record = await (await self.store()).get(self.spec, id_)
+        record = await self.read(id_)
         self._parent_record = record
         _, value = self._locate(path, self.spec.schema.fill_defaults(record.doc))
         if value is None:
@@ -290,7 +291,7 @@ class NestedHandler(ResourceHandler):
         query = build_query(spec.schema, {"page": arguments.get("page", 1),
                                           "per_page": arguments.get("per_page", spec.per_page)},
                             max_per_page=spec.max_per_page)
-        record = await (await self.store()).get(spec, id_)
+        record = await self.read(id_)
         self._parent_record = record
         _, value = self._locate(path, spec.schema.fill_defaults(record.doc))
         items = value if isinstance(value, list) else []

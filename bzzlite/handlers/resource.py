@@ -1,26 +1,24 @@
 """CRUD over HTTP for one resource: the collection and item handlers.
 
-Each operation: parse the request, check auth, send the ``pre_*`` signal with an
-``arguments`` dict the receivers may change, validate what they left, do one store
-call (a conditional write for updates), send the ``post_*`` signal, answer.
+Each operation parses the request, hands it to the resource's
+:class:`~bzzlite.documents.Documents` bound to this request (auth and scope, the ``pre_*``
+signal, validation, one store call, the ``post_*`` signal) and renders what it returns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from .. import _documents as documents
-from .._ids import is_valid_id, new_id
-from ..errors import HTTPError, ValidationFailed, VersionConflict
+from .._ids import is_valid_id
+from ..documents import Documents, etag
+from ..errors import HTTPError
 from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
-from ..query import build_query, encode_cursor, parse_arguments, project, sort_values
-from ..signals import send, send_after_commit
+from ..query import encode_cursor, parse_arguments, project, sort_values
 from .base import BaseHandler
 
 if TYPE_CHECKING:
@@ -28,13 +26,7 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
     from ..stores.base import Record, Store
 
-_WRITE_ATTEMPTS = 64  # read-modify-write tries when concurrent writers keep winning (no If-Match given)
 T = TypeVar("T")
-
-
-def etag(record: Record) -> str:
-    """A strong validator of a stored document's current version."""
-    return f'"{record.version}"'
 
 
 def _tags(header: str) -> list[str]:
@@ -42,7 +34,8 @@ def _tags(header: str) -> list[str]:
 
 
 class ResourceHandler(BaseHandler):
-    """What the collection and item handlers share."""
+    """What the collection and item handlers share: the resource's documents, bound to this
+    request (:class:`~bzzlite.documents.Documents` makes every decision; handlers parse and render)."""
 
     spec: ResourceSpec
 
@@ -50,11 +43,11 @@ class ResourceHandler(BaseHandler):
         super().initialize(runtime)
         self.spec = spec
         self.model = spec.model
+        self.docs: Documents[Any] = Documents(runtime, spec, self)
 
     async def authorize(self, operation: str) -> None:
         """Ask the app's auth policy (if any) whether this request may do ``operation``."""
-        if self.runtime.auth is not None:
-            await self.runtime.auth.authorize(self, self.spec, operation)
+        await self.docs.authorize(operation)
 
     async def store(self) -> Store:
         return await self.runtime.ready_store()
@@ -71,13 +64,9 @@ class ResourceHandler(BaseHandler):
     def location(self, id_: str) -> str:
         return f"{self.spec.path}/{id_}"
 
-    def _precondition(self, record: Record) -> bool:
-        """Whether ``If-Match`` (if sent) holds for ``record``: strong comparison, ``*`` = any."""
-        header = self.request.headers.get("If-Match")
-        if header is None:
-            return True
-        tags = _tags(header)
-        return "*" in tags or etag(record) in tags
+    @property
+    def if_match(self) -> str | None:
+        return self.request.headers.get("If-Match")
 
     def not_modified(self, tag: str) -> bool:
         """Answer 304 (and return True) when ``If-None-Match`` names ``tag`` (weakly) or ``*``."""
@@ -92,27 +81,13 @@ class ResourceHandler(BaseHandler):
             return True
         return False
 
-    async def conditional_write(self, id_: str, write: Callable[[Store, Record], Awaitable[T]]) -> T:
-        """Run ``write(store, current)`` — one write conditioned on ``current.version`` — for
-        the document ``id_``, after checking ``If-Match`` against it.
+    async def read(self, id_: Any) -> Record:
+        """The document ``id_`` as this request may reach it (scope-checked), or 404."""
+        return await self.docs.read(id_)
 
-        When another writer wins in between (VersionConflict), a request that sent
-        ``If-Match`` gets 412; any other reads again and retries after a short random
-        back-off, so concurrent changes are never lost. Too many lost races answer 409.
-        """
-        store = await self.store()
-        conditional = self.request.headers.get("If-Match") is not None
-        for attempt in range(_WRITE_ATTEMPTS):
-            current = await store.get(self.spec, id_)
-            if not self._precondition(current):
-                raise HTTPError(412, "The document changed: its current ETag does not match If-Match.")
-            try:
-                return await write(store, current)
-            except VersionConflict:
-                if conditional:
-                    raise
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
-        raise HTTPError(409, "The document is being changed by others; try again.")
+    async def conditional_write(self, id_: str, write: Callable[[Store, Record], Awaitable[T]]) -> T:
+        """One conditional write of the document ``id_`` (see Documents.conditional_write)."""
+        return await self.docs.conditional_write(id_, self.if_match, write)
 
     def form_data(self, fields: dict[str, list[str]]) -> dict[str, Any]:
         """Form fields as model data: a repeated key or a list field gives a list;
@@ -146,17 +121,12 @@ class CollectionHandler(ResourceHandler):
         if self.runtime.feeds is not None and wants_event_stream(self.request):
             await feed_stream(self)  # the list's rules, then its changes as Server-Sent Events
             return
-        spec, signals = self.spec, self.runtime.signals
+        spec = self.spec
         query_args = self.query_arguments()
-        await self.authorize("list")
+        await self.authorize("list")  # 401/403 before anything is said about the query
         arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
-        await send(signals.pre_get_list, self.model, arguments=arguments, handler=self)
-        query = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
-        page = await (await self.store()).find(spec, query)
+        query, page = await self.docs.find_records(arguments)
         items = [project(documents.as_json(spec, r), query.fields) for r in page.records]
-        if signals.post_get_list.receivers:
-            instances = [documents.instance(spec, r) for r in page.records]
-            await send_after_commit(signals.post_get_list, self.model, items=instances, handler=self)
         links = self._links(query_args, query, page)
         if links:
             self.set_header("Link", ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links))
@@ -191,30 +161,11 @@ class CollectionHandler(ResourceHandler):
         return links
 
     async def post(self) -> None:
-        spec, signals = self.spec, self.runtime.signals
+        spec = self.spec
         await self.authorize("create")  # 401/403 before anything is said about the body
         data = self.parse_body()
         bulk = isinstance(data, list)
-        items = data if bulk else [data]
-        if bulk and not items:
-            raise ValidationFailed([{"loc": [], "msg": "The array is empty: send at least one object",
-                                     "type": "too_short"}])
-        all_arguments = [{"data": item} for item in items]
-        for arguments in all_arguments:
-            await send(signals.pre_create_instance, self.model, arguments=arguments, handler=self)
-        docs, errors = [], []
-        for index, arguments in enumerate(all_arguments):
-            try:
-                docs.append(documents.validate(spec, arguments.get("data"), (index,) if bulk else ()))
-            except ValidationFailed as exc:
-                errors.extend(exc.errors or [])
-        if errors:
-            raise ValidationFailed(errors)
-        records = await (await self.store()).insert(spec, [(new_id(), doc) for doc in docs])
-        if signals.post_create_instance.receivers:
-            for record in records:
-                await send_after_commit(signals.post_create_instance, self.model,
-                                        instance=documents.instance(spec, record), handler=self)
+        records = await self.docs.create_records(data if bulk else [data], bulk=bulk)
         ids = ",".join(r.id for r in records)
         self.set_header("X-Created-Id", ids)
         if bulk:
@@ -233,14 +184,7 @@ class ItemHandler(ResourceHandler):
         return value.decode("utf-8", "replace") if name is None else super().decode_argument(value, name)
 
     async def get(self, id_: str) -> None:
-        spec, signals = self.spec, self.runtime.signals
-        await self.authorize("get")
-        arguments: dict[str, Any] = {"id": id_}
-        await send(signals.pre_get_instance, self.model, arguments=arguments, handler=self)
-        record = await (await self.store()).get(spec, self.checked_id(arguments.get("id")))
-        if signals.post_get_instance.receivers:
-            await send_after_commit(signals.post_get_instance, self.model,
-                                    instance=documents.instance(spec, record), handler=self)
+        record = await self.docs.get_record(id_)
         if not self.not_modified(etag(record)):
             self.write_document(record)
 
@@ -251,42 +195,11 @@ class ItemHandler(ResourceHandler):
         await self._update(id_, partial=True)
 
     async def _update(self, id_: str, *, partial: bool) -> None:
-        spec, signals = self.spec, self.runtime.signals
         await self.authorize("update")  # 401/403 before anything is said about the body
         data = self.parse_body()
-        arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
-        await send(signals.pre_update_instance, self.model, arguments=arguments, handler=self)
-        id_ = self.checked_id(arguments.get("id"))
-        partial = bool(arguments.get("partial"))
-        data = arguments.get("data")
-        patch = documents.check_patch(spec, data) if partial else None
-
-        async def replace(store: Store, current: Record) -> tuple[dict[str, Any], dict[str, Any], Record]:
-            before = spec.schema.fill_defaults(current.doc)
-            doc = documents.validate(spec, documents.merge_patch(before, patch) if partial else data)
-            return before, doc, await store.replace(spec, id_, doc, current.version)
-
-        before, doc, record = await self.conditional_write(id_, replace)
-        if signals.post_update_instance.receivers:
-            await send_after_commit(signals.post_update_instance, self.model,
-                                    instance=documents.instance(spec, record),
-                                    updated_fields=documents.updated_fields(before, doc), handler=self)
-        self.write_document(record)
+        self.write_document(await self.docs.update_record(id_, data, partial=partial, if_match=self.if_match))
 
     async def delete(self, id_: str) -> None:
-        spec, signals = self.spec, self.runtime.signals
-        await self.authorize("delete")
-        arguments: dict[str, Any] = {"id": id_}
-        await send(signals.pre_delete_instance, self.model, arguments=arguments, handler=self)
-        id_ = self.checked_id(arguments.get("id"))
-
-        async def delete(store: Store, current: Record) -> Record:
-            await store.delete(spec, id_, current.version)
-            return current
-
-        current = await self.conditional_write(id_, delete)
-        if signals.post_delete_instance.receivers:
-            await send_after_commit(signals.post_delete_instance, self.model,
-                                    instance=documents.instance(spec, current), handler=self)
+        await self.docs.delete_record(id_, if_match=self.if_match)
         self.set_status(204)
         self.finish()

@@ -23,6 +23,19 @@ class Record(NamedTuple):
 
 
 @dataclass(slots=True)
+class Write:
+    """One write of a transaction: ``insert`` (doc), ``replace`` (doc, expected version) or
+    ``delete`` (expected version)."""
+
+    kind: str
+    spec: ResourceSpec
+    id: str
+    doc: dict[str, Any] | None
+    expected_version: int | None = None
+    previous: dict[str, Any] | None = None  # the document as read (replace, delete): to undo it
+
+
+@dataclass(slots=True)
 class Page:
     """One page of a list query; ``total`` is None for keyset pages (not counted)."""
 
@@ -73,6 +86,11 @@ class Store(ABC):
     @abstractmethod
     async def find(self, spec: ResourceSpec, query: Query) -> Page:
         """A page of documents matching a validated query."""
+
+    @abstractmethod
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Apply every write or none: each replace and delete conditioned on its expected
+        version (VersionConflict, NotFound, DuplicateKey otherwise, with nothing written)."""
 
     def check_resource(self, spec: ResourceSpec) -> None:
         """Raise ConfigurationError if this store cannot serve ``spec``."""

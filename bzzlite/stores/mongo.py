@@ -49,6 +49,7 @@ from pymongo.uri_parser import parse_uri
 from .. import _odmantic as odmantic
 from ..errors import (
     ConfigurationError,
+    TransactionIncomplete,
     DuplicateKey,
     NotFound,
     StoreUnavailable,
@@ -56,7 +57,7 @@ from ..errors import (
 )
 from ..query import Condition, Query
 from ..schema import canonical_time
-from .base import Page, Record, Store
+from .base import Page, Record, Store, Write
 from .sqlite import table_name
 
 if TYPE_CHECKING:
@@ -366,6 +367,87 @@ class MongoStore(Store):
             result = await coll.handle.delete_one(selector)
         if result.deleted_count == 0:
             raise await self._missing_or_stale(coll, id)
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Every write in one multi-document transaction (a replica set or a sharded cluster).
+
+        A standalone server has no transactions: the writes are then made one by one, each
+        conditioned on its version, and when one fails those already made are undone (each
+        undo conditioned on the version it wrote). What an undo cannot take back (someone
+        changed the document in between, or the server went away) is logged as an error
+        and the failure raised names it (TransactionIncomplete)."""
+        client = self._client()
+        try:
+            async with await client.start_session() as session:
+                async with session.start_transaction():
+                    for write in writes:
+                        await self._apply_one(write, session)
+            return
+        except OperationFailure as exc:
+            if exc.code != 20 and "Transaction numbers" not in str(exc):  # 20: IllegalOperation
+                raise StoreUnavailable(f"MongoDB error: {exc}") from exc
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB error: {exc}") from exc
+        done: list[Write] = []
+        try:
+            for write in writes:
+                await self._apply_one(write, None)
+                done.append(write)
+        except Exception:
+            left = await self._undo(done)
+            if left:
+                raise TransactionIncomplete(left) from None
+            raise
+
+    async def _apply_one(self, write: Write, session: Any) -> None:
+        coll = self.collection(write.spec)
+        oid = ObjectId(write.id)
+        with self._errors(coll):
+            if write.kind == "insert":
+                assert write.doc is not None
+                await coll.handle.insert_one(coll.encode(write.id, 1, write.doc), session=session)
+                return
+            selector = {"_id": oid, _VERSION: _version_predicate(write.expected_version or 0)}
+            if write.kind == "replace":
+                assert write.doc is not None
+                version = (write.expected_version or 0) + 1
+                result = await coll.handle.replace_one(selector, coll.encode(write.id, version, write.doc),
+                                                       session=session)
+                changed = result.matched_count
+            else:
+                changed = (await coll.handle.delete_one(selector, session=session)).deleted_count
+        if changed == 0:
+            raise await self._missing_or_stale(coll, write.id)
+
+    async def _undo(self, done: Sequence[Write]) -> list[str]:
+        """Take back writes made without a transaction, newest first; the ids it could not."""
+        left = []
+        for write in reversed(done):
+            coll = self.collection(write.spec)
+            oid = ObjectId(write.id)
+            try:
+                with self._errors(coll):
+                    if write.kind == "insert":
+                        undone = (await coll.handle.delete_one({"_id": oid, _VERSION: 1})).deleted_count
+                    elif write.kind == "replace" and write.previous is not None:
+                        mine = (write.expected_version or 0) + 1
+                        result = await coll.handle.replace_one(
+                            {"_id": oid, _VERSION: mine},
+                            coll.encode(write.id, mine + 1, write.previous))
+                        undone = result.matched_count
+                    elif write.previous is not None:
+                        await coll.handle.insert_one(coll.encode(write.id, (write.expected_version or 0) + 1,
+                                                                 write.previous))
+                        undone = 1
+                    else:
+                        undone = 0
+            except (StoreUnavailable, DuplicateKey):
+                undone = 0
+            if not undone:
+                log.error("MongoDB: could not undo the %s of %s %s after a failed transaction",
+                          write.kind, write.spec.path, write.id)
+                left.append(f"{write.spec.path}/{write.id}")
+        return left
 
     async def _missing_or_stale(self, coll: MongoCollection, id: str) -> Exception:
         with self._errors(coll):

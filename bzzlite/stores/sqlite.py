@@ -27,7 +27,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..query import Condition, Query, get_path, sort_values
-from .base import Page, Record, Store
+from .base import Page, Record, Store, Write
 
 if TYPE_CHECKING:
     from ..registry import ResourceSpec
@@ -269,6 +269,34 @@ class SQLiteStore(Store):
             raise self._unavailable(exc) from exc
         if cursor.rowcount == 0:
             raise self._missing_or_stale(table, id)
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Every write in one ``BEGIN IMMEDIATE`` transaction: all commit or none does."""
+        conn = self._conn()
+        try:
+            with immediate(conn):
+                for write in writes:
+                    table = self._tables[write.spec.path]
+                    if write.kind == "insert":
+                        assert write.doc is not None
+                        conn.execute(self._insert_sql[write.spec.path],
+                                     (write.id, orjson.dumps(write.doc).decode(),
+                                      *self._stored_values(write.spec, write.doc)))
+                        continue
+                    if write.kind == "replace":
+                        assert write.doc is not None
+                        values = (orjson.dumps(write.doc).decode(), *self._stored_values(write.spec, write.doc),
+                                  write.id, write.expected_version)
+                        changed = conn.execute(self._update_sql[write.spec.path] + " AND v = ?", values).rowcount
+                    else:
+                        changed = conn.execute(f"DELETE FROM {table} WHERE id = ? AND v = ?",
+                                               (write.id, write.expected_version)).rowcount
+                    if changed == 0:
+                        raise self._missing_or_stale(table, write.id)  # rolls the whole transaction back
+        except sqlite3.IntegrityError as exc:
+            raise self._duplicate(exc) from None
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
 
     def _missing_or_stale(self, table: str, id: str) -> Exception:
         exists = self._conn().execute(f"SELECT 1 FROM {table} WHERE id = ?", (id,)).fetchone()

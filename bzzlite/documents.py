@@ -1,0 +1,428 @@
+"""The operations layer: every way of reaching a resource's documents goes through here.
+
+HTTP handlers, nested routes, custom routes, receivers, scripts and tests all call a
+:class:`Documents`; it validates, authorizes (the app's auth and the resource's ``scope``),
+sends the ``pre_*``/``post_*`` signals, makes one conditional store write, and the store's
+journal feeds the change feeds. Handlers only parse requests and render answers. See
+``docs/architecture.md``.
+
+    orders = app.documents(Order)                 # the app's own access: no user, no scope
+    order = await orders.create({"total": 10})
+    order = await orders.patch(order.id, {"status": "paid"}, if_match=etag_of(order))
+    page = await orders.find({"status": "open"}, sort="-total", per_page=50)
+
+Inside a request, ``handler.documents(Order)`` is bound to it: the app's auth rules and the
+resource's scope apply, and receivers get that ``handler`` (``None`` otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from . import _documents as documents
+from ._ids import is_valid_id, new_id
+from .errors import HTTPError, NotFound, ValidationFailed, VersionConflict
+from .feeds.matcher import matches
+from .query import All, Query, build_query, encode_cursor, sort_values
+from .signals import send, send_after_commit
+from .stores.base import Record, Write
+
+if TYPE_CHECKING:
+    from .registry import ResourceSpec
+    from .runtime import Runtime
+    from .stores.base import Page, Store
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+_WRITE_ATTEMPTS = 64  # read-modify-write tries when concurrent writers keep winning (no If-Match given)
+_VERSION = "_bzz_version"
+
+
+def etag(record: Record) -> str:
+    """A strong validator of a stored document's current version."""
+    return f'"{record.version}"'
+
+
+def version_of(instance: BaseModel) -> int | None:
+    """The stored version of an instance the document API returned (None for others)."""
+    private = getattr(instance, "__pydantic_private__", None) or {}
+    version = private.get(_VERSION)
+    return version if isinstance(version, int) else None
+
+
+def etag_of(instance: BaseModel) -> str | None:
+    """The ``ETag`` of an instance the document API returned, for ``if_match=``."""
+    version = version_of(instance)
+    return None if version is None else f'"{version}"'
+
+
+def _tags(header: str) -> list[str]:
+    return [t.strip() for t in header.split(",") if t.strip()]
+
+
+def precondition_holds(record: Record, if_match: str | int | None) -> bool:
+    """Whether ``If-Match`` (an ETag list, ``*`` or a version number) holds for ``record``."""
+    if if_match is None:
+        return True
+    if isinstance(if_match, int):
+        return record.version == if_match
+    tags = _tags(if_match)
+    return "*" in tags or etag(record) in tags
+
+
+@dataclass(slots=True)
+class Found(Generic[M]):
+    """A page of documents: ``next`` is the cursor (``after=``) of the next page, in keyset mode."""
+
+    items: list[M]
+    total: int | None
+    page: int | None
+    per_page: int
+    next: str | None = None
+
+
+@dataclass
+class Transaction:
+    """Writes collected by ``async with app.transaction():`` and applied at its end, together.
+
+    Every write is validated, authorized and announced to ``pre_*`` receivers when it is made,
+    and conditioned on the version it read; at the end the store applies them all or none
+    (:meth:`bzzlite.stores.base.Store.apply`), then ``post_*`` receivers run. ``get`` inside
+    the block sees the block's own writes.
+    """
+
+    store: Store
+    writes: list[Write] = field(default_factory=list)
+    pending: dict[tuple[str, str], Record | None] = field(default_factory=dict)  # (path, id) -> after
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def add(self, write: Write, after: Record | None) -> None:
+        self.writes.append(write)
+        self.pending[(write.spec.path, write.id)] = after
+
+
+class Documents(Generic[M]):
+    """One resource's documents as one caller sees them (see the module docstring)."""
+
+    def __init__(self, runtime: Runtime, spec: ResourceSpec, handler: Any = None,
+                 authorized: Sequence[str] = ()) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.model = spec.model
+        self.handler = handler
+        self._authorized: set[str] = set(authorized)  # operations the app's auth already allowed
+
+    def __repr__(self) -> str:
+        bound = "bound to a request" if self.handler is not None else "unbound"
+        return f"<Documents of {self.model.__name__} ({bound})>"
+
+    # -- the authorization decision ---------------------------------------------------
+
+    async def authorize(self, operation: str) -> None:
+        """The app's auth rules for ``operation`` (401 when a user is needed): bound callers only."""
+        if self.handler is None or operation in self._authorized:
+            return
+        if self.runtime.auth is not None:
+            await self.runtime.auth.authorize(self.handler, self.spec, operation)
+        self._authorized.add(operation)
+
+    def scope(self) -> dict[str, Any] | None:
+        """The resource's scope for this caller: filters every document it reaches must match."""
+        rule = self.spec.scope
+        if rule is None or self.handler is None:
+            return None
+        scope = rule(self.handler)
+        return dict(scope) if scope else None
+
+    def _scope_query(self) -> Query | None:
+        scope = self.scope()
+        return build_query(self.spec.schema, {"filters": scope}) if scope else None
+
+    def _in_scope(self, record: Record, scoped: Query | None) -> bool:
+        return scoped is None or matches(scoped.conditions, self.spec.schema.fill_defaults(record.doc))
+
+    def visible(self, records: Sequence[Record]) -> list[Record]:
+        """The records this caller may reach."""
+        scoped = self._scope_query()
+        return [r for r in records if self._in_scope(r, scoped)]
+
+    def _fill_scope(self, data: Any) -> Any:
+        """Equality conditions of the scope, written into a document (the owner on create)."""
+        scope = self.scope()
+        if not scope or not isinstance(data, dict):
+            return data
+        return {**data, **{k: v for k, v in scope.items() if "__" not in k and not isinstance(v, (list, tuple))}}
+
+    # -- record-level operations (what the HTTP handlers call) -------------------------
+
+    async def store(self) -> Store:
+        return await self.runtime.ready_store()
+
+    async def read(self, id_: Any) -> Record:
+        """The document ``id_`` if this caller may reach it; NotFound otherwise (same answer)."""
+        if not is_valid_id(id_):
+            raise NotFound(str(id_))
+        tx = self.runtime.current_transaction()
+        if tx is not None and (self.spec.path, id_) in tx.pending:
+            pending = tx.pending[(self.spec.path, id_)]
+            if pending is None:
+                raise NotFound(id_)
+            record = pending
+        else:
+            record = await (await self.store()).get(self.spec, id_)
+        if not self._in_scope(record, self._scope_query()):
+            raise NotFound(id_)
+        return record
+
+    async def get_record(self, id_: Any) -> Record:
+        await self.authorize("get")
+        arguments: dict[str, Any] = {"id": id_}
+        await send(self.runtime.signals.pre_get_instance, self.model, arguments=arguments, handler=self.handler)
+        record = await self.read(arguments.get("id"))
+        await self._announce("post_get_instance", record=record)
+        return record
+
+    async def list_query(self, arguments: dict[str, Any]) -> Query:
+        """The query of a list (or of a change feed's subscription) for ``arguments`` as
+        ``pre_get_list`` receivers see them; the scope is added after them."""
+        spec = self.spec
+        await self.authorize("list")
+        await send(self.runtime.signals.pre_get_list, self.model, arguments=arguments, handler=self.handler)
+        scope = self.scope()
+        if scope:  # after the receivers, so nothing widens it; a client's own filter must hold too
+            filters = dict(arguments.get("filters") or {})
+            for key, value in scope.items():
+                filters[key] = All((*_as_all(filters[key]), value)) if key in filters else value
+            arguments = {**arguments, "filters": filters}
+        return build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+
+    async def find_records(self, arguments: dict[str, Any]) -> tuple[Query, Page]:
+        """A page for list ``arguments`` (as ``pre_get_list`` receivers see them)."""
+        spec = self.spec
+        query = await self.list_query(arguments)
+        page = await (await self.store()).find(spec, query)
+        signal = self.runtime.signals.post_get_list
+        if signal.receivers:
+            items = [documents.instance(spec, r) for r in page.records]
+            await send_after_commit(signal, self.model, items=items, handler=self.handler)
+        return query, page
+
+    async def create_records(self, items: Sequence[Any], *, bulk: bool) -> list[Record]:
+        """Create one document per item, all or nothing."""
+        spec, signals = self.spec, self.runtime.signals
+        await self.authorize("create")
+        if bulk and not items:
+            raise ValidationFailed([{"loc": [], "msg": "The array is empty: send at least one object",
+                                     "type": "too_short"}])
+        all_arguments = [{"data": item} for item in items]
+        for arguments in all_arguments:
+            await send(signals.pre_create_instance, self.model, arguments=arguments, handler=self.handler)
+        docs, errors = [], []
+        for index, arguments in enumerate(all_arguments):
+            try:
+                docs.append(documents.validate(spec, self._fill_scope(arguments.get("data")),
+                                               (index,) if bulk else ()))
+            except ValidationFailed as exc:
+                errors.extend(exc.errors or [])
+        if errors:
+            raise ValidationFailed(errors)
+        pairs = [(new_id(), doc) for doc in docs]
+        tx = self.runtime.current_transaction()
+        if tx is not None:
+            records = [Record(id_, 1, doc) for id_, doc in pairs]
+            for record in records:
+                tx.add(Write("insert", spec, record.id, record.doc), record)
+                await self._announce("post_create_instance", record=record)  # once committed
+            return records
+        records = await (await self.store()).insert(spec, pairs)
+        for record in records:
+            await self._announce("post_create_instance", record=record)
+        return records
+
+    async def update_record(self, id_: Any, data: Any, *, partial: bool,
+                            if_match: str | int | None = None) -> Record:
+        """Replace (``partial=False``) or merge-patch a document; one conditional write."""
+        spec = self.spec
+        await self.authorize("update")
+        arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
+        await send(self.runtime.signals.pre_update_instance, self.model, arguments=arguments, handler=self.handler)
+        id_, partial, data = arguments.get("id"), bool(arguments.get("partial")), arguments.get("data")
+        if not is_valid_id(id_):
+            raise NotFound(str(id_))
+        patch = documents.check_patch(spec, data) if partial else None
+
+        def change(current: Record) -> tuple[dict[str, Any], dict[str, Any]]:
+            before = spec.schema.fill_defaults(current.doc)
+            after = documents.merge_patch(before, patch) if partial else data
+            return before, documents.validate(spec, self._fill_scope(after))
+
+        before, record = await self._write(id_, if_match, change)
+        await self._announce("post_update_instance", record=record,
+                             updated_fields=documents.updated_fields(before, record.doc))
+        return record
+
+    async def delete_record(self, id_: Any, *, if_match: str | int | None = None) -> Record:
+        """Delete a document; returns it as it was."""
+        await self.authorize("delete")
+        arguments: dict[str, Any] = {"id": id_}
+        await send(self.runtime.signals.pre_delete_instance, self.model, arguments=arguments, handler=self.handler)
+        _, record = await self._write(arguments.get("id"), if_match, None)
+        await self._announce("post_delete_instance", record=record)
+        return record
+
+    async def conditional_write(self, id_: Any, if_match: str | int | None,
+                                write: Callable[[Store, Record], Awaitable[T]]) -> T:
+        """Run ``write(store, current)`` — one write conditioned on ``current.version`` — for
+        the document ``id_`` (scope-checked), after checking ``if_match`` against it.
+
+        When another writer wins in between (VersionConflict), a caller that gave ``if_match``
+        gets it (412 over HTTP); any other reads again and retries after a short random
+        back-off, so concurrent changes are never lost. Too many lost races answer 409.
+        """
+        store = await self.store()
+        for attempt in range(_WRITE_ATTEMPTS):
+            current = await self.read(id_)
+            if not precondition_holds(current, if_match):
+                raise VersionConflict(str(id_))
+            try:
+                return await write(store, current)
+            except VersionConflict:
+                if if_match is not None:
+                    raise
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+        raise HTTPError(409, "The document is being changed by others; try again.")
+
+    async def _write(self, id_: Any, if_match: str | int | None,
+                     change: Callable[[Record], tuple[dict[str, Any], dict[str, Any]]] | None
+                     ) -> tuple[dict[str, Any], Record]:
+        """Replace (``change`` gives before/after) or delete (``change`` None) one document;
+        inside a transaction the write is collected, conditioned on the version read."""
+        spec = self.spec
+        tx = self.runtime.current_transaction()
+        if tx is not None:
+            current = await self.read(id_)
+            if not precondition_holds(current, if_match):
+                raise VersionConflict(str(id_))
+            if change is None:
+                tx.add(Write("delete", spec, current.id, None, current.version, current.doc), None)
+                return current.doc, current
+            before, doc = change(current)
+            record = Record(current.id, current.version + 1, doc)
+            tx.add(Write("replace", spec, current.id, doc, current.version, current.doc), record)
+            return before, record
+
+        async def write(store: Store, current: Record) -> tuple[dict[str, Any], Record]:
+            if change is None:
+                await store.delete(spec, current.id, current.version)
+                return current.doc, current
+            before, doc = change(current)
+            return before, await store.replace(spec, current.id, doc, current.version)
+
+        return await self.conditional_write(id_, if_match, write)
+
+    async def _announce(self, name: str, record: Record, **kwargs: Any) -> None:
+        """A ``post_*`` signal for ``record`` (after the transaction commits, inside one)."""
+        signal = self.runtime.signals[name]
+        if not signal.receivers:
+            return
+        tx = self.runtime.current_transaction()
+        if tx is not None and name != "post_get_instance":
+            tx.after_commit.append(lambda: self._announce_now(signal, record, kwargs))
+            return
+        await self._announce_now(signal, record, kwargs)
+
+    async def _announce_now(self, signal: Any, record: Record, kwargs: dict[str, Any]) -> None:
+        await send_after_commit(signal, self.model, instance=documents.instance(self.spec, record),
+                                handler=self.handler, **kwargs)
+
+    # -- the public API: model instances in and out ------------------------------------
+
+    def instance(self, record: Record) -> M:
+        """A stored document as a model instance carrying its ``id`` and version."""
+        value = documents.instance(self.spec, record)
+        private = getattr(value, "__pydantic_private__", None)
+        object.__setattr__(value, "__pydantic_private__", {**(private or {}), _VERSION: record.version})
+        return value  # type: ignore[return-value]
+
+    async def get(self, id: str) -> M:
+        """The document with this id. Raises NotFound (also outside the caller's scope)."""
+        return self.instance(await self.get_record(id))
+
+    async def find(
+        self,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        sort: str | Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+        page: int = 1,
+        per_page: int | None = None,
+        after: str | None = None,
+    ) -> Found[M]:
+        """A page of documents, in the HTTP list's query language.
+
+        ``filters`` are keyed as in a query string (``{"price__gt": 10, "tags__in": ["a"]}``);
+        ``sort`` is ``"-price,name"`` or a list; ``after=""`` starts keyset pagination, whose
+        ``Found.next`` cursor gives the next page. ``fields`` projects the stored documents
+        (instances are then built without validation, as pydantic's ``model_construct``).
+        """
+        arguments: dict[str, Any] = {
+            "filters": dict(filters or {}),
+            "sort": [s for s in sort.split(",") if s] if isinstance(sort, str) else list(sort or []),
+            "fields": list(fields) if fields is not None else None,
+            "page": page,
+            "per_page": per_page if per_page is not None else self.spec.per_page,
+            "after": after,
+        }
+        query, found = await self.find_records(arguments)
+        items = [self.instance(r) for r in found.records]
+        cursor = None
+        if query.keyset and found.has_more and found.records:
+            last = found.records[-1]
+            cursor = encode_cursor(query, sort_values(query, last.doc), last.id)
+        return Found(items, found.total, None if query.keyset else query.page, query.per_page, cursor)
+
+    async def count(self, filters: Mapping[str, Any] | None = None) -> int:
+        """How many documents match ``filters`` (within the caller's scope)."""
+        found = await self.find(filters, per_page=1)
+        return found.total or 0
+
+    async def create(self, data: M | Mapping[str, Any]) -> M:
+        """Create one document from a model instance or a dict; returns it with its ``id``."""
+        return self.instance((await self.create_records([_as_data(data)], bulk=False))[0])
+
+    async def create_many(self, items: Sequence[M | Mapping[str, Any]]) -> list[M]:
+        """Create several documents, all or nothing."""
+        records = await self.create_records([_as_data(item) for item in items], bulk=True)
+        return [self.instance(r) for r in records]
+
+    async def replace(self, id: str, data: M | Mapping[str, Any], *,
+                      if_match: str | int | None = None) -> M:
+        """Replace a whole document; ``if_match`` (an ETag or a version) makes it conditional."""
+        return self.instance(await self.update_record(id, _as_data(data), partial=False, if_match=if_match))
+
+    async def patch(self, id: str, changes: Mapping[str, Any], *,
+                    if_match: str | int | None = None) -> M:
+        """Change some fields (a JSON merge patch: ``None`` returns a field to its default)."""
+        return self.instance(await self.update_record(id, dict(changes), partial=True, if_match=if_match))
+
+    async def delete(self, id: str, *, if_match: str | int | None = None) -> M:
+        """Delete a document; returns it as it was."""
+        return self.instance(await self.delete_record(id, if_match=if_match))
+
+
+def _as_data(value: Any) -> Any:
+    """A model instance as request data (its ``id``, if any, is ignored like a body's)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude={"id"} if "id" in type(value).model_fields else None)
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _as_all(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, All) else (value,)
