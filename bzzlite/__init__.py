@@ -4,23 +4,43 @@ from __future__ import annotations
 
 from . import signals
 from .app import App
-from .errors import BzzliteError, ConfigurationError, HTTPError
+from .documents import Documents, Found, etag_of
+from .errors import (
+    BzzliteError,
+    ConfigurationError,
+    DuplicateKey,
+    HTTPError,
+    NotFound,
+    ValidationFailed,
+    VersionConflict,
+)
+from .handlers.base import BaseHandler as Handler
 from .nested import Ref
-from .registry import Registry, default_registry, mock, on, resource
+from .registry import Registry, action, default_registry, mock, on, resource, route
 from .schema import Unique
 
 __all__ = [
     "App",
     "BzzliteError",
     "ConfigurationError",
+    "Documents",
+    "DuplicateKey",
+    "Found",
     "HTTPError",
+    "Handler",
+    "NotFound",
     "Ref",
     "Registry",
     "Unique",
+    "ValidationFailed",
+    "VersionConflict",
+    "action",
     "default_registry",
+    "etag_of",
     "mock",
     "on",
     "resource",
+    "route",
     "signals",
 ]
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ resource spec through Tornado's ``initialize`` kwargs, so no request looks anyth
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from types import SimpleNamespace
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from tornado.log import access_log
 
-from .errors import StoreUnavailable
+from .errors import ConfigurationError, StoreUnavailable
 from .feeds.websocket import ChangesHandler
 from .handlers.base import BaseHandler, NotFoundHandler
+from .handlers.custom import RouteHandler
 from .handlers.docs import docs_rules
 from .handlers.mock import MockHandler
 from .handlers.nested import NestedHandler, route_rows
@@ -25,6 +27,7 @@ from .mocks import check_collisions, group_by_url, sample_paths
 from .nested import inspect_nested
 from .openapi import build_document
 from .registry import Registry, default_registry
+from .routing import CustomRoute, Route
 from .runtime import Runtime
 from .settings import Settings
 
@@ -82,54 +85,73 @@ class App(tornado.web.Application):
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
         self.registry.freeze("an App")
-        rules = self._resource_rules()
-        if auth is not None:
-            rules = auth.install(self.runtime) + rules
-        rules += self._extra_rules(rules)
+        self.routes: list[Route] = self._routes(auth)
         options.setdefault("serve_traceback", False)
         super().__init__(
-            rules,
+            [route.rule() for route in self.routes],
             default_handler_class=NotFoundHandler,
             default_handler_args={"runtime": self.runtime},
             **options,
         )
 
-    def _resource_rules(self) -> list[Any]:
-        rules: list[Any] = [(r"/_health/?", HealthHandler, {"runtime": self.runtime})]
+    def _routes(self, auth: Any) -> list[Route]:
+        """The route table: every URL pattern of the app, in the order Tornado tries them."""
+        routes = [Route("/_health", ("GET",), "health", HealthHandler, {"runtime": self.runtime})]
+        if auth is not None:
+            routes += [_wrapped(rule, "auth") for rule in auth.install(self.runtime)]
+        # Custom routes and actions before the resources': /order/stats is not an item's id,
+        # /order/{id}/pay not a nested path.
+        routes += [self._custom(route) for route in self.registry.routes]
+        routes += self._resource_routes()
+        extra: list[Route] = []
+        if self.bzz_settings.docs:
+            extra += [_wrapped(rule, "docs") for rule in docs_rules(self.runtime, lambda: build_document(self))]
+        mocks = self.registry.mocks
+        if mocks:
+            served = [(_served_by(route), path) for route in routes + extra for path in sample_paths(route.rule()[0])]
+            check_collisions(mocks, served)
+            kwargs = {"runtime": self.runtime, "mocks": mocks}
+            extra += [Route(url, ("*",), "mock", MockHandler, kwargs, pattern=url) for url in group_by_url(mocks)]
+        return routes + extra
+
+    def _resource_routes(self) -> list[Route]:
+        routes: list[Route] = []
+        runtime = self.runtime
         for spec in self.registry.resources.values():
-            kwargs = {"runtime": self.runtime, "spec": spec}
-            path = re.escape(spec.path)
-            rules.append((rf"{path}/?", CollectionHandler, kwargs))
-            if self.runtime.feeds is not None:
-                rules.append((rf"{path}/_changes/?", ChangesHandler, kwargs))
-            rules.append((rf"{path}/([^/]+)/?", ItemHandler, kwargs))
+            kwargs = {"runtime": runtime, "spec": spec}
+            routes.append(Route(spec.path, ("GET", "POST"), "collection", CollectionHandler, kwargs, spec,
+                                {"GET": "list", "POST": "create"}))
+            if runtime.feeds is not None:
+                routes.append(Route(f"{spec.path}/_changes", ("GET",), "changes", ChangesHandler, kwargs, spec,
+                                    {"GET": "list"}))
+            routes.append(Route(f"{spec.path}/{{id}}", ("GET", "PUT", "PATCH", "DELETE"), "item", ItemHandler,
+                                kwargs, spec, {"GET": "get", "PUT": "update", "PATCH": "update", "DELETE": "delete"},
+                                pattern=rf"{re.escape(spec.path)}/([^/]+)/?"))
         # Nested routes (embedded models, lists, references) come after every collection and
         # item rule, so a resource under another's prefix keeps its own routes.
         specs = list(self.registry.resources.values())
         for spec in specs:
             tree = inspect_nested(spec, specs)
             if tree.fields:
-                kwargs = {"runtime": self.runtime, "spec": spec, "tree": tree}
-                rules.append((rf"{re.escape(spec.path)}/([^/]+)/(.+)", NestedHandler, kwargs))
-        return rules
+                kwargs = {"runtime": runtime, "spec": spec, "tree": tree}
+                routes.append(Route(f"{spec.path}/{{id}}/{{path}}", NestedHandler.ALLOWED, "nested", NestedHandler,
+                                    kwargs, spec, {"GET": "get", "POST": "update", "PUT": "update",
+                                                   "PATCH": "update", "DELETE": "update"},
+                                    pattern=rf"{re.escape(spec.path)}/([^/]+)/(.+)"))
+        return routes
 
-    def _extra_rules(self, taken: list[Any]) -> list[Any]:
-        """Routes of the optional parts: OpenAPI and docs, then the mock routes.
-
-        A mock whose URL would answer one of the app's own paths (``taken`` and the docs
-        routes) is a ConfigurationError.
-        """
-        rules: list[Any] = []
-        if self.bzz_settings.docs:
-            rules += docs_rules(self.runtime, lambda: build_document(self))
-        mocks = self.registry.mocks
-        if mocks:
-            served = [(_served_by(rule), path) for rule in taken + rules
-                      if isinstance(rule, tuple) and isinstance(rule[0], str) for path in sample_paths(rule[0])]
-            check_collisions(mocks, served)
-            kwargs = {"runtime": self.runtime, "mocks": mocks}
-            rules += [(url, MockHandler, kwargs) for url in group_by_url(mocks)]
-        return rules
+    def _custom(self, route: CustomRoute) -> Route:
+        operations = {m: route.operation for m in route.methods} if route.operation else {}
+        if route.handler is not None:  # a RequestHandler subclass, served as it is
+            initialize = inspect.signature(getattr(route.handler, "initialize")).parameters  # noqa: B009
+            if "runtime" not in initialize and not any(p.kind is p.VAR_KEYWORD for p in initialize.values()):
+                raise ConfigurationError(
+                    f"{route.handler.__name__} is registered with @route({route.template!r}): its initialize() "
+                    "gets runtime=...; define `def initialize(self, runtime): ...` or subclass bzzlite.Handler")
+            return Route(route.template, route.methods, route.kind, route.handler, {"runtime": self.runtime},
+                         route.spec, operations)
+        return Route(route.template, route.methods, route.kind, RouteHandler,
+                     {"runtime": self.runtime, "route": route}, route.spec, operations)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""
@@ -170,21 +192,26 @@ class App(tornado.web.Application):
         await self.runtime.close()
 
     def route_table(self) -> list[tuple[str, str, str]]:
-        """(methods, path pattern, handler) for every route, for ``bzzlite routes``."""
+        """(methods, path template, handler) for every route, for ``bzzlite routes``."""
         table = []
-        for rule in self.wildcard_router.rules:
-            target = rule.target
-            if target is NestedHandler:
-                table.extend(route_rows(rule.target_kwargs["spec"], rule.target_kwargs["tree"]))
-                continue
-            allowed = getattr(target, "ALLOWED", ())
-            pattern = getattr(rule.matcher, "regex", None)
-            path = pattern.pattern.rstrip("$") if pattern is not None else str(rule.matcher)
-            path = path.replace(r"/([^/]+)", "/{id}").replace("/?", "").replace("\\", "")
-            table.append((",".join(allowed) or "*", path, getattr(target, "__name__", str(target))))
+        for route in self.routes:
+            if route.kind == "nested":
+                table.extend(route_rows(route.kwargs["spec"], route.kwargs["tree"]))
+            else:
+                table.append((",".join(route.methods), route.template, route.handler_name))
         return table
 
 
-def _served_by(rule: tuple[Any, ...]) -> str:
-    spec = rule[2].get("spec") if len(rule) > 2 and isinstance(rule[2], dict) else None
-    return f"the resource {spec.model.__name__}" if spec is not None else f"the route {rule[0]}"
+def _served_by(route: Route) -> str:
+    if route.spec is not None:
+        return f"the resource {route.spec.model.__name__}"
+    return f"the route {route.template}"
+
+
+def _wrapped(rule: tuple[Any, ...], kind: str) -> Route:
+    """A rule of an optional part (auth, docs) in the route table: its template read off
+    its pattern (``/auth/me/?`` → ``/auth/me``), its methods off the handler's ``ALLOWED``."""
+    pattern, handler = rule[0], rule[1]
+    kwargs = rule[2] if len(rule) > 2 else {}
+    template = re.sub(r"\([^)]*\)", "{param}", pattern.rstrip("$").replace("/?", "").replace("\\", ""))
+    return Route(template, tuple(getattr(handler, "ALLOWED", ())) or ("*",), kind, handler, kwargs, pattern=pattern)

@@ -19,6 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from .mocks import METHODS, MockRoute, content_type, encode_body
 from .nested import EMBEDDED, LIST, NestedModel, Route, inspect_nested, routes
+from .routing import CustomRoute
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -119,6 +120,11 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     if auth_docs:
         paths.update(auth_docs["paths"])
         components["securitySchemes"] = auth_docs["securitySchemes"]
+    custom_paths, custom_components = _custom_paths(registry.routes, schemas, auth, security)
+    for path, item in custom_paths.items():
+        paths.setdefault(path, {}).update(item)
+    for name, schema in custom_components.items():
+        components["schemas"].setdefault(name, schema)
     mock_paths, mock_patterns = _mock_paths(registry.mocks)
     for path, item in mock_paths.items():
         paths.setdefault(path, item)
@@ -464,6 +470,84 @@ def _tag(spec: ResourceSpec) -> dict[str, Any]:
     if doc and not doc.startswith(("Usage docs:", "!!! abstract")):  # pydantic's BaseModel docstring
         tag["description"] = doc
     return tag
+
+
+_PATH_SCHEMAS: dict[type, dict[str, Any]] = {str: {"type": "string"}, int: {"type": "integer"},
+                                             float: {"type": "number"}}
+
+
+def _custom_paths(routes: Iterable[CustomRoute], schemas: _Schemas, auth: Any,
+                  security: list[dict[str, Any]] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Path items of ``@route`` and ``@action`` routes, and the component schemas of their
+    body and response models (a resource's own model is answered as its ``Document``)."""
+    routes = list(routes)
+    models = {(r.body, "validation") for r in routes if r.body is not None}
+    models |= {(r.response, "serialization") for r in routes if r.response is not None and not _resource_of(r)}
+    refs: dict[Any, Any] = {}
+    components: dict[str, Any] = {}
+    if models:
+        refs, top = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])),  # type: ignore[arg-type]
+                                       ref_template=_REF, schema_generator=_Generator)
+        components.update(top.get("$defs", {}))
+    paths: dict[str, Any] = {}
+    for route in routes:
+        item = paths.setdefault(route.template, {})
+        for method in route.methods:
+            item[method.lower()] = _custom_operation(route, method, refs, schemas, auth, security)
+    return paths, components
+
+
+def _resource_of(route: CustomRoute) -> ResourceSpec | None:
+    """The resource whose model an action answers with, if it does."""
+    spec = route.spec
+    if spec is not None and route.response is not None and issubclass(spec.model, route.response):
+        return spec
+    return None
+
+
+def _custom_operation(route: CustomRoute, method: str, refs: dict[Any, Any], schemas: _Schemas, auth: Any,
+                      security: list[dict[str, Any]] | None) -> dict[str, Any]:
+    parameters = []
+    for name in re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", route.template):
+        schema = _ID if route.spec is not None and name == "id" else _PATH_SCHEMAS[route.path_params.get(name, str)]
+        parameters.append({"name": name, "in": "path", "required": True, "schema": dict(schema)})
+    op: dict[str, Any] = {"operationId": f"{route.name}_{method.lower()}" if len(route.methods) > 1 else route.name,
+                          "summary": route.summary or route.name.replace("_", " ").capitalize()}
+    if route.description:
+        op["description"] = route.description
+    if route.spec is not None:
+        op["tags"] = [route.spec.name]
+    if parameters:
+        op["parameters"] = parameters
+    codes = {503}
+    if route.handler is None:
+        codes |= {400, 403, 409, 412}  # what the document API and receivers raise
+    if route.body is not None and method in ("POST", "PUT", "PATCH"):
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": refs[(route.body, "validation")]}}}
+        codes |= {413, 415, 422}
+    if route.path_params:
+        codes.add(422)
+    if route.spec is not None:
+        codes.add(404)
+    needs_user = route.auth is not False and (
+        _required(auth, route.spec, route.operation or "update") if route.spec is not None else auth is not None)
+    if security and needs_user:
+        op["security"] = security
+        codes |= {401, 403}
+    spec = _resource_of(route)
+    if spec is not None:
+        body: dict[str, Any] = _json_body(schemas.names[spec.path]["Document"], "The document.")
+        body["headers"] = {"ETag": {"$ref": "#/components/headers/ETag"}}
+    elif route.response is not None:
+        body = {"description": "The result.", "content": {JSON: {"schema": refs[(route.response, "serialization")]}}}
+    elif route.handler is not None:
+        body = {"description": "What the handler answers."}
+    else:
+        body = {"description": "The result (JSON), or no content.", "content": {JSON: {"schema": {}}}}
+    op["responses"] = {str(route.status): body, **({"204": {"description": "No content."}}
+                                                    if route.response is None and route.handler is None else {}),
+                       **_errors(sorted(codes))}
+    return op
 
 
 def _errors(codes: Iterable[int]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ their target unchanged; ``add_resource`` is the data API under them.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -18,6 +19,7 @@ from pydantic import BaseModel, create_model
 from . import _odmantic as odmantic
 from .errors import ConfigurationError
 from .mocks import MockRoute, parse_entries
+from .routing import CustomRoute, custom_route
 from .schema import ModelSchema, inspect_model
 from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
 
@@ -70,6 +72,7 @@ class Registry:
         self.signals = signals if signals is not None else SignalSet()
         self.resources: dict[str, ResourceSpec] = {}  # keyed by collection path
         self.mocks: list[MockRoute] = []
+        self.routes: list[CustomRoute] = []  # @route and @action, in declaration order
         self._frozen_by: str | None = None
 
     # -- resources ---------------------------------------------------------------
@@ -211,6 +214,93 @@ class Registry:
             raise ConfigurationError(f"unknown signal {signal!r}; the signals are: {known}")
         return self.signals[name]
 
+    # -- custom routes -----------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        *,
+        methods: Sequence[str] = ("GET",),
+        name: str | None = None,
+        status: int | None = None,
+        auth: bool | None = None,
+        response: type[BaseModel] | None = None,
+    ) -> Callable[[F], F]:
+        """Serve the decorated function at ``path`` (``/order/{id}/pay``), FastAPI-style.
+
+        The function gets the request handler first, then the path parameters its signature
+        names (annotated ``str``, ``int`` or ``float``; a value that does not convert is a 422)
+        and, when it declares one, a pydantic body model (validated: 422 like resources). What
+        it returns is the JSON answer (a model, a dict or a list; ``None`` is a 204), with
+        ``status`` (default 200, 201 for a POST-only route). ``auth``: require a signed-in user
+        (``None``: whenever the app has auth; ``False``: never). A ``tornado.web.RequestHandler``
+        subclass can be decorated too: it is served as it is, with ``runtime=`` passed to its
+        ``initialize`` (subclass :class:`bzzlite.Handler` to get problem+json errors).
+        Routes appear in ``/openapi.json``, ``/docs`` and ``bzzlite routes``.
+        """
+
+        def decorator(fn: F) -> F:
+            # the decorating scope's names, for annotations naming classes local to a function
+            scope = sys._getframe(1).f_locals
+            self.add_route(custom_route(path, fn, methods=methods, name=name, status=status, auth=auth,
+                                        response=response, localns=scope))
+            return fn
+
+        return decorator
+
+    def action(
+        self,
+        model: type[BaseModel],
+        name: str,
+        *,
+        methods: Sequence[str] = ("POST",),
+        detail: bool = True,
+        operation: str | None = None,
+        status: int | None = None,
+        response: type[BaseModel] | None = None,
+    ) -> Callable[[F], F]:
+        """An action on a resource (DRF's ``@action``): ``POST /order/{id}/pay``.
+
+        With ``detail=True`` (the default) the document ``{id}`` is read through the
+        resource's own rules before the function runs: its auth rules for ``operation``
+        (``"update"``, or ``"get"`` for a GET-only action) and its ``scope`` (someone else's
+        document is a 404). A parameter annotated with the model receives that document.
+        ``detail=False`` serves ``/order/{name}`` for the collection. Otherwise as :meth:`route`.
+        """
+        spec = self.spec_for(model) if any(s.model is model for s in self.resources.values()) else None
+        if spec is None:
+            raise ConfigurationError(f"@action({getattr(model, '__name__', model)!r}, {name!r}): declare the "
+                                     "model with @resource (on this registry) before its actions")
+        if not _NAME_RE.match(name):
+            raise ConfigurationError(f"@action name {name!r} must be a URL path segment ([A-Za-z0-9_.~-]+)")
+        upper = tuple(m.upper() for m in methods)
+        op = operation or ("get" if upper == ("GET",) else "update")
+
+        def decorator(fn: F) -> F:
+            scope = sys._getframe(1).f_locals
+            if detail:
+                route = custom_route(f"{spec.path}/{{id}}/{name}", fn, methods=methods, name=fn.__name__,
+                                     status=status, response=response, spec=spec, operation=op, localns=scope)
+            else:
+                route = custom_route(f"{spec.path}/{name}", fn, methods=methods, name=fn.__name__,
+                                     status=status, response=response,
+                                     auth=None if spec.auth is None else True, localns=scope)
+            self.add_route(route)
+            return fn
+
+        return decorator
+
+    def add_route(self, route: CustomRoute) -> CustomRoute:
+        """Register a custom route; the data API under ``@route`` and ``@action``."""
+        self._check_open("@route")
+        for other in self.routes:
+            if other.template == route.template and set(other.methods) & set(route.methods):
+                raise ConfigurationError(
+                    f"{route.name} and {other.name} both answer {'/'.join(sorted(set(other.methods) & set(route.methods)))} "
+                    f"{route.template}; give one of them another path or method")
+        self.routes.append(route)
+        return route
+
     # -- mock routes -------------------------------------------------------------
 
     def mock(self, entries: Iterable[Sequence[Any]]) -> list[MockRoute]:
@@ -260,3 +350,5 @@ default_registry = Registry(default_signals)
 resource = default_registry.resource
 on = default_registry.on
 mock = default_registry.mock
+route = default_registry.route
+action = default_registry.action

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .providers import AuthProvider
+
 
 @dataclass(frozen=True)
 class ProviderRequest:
@@ -94,3 +96,19 @@ def fake_provider(host: str = "127.0.0.1") -> Iterator[FakeProvider]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+class StaticTokenProvider(AuthProvider):
+    """A provider that knows a fixed set of tokens: for tests and for trying an app locally.
+
+    ``StaticTokenProvider("local-dev", {"alice-token": {"id": "alice"}})`` signs in as Alice
+    whoever sends ``alice-token``: never list it in a deployed app.
+    """
+
+    def __init__(self, name: str, users: dict[str, dict[str, Any]]) -> None:
+        self.name = name
+        self.users = {token: dict(user) for token, user in users.items()}
+
+    async def authenticate(self, access_token: str) -> dict[str, Any] | None:
+        user = self.users.get(access_token)
+        return dict(user) if user is not None else None

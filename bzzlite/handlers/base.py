@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
 from pydantic import ValidationError
@@ -29,7 +29,12 @@ from ..errors import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ..documents import Documents
     from ..runtime import Runtime
+
+    M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("bzzlite")
 PROBLEM_JSON = "application/problem+json"
@@ -117,6 +122,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self._too_large = False
         self._in_flight = True
         runtime.in_flight += 1  # graceful shutdown waits for this to drop to zero
+
+    def documents(self, model: type[M]) -> Documents[M]:
+        """A resource's documents, bound to this request: its auth rules and scope apply,
+        and receivers get this handler."""
+        return self.runtime.documents(model, self)
+
+    def transaction(self) -> Any:
+        """``async with handler.transaction():`` — the document API's writes in it commit together."""
+        return self.runtime.transaction()
 
     def on_finish(self) -> None:
         self._done()

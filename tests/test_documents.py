@@ -1,0 +1,274 @@
+"""The document API (bzzlite/documents.py) on each store: the same path the HTTP handlers take."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Annotated, Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from bzzlite import App, Registry, Unique, etag_of
+from bzzlite.documents import version_of
+from bzzlite.errors import (
+    DuplicateKey,
+    HTTPError,
+    NotFound,
+    ValidationFailed,
+    VersionConflict,
+)
+from bzzlite.testing import serve
+
+
+def shop() -> tuple[Registry, type[BaseModel], type[BaseModel]]:
+    registry = Registry()
+
+    @registry.resource
+    class Product(BaseModel):
+        sku: Annotated[str, Unique]
+        stock: int = Field(default=0, ge=0)
+        tags: list[str] = []
+
+    @registry.resource
+    class Order(BaseModel):
+        product: str
+        quantity: int = Field(ge=1)
+        status: str = "open"
+
+    return registry, Product, Order
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_crud_returns_model_instances_with_ids_and_versions(store_url: str) -> None:
+    registry, Product, _ = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        created = await products.create({"sku": "a", "stock": 3})
+        assert isinstance(created, Product) and created.id and created.stock == 3  # type: ignore[attr-defined]
+        assert version_of(created) == 1 and etag_of(created) == '"1"'
+        again = await products.get(created.id)  # type: ignore[attr-defined]
+        assert again == created
+        patched = await products.patch(created.id, {"stock": 2}, if_match=etag_of(created))  # type: ignore[attr-defined]
+        assert patched.stock == 2 and version_of(patched) == 2
+        with pytest.raises(VersionConflict):  # a stale ETag
+            await products.patch(created.id, {"stock": 1}, if_match=etag_of(created))  # type: ignore[attr-defined]
+        replaced = await products.replace(created.id, Product(sku="a2"))  # type: ignore[attr-defined]
+        assert (replaced.sku, replaced.stock, version_of(replaced)) == ("a2", 0, 3)
+        gone = await products.delete(created.id)  # type: ignore[attr-defined]
+        assert gone.sku == "a2"
+        with pytest.raises(NotFound):
+            await products.get(created.id)  # type: ignore[attr-defined]
+        with pytest.raises(NotFound):
+            await products.get("not-an-id")
+        await app.shutdown()
+
+    run(main())
+
+
+def test_validation_unique_and_bulk_all_or_nothing(store_url: str) -> None:
+    registry, Product, _ = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        with pytest.raises(ValidationFailed) as invalid:
+            await products.create({"sku": "x", "stock": -1, "colour": "red"})
+        assert {tuple(e["loc"]) for e in invalid.value.errors or []} == {("stock",), ("colour",)}
+        await products.create({"sku": "x"})
+        with pytest.raises(DuplicateKey):
+            await products.create({"sku": "x"})
+        with pytest.raises(ValidationFailed) as bulk:
+            await products.create_many([{"sku": "y"}, {"sku": "z", "stock": "many"}])
+        assert bulk.value.errors and bulk.value.errors[0]["loc"] == [1, "stock"]
+        assert await products.count() == 1  # nothing of the failed bulk create was written
+        made = await products.create_many([{"sku": "y"}, {"sku": "z"}])
+        assert [p.sku for p in made] == ["y", "z"]
+        await app.shutdown()
+
+    run(main())
+
+
+def test_find_speaks_the_query_language_with_cursors(store_url: str) -> None:
+    registry, Product, _ = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        await products.create_many([{"sku": f"p{i}", "stock": i, "tags": ["even" if i % 2 == 0 else "odd"]}
+                                    for i in range(7)])
+        found = await products.find({"stock__gte": 2, "tags": "even"}, sort="-stock")
+        assert [p.stock for p in found.items] == [6, 4, 2] and found.total == 3
+        assert await products.count({"sku__in": ["p1", "p2", "nope"]}) == 2
+        seen, after = [], ""
+        while after is not None:
+            page = await products.find(sort=["stock"], per_page=3, after=after)
+            seen += [p.stock for p in page.items]
+            after = page.next
+        assert seen == list(range(7))
+        with pytest.raises(HTTPError) as bad:
+            await products.find({"colour": "red"})
+        assert bad.value.status == 400
+        await app.shutdown()
+
+    run(main())
+
+
+def test_signals_fire_without_a_handler(store_url: str) -> None:
+    registry, Product, _ = shop()
+    heard: list[tuple[str, Any]] = []
+
+    @registry.on("pre_create_instance", sender=Product)
+    def fill(sender: Any, arguments: dict[str, Any], handler: Any) -> None:
+        arguments["data"]["tags"] = ["new"]
+        heard.append(("pre_create", handler))
+
+    @registry.on("post_update_instance", sender=Product)
+    async def audit(sender: Any, instance: Any, updated_fields: dict[str, Any], handler: Any) -> None:
+        heard.append(("post_update", updated_fields))
+
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        made = await products.create({"sku": "s"})
+        assert made.tags == ["new"]
+        await products.patch(made.id, {"stock": 5})  # type: ignore[attr-defined]
+        await app.shutdown()
+
+    run(main())
+    assert heard == [("pre_create", None), ("post_update", {"stock": {"from": 0, "to": 5}})]
+
+
+def test_a_transaction_commits_all_or_nothing(store_url: str) -> None:
+    registry, Product, Order = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products, orders = app.documents(Product), app.documents(Order)
+        a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
+        async with app.transaction():
+            await products.patch(a.id, {"stock": 4}, if_match=etag_of(a))  # type: ignore[attr-defined]
+            assert (await products.get(a.id)).stock == 4  # type: ignore[attr-defined] # its own writes
+            await orders.create({"product": a.id, "quantity": 1})  # type: ignore[attr-defined]
+        assert (await products.get(a.id)).stock == 4 and await orders.count() == 1  # type: ignore[attr-defined]
+
+        class OutOfStock(Exception):
+            pass
+
+        with pytest.raises(OutOfStock):
+            async with app.transaction():
+                await products.patch(a.id, {"stock": 3})  # type: ignore[attr-defined]
+                await orders.create({"product": b.id, "quantity": 2})  # type: ignore[attr-defined]
+                raise OutOfStock
+        assert (await products.get(a.id)).stock == 4 and await orders.count() == 1  # type: ignore[attr-defined]
+
+        # someone else changes b between the read and the commit: the whole commit fails
+        with pytest.raises(VersionConflict):
+            async with app.transaction():
+                await products.patch(a.id, {"stock": 0})  # type: ignore[attr-defined]
+                await products.patch(b.id, {"stock": 0})  # type: ignore[attr-defined]
+                store = await app.runtime.ready_store()
+                current = await store.get(products.spec, b.id)  # type: ignore[attr-defined]
+                await store.replace(products.spec, current.id, {**current.doc, "stock": 9}, current.version)
+        if store_url.startswith("sqlite") or os.environ.get("BZZLITE_TEST_MONGO_URL"):
+            # (the MongoDB stand-in accepts transactions but does not roll them back)
+            assert (await products.get(a.id)).stock == 4  # type: ignore[attr-defined]
+        await app.shutdown()
+
+    run(main())
+
+
+def test_the_unique_check_fails_a_transaction_whole(store_url: str) -> None:
+    registry, Product, _ = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        await products.create({"sku": "taken"})
+        with pytest.raises(DuplicateKey):
+            async with app.transaction():
+                await products.create({"sku": "fresh"})
+                await products.create({"sku": "taken"})
+        assert await products.count({"sku": "fresh"}) == 0
+        await app.shutdown()
+
+    run(main())
+
+
+def test_scope_is_one_decision_on_every_path(store_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource(scope=lambda handler: {"owner": handler.request.headers.get("X-User", "nobody")})
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+
+    @registry.route("/note/{id}/shout", methods=["POST"])
+    async def shout(handler: Any, id: str) -> Note:
+        notes = handler.documents(Note)
+        note = await notes.get(id)
+        return await notes.patch(id, {"text": note.text.upper()})
+
+    app = App(registry, db=store_url)
+    with serve(app) as client:
+        alice, bob = {"X-User": "alice"}, {"X-User": "bob"}
+        note = client.post("/note", json={"text": "hi", "owner": "bob"}, headers=alice).json()
+        assert note["owner"] == "alice"  # the scope fills the owner in
+        url = f"/note/{note['id']}"
+        unknown = client.get("/note/" + "0" * 24, headers=bob)
+        for method, path, body in [("GET", url, None), ("PUT", url, {"text": "x"}), ("PATCH", url, {"text": "x"}),
+                                   ("DELETE", url, None), ("POST", f"{url}/shout", None)]:
+            response = client.request(method, path, json=body, headers=bob)
+            assert (response.code, response.json()) == (404, unknown.json()), (method, path)
+        assert client.get("/note", headers=bob).json()["total"] == 0
+        assert client.get("/note?owner=alice", headers=bob).json()["total"] == 0
+        assert client.get("/note", headers=alice).json()["total"] == 1
+        assert client.post(f"{url}/shout", headers=alice).json()["text"] == "HI"
+        assert client.put(url, json={"text": "mine", "owner": "bob"}, headers=alice).json()["owner"] == "alice"
+
+    async def unbound() -> None:  # the app's own access: no request, no scope
+        assert await app.documents(Note).count() == 1
+        await app.shutdown()
+
+    run(unbound())
+
+
+def test_mongodb_without_transactions_undoes_what_a_failed_commit_wrote(mongo_db_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standalone mongod refuses transactions (code 20): the writes are made one by one and
+    those made before a failure are taken back."""
+    from pymongo.errors import OperationFailure
+
+    registry, Product, _ = shop()
+    app = App(registry, db=mongo_db_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
+        store = await app.runtime.ready_store()
+
+        async def no_sessions(*args: Any, **kwargs: Any) -> Any:
+            raise OperationFailure("Transaction numbers are only allowed on a replica set member or mongos", 20)
+
+        monkeypatch.setattr(store._client(), "start_session", no_sessions)  # type: ignore[attr-defined]
+        with pytest.raises(VersionConflict):
+            async with app.transaction():
+                await products.patch(a.id, {"stock": 0})  # type: ignore[attr-defined]
+                await products.patch(b.id, {"stock": 0})  # type: ignore[attr-defined]
+                current = await store.get(products.spec, b.id)  # type: ignore[attr-defined]
+                await store.replace(products.spec, current.id, {**current.doc, "stock": 9}, current.version)
+        assert (await products.get(a.id)).stock == 5  # type: ignore[attr-defined] # undone
+        assert (await products.get(b.id)).stock == 9  # type: ignore[attr-defined] # the other writer's
+        async with app.transaction():  # and without a failure, both writes land
+            await products.patch(a.id, {"stock": 1})  # type: ignore[attr-defined]
+            await products.patch(b.id, {"stock": 1})  # type: ignore[attr-defined]
+        assert [p.stock for p in (await products.find(sort="sku")).items] == [1, 1]
+        await app.shutdown()
+
+    run(main())
