@@ -1,4 +1,4 @@
-"""Notes that belong to their author: sign-in, a list scoped to the user, 403 on others' notes.
+"""Notes that belong to their author: sign-in, and a scope that keeps each user to their own notes.
 
     python -m bzzlite serve examples/auth.py:app
 
@@ -13,7 +13,8 @@ then, as Alice (a fake local account — see LocalDevProvider below):
     # or as the cookie, the way a browser page does (writes need X-Requested-With):
     curl -s -X DELETE localhost:8888/note/<id> -b "AUTH_TOKEN=$TOKEN" -H 'X-Requested-With: fetch'
 
-Sign in as Bob ("bob-local-token") and try to change Alice's note: 403.
+Sign in as Bob ("bob-local-token") and try to read or change Alice's note: 404, the same
+answer as for an id that does not exist.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from bzzlite import App, HTTPError, Registry
+from bzzlite import App, Registry
 from bzzlite.auth import Auth, AuthProvider, GitHubProvider, GoogleProvider
 
 api = Registry()
@@ -48,36 +49,16 @@ class LocalDevProvider(AuthProvider):
         return dict(user) if user is not None else None
 
 
-@api.resource
+def my_notes(handler):
+    """The one authorization decision for notes: each user reaches their own, on every route
+    (item, list, nested, change feed); the owner is filled in on create and kept on replace."""
+    return {"owner": handler.current_user["id"]}
+
+
+@api.resource(scope=my_notes)
 class Note(BaseModel):
     text: str = Field(min_length=1, max_length=2000)
     owner: str | None = None  # set by the server: the author's user id
-
-
-@api.on("pre_create_instance", sender=Note)
-def stamp_owner(sender, arguments, handler):
-    """The author owns the note, whatever the body says."""
-    arguments["data"]["owner"] = handler.current_user["id"]
-
-
-@api.on("pre_get_list", sender=Note)
-def only_my_notes(sender, arguments, handler):
-    """Each user lists their own notes (a client's ?owner= filter is overridden)."""
-    arguments["filters"]["owner"] = handler.current_user["id"]
-
-
-@api.on("pre_get_instance", sender=Note)
-@api.on("pre_update_instance", sender=Note)
-@api.on("pre_delete_instance", sender=Note)
-async def only_the_owner(sender, arguments, handler):
-    """Reading, changing or deleting someone else's note is forbidden (403)."""
-    store = await handler.runtime.ready_store()
-    note = await store.get(handler.spec, handler.checked_id(arguments["id"]))  # unknown id: 404
-    if note.doc.get("owner") != handler.current_user["id"]:
-        raise HTTPError(403, "This note belongs to someone else.")
-    data = arguments.get("data")
-    if isinstance(data, dict) and (not arguments.get("partial") or "owner" in data):
-        data["owner"] = handler.current_user["id"]  # a PUT keeps the owner; nobody gives a note away
 
 
 @api.on("pre_get_user_details")
