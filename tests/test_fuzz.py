@@ -31,7 +31,7 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field
@@ -128,6 +128,26 @@ def every_kind_of_field() -> App:
         address: Address | None = None
         meta: dict[str, int] = {}
         score: int = Field(default=0, ge=0, le=100)
+
+    class Adjust(BaseModel):
+        by: int = Field(ge=-100, le=100)
+
+    class Summary(BaseModel):
+        things: int
+        counted: int
+
+    @registry.action(Thing, "adjust")
+    async def adjust(handler: Any, thing: Thing, body: Adjust) -> Thing:
+        """Add ``by`` to a thing's count (a custom action: fuzzed with the rest)."""
+        things = handler.documents(Thing)
+        return await things.patch(thing.id, {"count": thing.count + body.by},  # type: ignore[attr-defined]
+                                  if_match=handler.request.headers.get("If-Match"))
+
+    @registry.route("/api/summary/{minimum}", methods=["GET"])
+    async def summary(handler: Any, minimum: int) -> Summary:
+        """How many things there are, and how many count at least ``minimum``."""
+        things = handler.documents(Thing)
+        return Summary(things=await things.count(), counted=await things.count({"count__gte": minimum}))
 
     registry.mock([("GET", "/much/api", {"body": "much api"}),
                    ("POST", "/much/api", {"body": {"ok": True}, "status": 201, "headers": {"X-Wow": "such"}})])
