@@ -118,6 +118,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self._done()
 
     def on_connection_close(self) -> None:
+        # Tornado's own fails the body future of a streamed request: without it, a client that
+        # hangs up mid-body (or sends a bad chunk size) leaves its handler waiting forever.
+        super().on_connection_close()
         self._done()
 
     def _done(self) -> None:
