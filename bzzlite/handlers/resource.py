@@ -21,7 +21,7 @@ from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
 from ..query import build_query, encode_cursor, parse_arguments, project, sort_values
 from ..signals import send, send_after_commit
-from .base import BaseHandler
+from .base import BaseHandler, link_header
 
 if TYPE_CHECKING:
     from ..registry import ResourceSpec
@@ -157,9 +157,9 @@ class CollectionHandler(ResourceHandler):
         if signals.post_get_list.receivers:
             instances = [documents.instance(spec, r) for r in page.records]
             await send_after_commit(signals.post_get_list, self.model, items=instances, handler=self)
-        links = self._links(query_args, query, page)
-        if links:
-            self.set_header("Link", ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links))
+        link = link_header(self._links(query_args, query, page))
+        if link:
+            self.set_header("Link", link)
         self.write_json({
             "items": items,
             "total": page.total,
@@ -172,7 +172,7 @@ class CollectionHandler(ResourceHandler):
 
         def url(**extra: Any) -> str:
             params = [(k, v) for k, vs in base.items() for v in vs] + list(extra.items())
-            return f"{self.request.path}?{urlencode(params)}"
+            return f"{self.request.path}?{urlencode(params, safe=',')}"  # commas of __in stay 1 byte
 
         if query.keyset:
             links = [("first", url(after=""))]

@@ -23,6 +23,7 @@ from ..errors import (
     ConfigurationError,
     DuplicateKey,
     NotFound,
+    QueryTooComplex,
     StoreUnavailable,
     VersionConflict,
 )
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
 _UNIQUE_FAILED = re.compile(r"\$\.([\w.]+)")
+# SQLite's answers to a query too big to compile: the query's fault, not the store's.
+_TOO_COMPLEX = re.compile(
+    r"expression tree is too large|too many SQL variables|too many terms|parser stack overflow"
+    r"|too many arguments|pattern too complex", re.IGNORECASE)
 
 
 def sqlite_path(url: str) -> str:
@@ -203,7 +208,9 @@ class SQLiteStore(Store):
             raise StoreUnavailable("the store is not open")
         return self.conn
 
-    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable | QueryTooComplex:
+        if isinstance(exc, sqlite3.OperationalError) and _TOO_COMPLEX.search(str(exc)):
+            return QueryTooComplex(f"SQLite error: {exc}")
         return StoreUnavailable(f"SQLite error: {exc}")
 
     def _duplicate(self, exc: sqlite3.IntegrityError) -> DuplicateKey:
