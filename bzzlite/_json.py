@@ -23,6 +23,7 @@ _DIGITS = b"0123456789"
 # Deeper bodies are refused: every layer below (merge patch, validation, the stores, orjson's
 # own encoder, which stops at 255) recurses, and no real document nests this far.
 MAX_DEPTH = 100
+_TOO_DEEP = f"The JSON body nests deeper than {MAX_DEPTH} levels."
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -71,6 +72,8 @@ def loads(body: bytes) -> Any:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson stops at 1,024 levels
+            raise HTTPError(400, _TOO_DEEP) from None
         try:
             _strict_loads(body)
         except _Unportable as why:
@@ -80,7 +83,7 @@ def loads(body: bytes) -> Any:
         raise HTTPError(400, f"Malformed JSON body: {exc}") from None
     # Nesting is only possible with brackets; counting them in C skips the walk for nearly every body.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _depth_exceeds(value, MAX_DEPTH):
-        raise HTTPError(400, f"The JSON body nests deeper than {MAX_DEPTH} levels.")
+        raise HTTPError(400, _TOO_DEEP)
     # The regex tries every position (0.5 µs for a small body, 4 µs for 400 bytes); counting
     # digits in C first skips it for any body with fewer than 19 digits in all.
     if len(body) - len(body.translate(None, _DIGITS)) >= 19 and _LONG_INT.search(body):
@@ -89,7 +92,7 @@ def loads(body: bytes) -> Any:
         except _Unportable as why:
             raise HTTPError(422, f"Unportable number in JSON body: {why}") from None
         except RecursionError:
-            raise HTTPError(400, "Malformed JSON body: nested too deeply") from None
+            raise HTTPError(400, _TOO_DEEP) from None
     return value
 
 
