@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -349,3 +350,23 @@ def test_an_origin_with_another_scheme_is_another_site(sqlite_url):
             assert same.code == 201
             other = client.post("/item", json={"name": "x"}, headers={**headers, "Origin": f"https://{here}"})
             assert "Cross-site" in assert_problem(other, 403)["detail"]
+
+
+# -- durability ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("option", "level"), [("", 1), ("?synchronous=full", 2), ("?synchronous=EXTRA", 3)])
+def test_sqlite_durability_is_chosen_in_the_url(tmp_path, option, level):
+    app = app_for(f"sqlite:///{tmp_path}/data.db{option}")
+    with serve(app) as client:
+        assert client.post("/item", json={"name": "kept"}).code == 201
+        assert app.runtime.store.conn.execute("PRAGMA synchronous").fetchone() == (level,)  # 1 NORMAL, 2 FULL
+    assert sqlite3.connect(tmp_path / "data.db").execute("SELECT count(*) FROM item").fetchone() == (1,)
+
+
+def test_an_unknown_sqlite_option_is_a_configuration_error(tmp_path):
+    from bzzlite.errors import ConfigurationError
+
+    for url in ("sqlite:///x.db?synchronous=off", "sqlite:///x.db?journal=memory"):
+        with pytest.raises(ConfigurationError, match="synchronous"):
+            app_for(url)
