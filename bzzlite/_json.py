@@ -28,12 +28,17 @@ _TOO_DEEP = f"The JSON body nests deeper than {MAX_DEPTH} levels."
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
     """Whether ``value`` nests objects/arrays more than ``limit`` levels deep (no recursion)."""
-    level: list[Any] = [value] if isinstance(value, dict | list) else []
+    level: list[Any] = [value] if type(value) in (dict, list) else []  # parsed JSON: exact types
     for _ in range(limit):
-        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)
-                 if isinstance(child, dict | list)]
-        if not level:
+        deeper: list[Any] = []
+        for container in level:
+            for child in container.values() if type(container) is dict else container:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+        if not deeper:
             return False
+        level = deeper
     return bool(level)
 
 
