@@ -370,3 +370,47 @@ def test_an_unknown_sqlite_option_is_a_configuration_error(tmp_path):
     for url in ("sqlite:///x.db?synchronous=off", "sqlite:///x.db?journal=memory"):
         with pytest.raises(ConfigurationError, match="synchronous"):
             app_for(url)
+
+
+BIG = "9" * 5000
+HOSTILE_QUERIES = [
+    f"n={BIG}", f"page={BIG}", f"per_page={BIG}", f"n__in=1,{BIG}", f"n__gt=-{BIG}", f"n__exists={BIG}",
+    "n=%C2%B2", "page=%C2%B2", "per_page=%C2%B2", "since=%C2%B2", f"since={BIG}", "name=%00",
+    "name__contains=%00", "name__startswith=%F0%9F%98%80", "name=%FF", "after=zzz", "after=" + "A" * 5000,
+    "sort=" + ",".join(["name"] * 50), "fields=" + ",".join(["name"] * 500), "tags__exists=maybe",
+    "id=" + "0" * 24, "id__in=" + ",".join(["0" * 24] * 1000), "name=" + "x" * 30000, "n__regex=.*",
+    "$where=1", "n[$gt]=1", "extra.a.b.c=1", "name__in=" + ",".join(["x"] * 1000), "per_page=0", "page=-1",
+]
+
+
+def test_hostile_queries_are_answered_without_a_500(store_url):
+    with serve(app_for(store_url)) as client:
+        client.post("/item", json={"name": "a", "extra": {"a": {"b": {"c": 1}}}})
+        for query in HOSTILE_QUERIES:
+            response = client.get(f"/item?{query}")
+            assert response.code in (200, 400), (query[:60], response.code, response.text[:200])
+            if response.code == 400:
+                assert_problem(response, 400)
+
+
+HOSTILE_BODIES = [
+    (b"", "application/json"), (b"\xff\xfe{}", "application/json"), (b'{"name": "\\ud800"}', "application/json"),
+    (b'{"name": 1e999}', "application/json"), (b'{"name": NaN}', "application/json"), (b"[" * 2000, "application/json"),
+    (b'{"name": "x", "n": -' + BIG.encode() + b"}", "application/json"), (b'{"name": "x", "n": 1.5e308}', "application/json"),
+    (b'{"name": "x", "$set": {"n": 1}}', "application/json"), (b'{"name": "x", "extra": {"$where": "1"}}', "application/json"),
+    (b"name=x&n=" + BIG.encode(), "application/x-www-form-urlencoded"), (b"name=%FF", "application/x-www-form-urlencoded"),
+    (b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b"),
+    (b'{"name": "x"}', "application/json; charset=utf-16"), (b'{"name": "x"}', "text/plain"),
+    (b'{"name": "x"}' * 1000, "application/json"), (b'{"name": "x", "name": {"a": 1}}', "application/json"),
+]
+
+
+def test_hostile_bodies_are_answered_without_a_500(store_url):
+    with serve(app_for(store_url)) as client:
+        item = client.post("/item", json={"name": "a"}).json()
+        for body, content_type in HOSTILE_BODIES:
+            for method, path in (("POST", "/item"), ("PUT", f"/item/{item['id']}"), ("PATCH", f"/item/{item['id']}")):
+                response = client.request(method, path, body=body, headers={"Content-Type": content_type})
+                assert response.code < 500, (method, body[:60], response.code, response.text[:200])
+                if response.code >= 400:
+                    assert_problem(response, response.code)
