@@ -91,6 +91,10 @@ class VersionConflict(StoreError):
     """The document changed since the version the write was conditioned on."""
 
 
+class QueryTooComplex(StoreError):
+    """The store refuses the query itself (too many terms): the client's to simplify, not to retry."""
+
+
 class StoreUnavailable(StoreError):
     """The store cannot be reached (or answered too late)."""
 

@@ -29,6 +29,10 @@ _TEXT = frozenset({"contains", "startswith"})
 _MULTI = frozenset({"in", "nin"})
 CONTROL = ("page", "per_page", "sort", "fields", "after")
 _MISSING = object()
+# A client's query is bounded so that no store hits its own limits (SQLite refuses an expression
+# tree deeper than 1,000) and answers "unavailable" to what is a client mistake: see docs/queries.md.
+MAX_CONDITIONS = 100
+MAX_LIST_VALUES = 1000
 _MAX_PAGE = 2**53 - 1  # any page beyond is past the end of every collection; keeps offsets in 64 bits
 
 
@@ -212,10 +216,17 @@ def parse_arguments(
         QueryError: unknown field or operator, a value that does not coerce.
     """
     filters: dict[str, Any] = {}
+    count = 0
     for parameter, values in query.items():
         if parameter in CONTROL:
             continue
+        count += len(values)
+        if count > MAX_CONDITIONS:
+            raise QueryError(parameter, f"a query holds at most {MAX_CONDITIONS} filter conditions; "
+                             "combine equalities on one field with __in", "query_too_many")
         coerced = [_coerce(schema, parameter, v, from_string=True) for v in values]
+        if parameter.endswith(("__in", "__nin")) and sum(map(len, coerced)) > MAX_LIST_VALUES:
+            raise QueryError(parameter, f"__in and __nin take at most {MAX_LIST_VALUES} values", "query_too_many")
         filters[parameter] = coerced[0] if len(coerced) == 1 else All(coerced)
     sort = query.get("sort")
     fields = query.get("fields")

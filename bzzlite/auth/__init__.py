@@ -22,7 +22,13 @@ from .providers import (
     TornadoHTTPClient,
     UserInfoProvider,
 )
-from .revocation import MemoryRevocations, Revocations, SQLiteRevocations
+from .revocation import (
+    MemoryRevocations,
+    MongoRevocations,
+    Revocations,
+    SQLiteRevocations,
+    StoreRevocations,
+)
 from .tokens import InvalidToken, TokenSigner
 
 __all__ = [
@@ -36,11 +42,13 @@ __all__ = [
     "HTTPReply",
     "InvalidToken",
     "MemoryRevocations",
+    "MongoRevocations",
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
     "Revocations",
     "SQLiteRevocations",
+    "StoreRevocations",
     "TokenSigner",
     "TornadoHTTPClient",
     "UserInfoProvider",

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..registry import OPERATIONS
 from .providers import AuthProvider
-from .revocation import MemoryRevocations, Revocations
+from .revocation import Revocations
 from .tokens import TokenSigner
 
 if TYPE_CHECKING:
@@ -67,15 +67,17 @@ class Auth:
             ``@resource(auth=...)`` overrides it per resource in the same forms.
         cookie_name, lifetime: the token cookie's name and the token lifetime in seconds
             (renewed on each authenticated request).
-        secure: the cookie's ``Secure`` flag; ``None`` sets it when the request came over HTTPS.
+        secure: the cookie's ``Secure`` flag; ``"auto"`` (or ``None``) sets it when the request
+            came over HTTPS, which behind a TLS proxy needs the proxy's headers trusted.
         cookie_domain, cookie_path: the cookie's scope.
         prefix: where the sign-in, sign-out and me routes live.
         csrf_header: the header a cookie-authenticated write must carry (any value);
             ``None`` relies on the Origin check alone.
         trusted_origins: other origins (``https://app.example.com``) allowed to send
             cookie-authenticated writes and sign-ins, besides the API's own.
-        revocations: where sign-outs are remembered (in memory by default; share one
-            between processes, e.g. :class:`SQLiteRevocations`).
+        revocations: where sign-outs are remembered: by default the app's own store, so
+            every worker and machine sees them (:class:`StoreRevocations`);
+            :class:`MemoryRevocations` for one process only (tests).
         max_session_age: seconds after sign-in when a session ends even if it is renewed
             (``None``: no limit but the token lifetime between requests).
     """
@@ -88,7 +90,7 @@ class Auth:
         require: Requirement = True,
         cookie_name: str = DEFAULT_COOKIE_NAME,
         lifetime: float = DEFAULT_LIFETIME,
-        secure: bool | None = None,
+        secure: bool | Literal["auto"] | None = "auto",
         cookie_domain: str | None = None,
         cookie_path: str = "/",
         prefix: str = "/auth",
@@ -123,13 +125,15 @@ class Auth:
             raise ConfigurationError(f"cookie_name {cookie_name!r} is not a valid cookie name")
         self.cookie_name = cookie_name
         self.lifetime = float(lifetime)
-        self.secure = secure
+        if secure not in (True, False, None, "auto"):
+            raise ConfigurationError(f"Auth(secure=...) takes True, False or 'auto', got {secure!r}")
+        self.secure = None if secure == "auto" else secure
         self.cookie_domain = cookie_domain
         self.cookie_path = cookie_path
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.csrf_header = csrf_header
         self.trusted_origins = frozenset(_origin(o) for o in trusted_origins)
-        self.revocations: Revocations = revocations if revocations is not None else MemoryRevocations()
+        self.revocations: Revocations | None = revocations  # None: each app's own store (AuthPolicy)
         if max_session_age is not None and max_session_age <= 0:
             raise ConfigurationError("max_session_age must be a positive number of seconds (or None)")
         self.max_session_age = max_session_age

@@ -24,6 +24,7 @@ import tornado.web
 from ..errors import HTTPError
 from ..signals import send, send_after_commit
 from .providers import ProviderError
+from .revocation import Revocations, StoreRevocations
 from .tokens import InvalidToken, Session
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class AuthPolicy:
         self.auth = auth
         self.runtime = runtime
         self.signals = runtime.signals
+        # Sign-outs: where the app says, else beside this app's data (every worker sees them).
+        self.revocations: Revocations = auth.revocations or StoreRevocations(runtime)
         self._requirements = {path: auth.requirements_for(spec) for path, spec in runtime.registry.resources.items()}
 
     def required(self, spec: ResourceSpec, operation: str) -> bool:
@@ -136,7 +139,7 @@ class AuthPolicy:
         now = time.time()
         if self.auth.max_session_age is not None and now - session.started_at > self.auth.max_session_age:
             raise BadCredentials("the session is older than max_session_age", via)
-        if await self.auth.revocations.is_revoked(session.session_id):
+        if await self.revocations.is_revoked(session.session_id):
             raise BadCredentials("the session was signed out", via)
         return Identity(session, via, token)
 
@@ -150,7 +153,8 @@ class AuthPolicy:
             origin = origin.strip().lower()
             if origin in self.auth.trusted_origins:
                 return None
-            if origin == "null" or urlsplit(origin).netloc != handler.request.host.lower():
+            own = f"{handler.request.protocol}://{handler.request.host}".lower()
+            if origin == "null" or _origin_of(origin) != own:  # the scheme counts: http:// is another site
                 return f"the Origin {origin[:100]!r} is not this API's (add it to trusted_origins if it is yours)"
             return None
         site = headers.get("Sec-Fetch-Site")
@@ -269,9 +273,14 @@ class AuthPolicy:
                 if forgery is not None:
                     raise HTTPError(403, f"Cross-site request refused: {forgery}")
             # No token of this session can expire later than one lifetime from now.
-            await self.auth.revocations.revoke(identity.session.session_id, time.time() + self.auth.lifetime + 1)
+            await self.revocations.revoke(identity.session.session_id, time.time() + self.auth.lifetime + 1)
         handler.current_user = None
         self.clear_cookie(handler)
+
+
+def _origin_of(value: str) -> str:
+    parts = urlsplit(value)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _redact(text: str, secret: str) -> str:

@@ -87,6 +87,8 @@ class MongoJournal(Journal):
         self._lead_task: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._append_lock = asyncio.Lock()
+        self._waking = asyncio.Lock()
+        self._starting = asyncio.Lock()
         self._next = 0
         self._tokens: dict[str, Any] = {}  # collection path -> resume token to save
         self._last_docs: collections.OrderedDict[tuple[str, str], dict[str, Any] | None] = collections.OrderedDict()
@@ -112,25 +114,28 @@ class MongoJournal(Journal):
         saved tokens, so changes made while nobody led are journaled now, in order).
         """
         self.wanted = True
-        if self._lead_task is not None and not self._lead_task.done() and self._leading:
-            return
-        try:
-            if not self._prepared:
-                await self.journal.create_index([("tok", ASCENDING)], name="tok", unique=True)
-                await self.journal.create_index([("c", ASCENDING), ("doc_id", ASCENDING)], name="c_doc_id")
-                self._prepared = True
-            await self._want()
-            if not self._leading and await self._acquire():
-                await self._start_leading()
-        except OperationFailure as exc:
-            if exc.code in _NO_CHANGE_STREAMS or "replica set" in str(exc):
-                raise Unsupported(f"MongoDB offers no change streams here ({exc}): feeds need a replica "
-                                  "set (a single-node one will do)") from None
-            raise StoreUnavailable(f"cannot follow the changes: {exc}") from exc
-        except PyMongoError as exc:
-            raise StoreUnavailable(f"cannot follow the changes: {exc}") from exc
-        if self._lead_task is None or self._lead_task.done():
-            self._lead_task = asyncio.ensure_future(self._lead())
+        # Subscribers arriving together (every EventSource reconnects at once after a restart)
+        # wake one at a time: the first leads, the others find it leading.
+        async with self._waking:
+            if self._lead_task is not None and not self._lead_task.done() and self._leading:
+                return
+            try:
+                if not self._prepared:
+                    await self.journal.create_index([("tok", ASCENDING)], name="tok", unique=True)
+                    await self.journal.create_index([("c", ASCENDING), ("doc_id", ASCENDING)], name="c_doc_id")
+                    self._prepared = True
+                await self._want()
+                if not self._leading and await self._acquire():
+                    await self._start_leading()
+            except OperationFailure as exc:
+                if exc.code in _NO_CHANGE_STREAMS or "replica set" in str(exc):
+                    raise Unsupported(f"MongoDB offers no change streams here ({exc}): feeds need a replica "
+                                      "set (a single-node one will do)") from None
+                raise StoreUnavailable(f"cannot follow the changes: {exc}") from exc
+            except PyMongoError as exc:
+                raise StoreUnavailable(f"cannot follow the changes: {exc}") from exc
+            if self._lead_task is None or self._lead_task.done():
+                self._lead_task = asyncio.ensure_future(self._lead())
 
     def idle(self) -> None:
         """The last subscriber of this process left."""
@@ -205,15 +210,20 @@ class MongoJournal(Journal):
                 log.exception("change journal lease")
 
     async def _start_leading(self) -> None:
-        state = await self.state.find_one({"_id": "leader"}) or {}
-        tokens = state.get("tokens") or {}
-        self._next = await self.head() + 1
-        self._leading = True
-        self._last_docs.clear()
-        streams = []
-        for spec in self.specs:
-            streams.append(await self._open_stream(spec, tokens.get(self._key(spec))))
-        self._watchers = [asyncio.ensure_future(self._watch(spec, stream)) for spec, stream in zip(self.specs, streams)]
+        # wake() and the lease loop both start leading: never twice (two sets of watchers
+        # would each append every change, and the orphaned ones would never stop).
+        async with self._starting:
+            if self._leading:
+                return
+            state = await self.state.find_one({"_id": "leader"}) or {}
+            tokens = state.get("tokens") or {}
+            self._next = await self.head() + 1
+            self._last_docs.clear()
+            streams = []
+            for spec in self.specs:
+                streams.append(await self._open_stream(spec, tokens.get(self._key(spec))))
+            self._leading = True
+            self._watchers = [asyncio.ensure_future(self._watch(spec, s)) for spec, s in zip(self.specs, streams)]
         log.info("leading the change journal (%d collections)", len(self.specs))
 
     async def _stop_leading(self) -> None:

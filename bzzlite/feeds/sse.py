@@ -37,7 +37,7 @@ _OVERFLOW_GRACE = 10.0  # seconds a disconnected-for-overflow client has to read
 
 def wants_event_stream(request: tornado.httputil.HTTPServerRequest) -> bool:
     """Whether a GET asks for the collection's change feed rather than a page of it."""
-    return EVENT_STREAM in request.headers.get("Accept", "")
+    return request.method == "GET" and EVENT_STREAM in request.headers.get("Accept", "")
 
 
 def since_from(handler: CollectionHandler, query_args: dict[str, list[str]]) -> int | None:
@@ -48,15 +48,20 @@ def since_from(handler: CollectionHandler, query_args: dict[str, list[str]]) -> 
     header = handler.request.headers.get("Last-Event-ID")
     if header is not None and header.strip():
         text = header.strip()
-        return int(text) if text.isdigit() and len(text) < 20 else -1
+        return int(text) if _is_event_id(text) else -1
     if values is None:
         return None
     if len(values) != 1:
         raise QueryError(SINCE, "give this parameter once", "query_repeated")
     text = values[0].strip()
-    if not text.isdigit() or len(text) >= 20:
+    if not _is_event_id(text):
         raise QueryError(SINCE, f"{values[0][:40]!r} is not an event id (a non-negative integer)", "query_value")
     return int(text)
+
+
+def _is_event_id(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit() and len(text) < 20
 
 
 async def stream(handler: CollectionHandler) -> None:

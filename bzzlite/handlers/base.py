@@ -23,6 +23,7 @@ from ..errors import (
     DuplicateKey,
     HTTPError,
     NotFound,
+    QueryTooComplex,
     StoreUnavailable,
     TransactionIncomplete,
     VersionConflict,
@@ -69,6 +70,9 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
                          log_message=str(exc))
     if isinstance(exc, VersionConflict):
         return HTTPError(412, "The document changed: its current ETag does not match If-Match.")
+    if isinstance(exc, QueryTooComplex):
+        return HTTPError(400, "The query is too complex for the store: use fewer filter conditions or values.",
+                         log_message=str(exc))
     if isinstance(exc, StoreUnavailable):
         return HTTPError(503, "The store is unavailable; try again shortly.", headers={"Retry-After": "1"},
                          log_message=str(exc))
@@ -101,6 +105,21 @@ def http_date() -> str:
 def server_body_limit(limit: int) -> int:
     """Tornado's own body limit for an app limit: above it, so the app answers 413 itself."""
     return limit * 2 + 1024 * 1024
+
+
+# Proxies refuse large response headers (nginx's default buffer is 4-8 KiB); a Link header
+# repeats the query four times, so a long query gets fewer links, or none (docs/queries.md).
+LINK_HEADER_MAX = 4096
+
+
+def link_header(links: list[tuple[str, str]]) -> str | None:
+    """The ``Link`` header for ``(rel, url)`` pairs within :data:`LINK_HEADER_MAX` bytes: all of
+    them, else ``next`` and ``prev`` only (what a client paging through needs), else none."""
+    for wanted in (None, ("next", "prev")):
+        value = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links if wanted is None or rel in wanted)
+        if value and len(value) <= LINK_HEADER_MAX:
+            return value
+    return None
 
 
 class _AnyMethod(tuple):  # type: ignore[type-arg]
@@ -136,6 +155,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self._done()
 
     def on_connection_close(self) -> None:
+        # Tornado's own fails the body future of a streamed request: without it, a client that
+        # hangs up mid-body (or sends a bad chunk size) leaves its handler waiting forever.
+        super().on_connection_close()
         self._done()
 
     def _done(self) -> None:
@@ -162,7 +184,7 @@ class BaseHandler(tornado.web.RequestHandler):
         length = self.request.headers.get("Content-Length")
         limit = self.runtime.settings.max_body_size
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # isdigit() alone accepts "²"
                 raise HTTPError(400, "Content-Length is not a number.")
             if int(length) > limit:
                 # A client that waits for "100 Continue" reads this answer before sending the
@@ -233,6 +255,12 @@ class BaseHandler(tornado.web.RequestHandler):
             return {k: [v.decode("utf-8") for v in vs] for k, vs in self.request.query_arguments.items()}
         except UnicodeDecodeError:
             raise HTTPError(400, "The query string is not valid UTF-8.") from None
+
+    def head(self, *args: Any, **kwargs: Any) -> Any:
+        """HEAD answers what GET would, headers only (RFC 9110 9.3.2): Tornado leaves out the body."""
+        if "GET" not in self.allowed_methods():
+            raise tornado.web.HTTPError(405)
+        return self.get(*args, **kwargs)
 
     def write_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)

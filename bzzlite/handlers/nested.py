@@ -113,7 +113,7 @@ class NestedHandler(ResourceHandler):
         except PathNotFound as exc:
             raise HTTPError(404, exc.message) from None
         self.target = path
-        if self.request.method not in path.methods:
+        if (self.request.method if self.request.method != "HEAD" else "GET") not in path.methods:
             raise HTTPError(405, f"{self.request.method} is not allowed here; use {', '.join(path.methods)}.")
         return path
 

@@ -19,7 +19,7 @@ from ..errors import HTTPError
 from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
 from ..query import encode_cursor, parse_arguments, project, sort_values
-from .base import BaseHandler
+from .base import BaseHandler, link_header
 
 if TYPE_CHECKING:
     from ..registry import ResourceSpec
@@ -127,9 +127,9 @@ class CollectionHandler(ResourceHandler):
         arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
         query, page = await self.docs.find_records(arguments)
         items = [project(documents.as_json(spec, r), query.fields) for r in page.records]
-        links = self._links(query_args, query, page)
-        if links:
-            self.set_header("Link", ", ".join(f'<{url}>; rel="{rel}"' for rel, url in links))
+        link = link_header(self._links(query_args, query, page))
+        if link:
+            self.set_header("Link", link)
         self.write_json({
             "items": items,
             "total": page.total,
@@ -142,7 +142,7 @@ class CollectionHandler(ResourceHandler):
 
         def url(**extra: Any) -> str:
             params = [(k, v) for k, vs in base.items() for v in vs] + list(extra.items())
-            return f"{self.request.path}?{urlencode(params)}"
+            return f"{self.request.path}?{urlencode(params, safe=',')}"  # commas of __in stay 1 byte
 
         if query.keyset:
             links = [("first", url(after=""))]

@@ -16,6 +16,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -23,6 +24,7 @@ from ..errors import (
     ConfigurationError,
     DuplicateKey,
     NotFound,
+    QueryTooComplex,
     StoreUnavailable,
     VersionConflict,
 )
@@ -34,16 +36,36 @@ if TYPE_CHECKING:
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
 _UNIQUE_FAILED = re.compile(r"\$\.([\w.]+)")
+# SQLite's answers to a query too big to compile: the query's fault, not the store's.
+_TOO_COMPLEX = re.compile(
+    r"expression tree is too large|too many SQL variables|too many terms|parser stack overflow"
+    r"|too many arguments|pattern too complex", re.IGNORECASE)
+
+
+_SYNCHRONOUS = ("normal", "full", "extra")
 
 
 def sqlite_path(url: str) -> str:
-    """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db``."""
+    """``sqlite:///rel.db`` → ``rel.db``; ``sqlite:////abs.db`` → ``/abs.db`` (options apart)."""
     if not url.startswith("sqlite:///"):
         raise ConfigurationError(f"{url!r}: a SQLite URL is sqlite:///relative.db or sqlite:////absolute.db")
-    path = url[len("sqlite:///"):]
+    path = url[len("sqlite:///"):].partition("?")[0]
     if not path:
         raise ConfigurationError(f"{url!r} names no file; use sqlite:///bzzlite.db or sqlite:///:memory:")
     return path
+
+
+def sqlite_synchronous(url: str) -> str:
+    """``?synchronous=full`` in the URL: each commit waits for the disk (survives a power loss);
+    the default ``normal`` survives a crash of the process, not of the machine (docs/security.md)."""
+    options = parse_qs(url.partition("?")[2], keep_blank_values=True)
+    unknown = sorted(set(options) - {"synchronous"})
+    if unknown:
+        raise ConfigurationError(f"{url!r}: unknown SQLite option(s) {', '.join(unknown)}; the one option is synchronous")
+    value = options.get("synchronous", ["normal"])[-1].lower()
+    if value not in _SYNCHRONOUS:
+        raise ConfigurationError(f"{url!r}: synchronous is one of {', '.join(_SYNCHRONOUS)}")
+    return value.upper()
 
 
 def table_name(spec: ResourceSpec) -> str:
@@ -101,6 +123,7 @@ class SQLiteStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = sqlite_path(url)
+        self.synchronous = sqlite_synchronous(url)
         self.conn: sqlite3.Connection | None = None
         self._tables: dict[str, str] = {}  # collection path -> quoted table name
         self._stored: dict[str, tuple[str, ...]] = {}  # collection path -> paths kept in plain columns
@@ -125,7 +148,7 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")  # one of _SYNCHRONOUS
             conn.execute("PRAGMA busy_timeout=5000")
             with immediate(conn):  # workers opening the same file at once take turns
                 for spec in specs:
@@ -203,7 +226,9 @@ class SQLiteStore(Store):
             raise StoreUnavailable("the store is not open")
         return self.conn
 
-    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable:
+    def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable | QueryTooComplex:
+        if isinstance(exc, sqlite3.OperationalError) and _TOO_COMPLEX.search(str(exc)):
+            return QueryTooComplex(f"SQLite error: {exc}")
         return StoreUnavailable(f"SQLite error: {exc}")
 
     def _duplicate(self, exc: sqlite3.IntegrityError) -> DuplicateKey:
