@@ -26,6 +26,7 @@ from ..errors import (
     StoreUnavailable,
     VersionConflict,
 )
+from ..signals import failed_signal
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -230,7 +231,9 @@ class BaseHandler(tornado.web.RequestHandler):
             if status_code < 500 and exc is None:
                 error = HTTPError(status_code)
             else:
-                error = HTTPError(500, "Internal server error.")
+                signal = failed_signal(exc) if exc is not None else None
+                error = HTTPError(500, f"A {signal} receiver failed; the server log has the details."
+                                  if signal else "Internal server error.")
         self.clear()
         self.set_status(error.status)
         for name, value in error.headers.items():
