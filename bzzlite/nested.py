@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -407,7 +406,7 @@ def remove_in(doc: Any, loc: Loc) -> Any:
     return set_in(doc, container_loc, items)
 
 
-# -- for the route table, OpenAPI and form bodies ----------------------------------------
+# -- for the route table and OpenAPI ----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,21 +458,8 @@ def _unique(name: str, params: tuple[tuple[str, str], ...]) -> str:
     return candidate
 
 
-@lru_cache(maxsize=256)
-def form_hints(model: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
-    """(list fields, nullable fields) of a model, to read form-encoded bodies as its data."""
-    lists, nullable = set(), set()
-    for name, info in model.model_fields.items():
-        tp, is_nullable, _ = unwrap(info.annotation)
-        if get_origin(tp) in (list, set, frozenset, tuple):
-            lists.add(name)
-        if is_nullable:
-            nullable.add(name)
-    return frozenset(lists), frozenset(nullable)
-
-
 __all__ = [
     "EMBEDDED", "LIST", "METHODS", "REF", "REF_LIST", "NestedField", "NestedModel", "NestedPath",
-    "PathNotFound", "Ref", "Route", "Step", "find_position", "form_hints", "get_in", "inspect_nested",
+    "PathNotFound", "Ref", "Route", "Step", "find_position", "get_in", "inspect_nested",
     "locate", "parse_path", "remove_in", "routes", "set_in",
 ]

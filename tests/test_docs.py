@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,9 +10,15 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 PAGES = sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment of a subprocess that imports this checkout's bzzlite (not an installed one)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -21,7 +28,7 @@ def test_code_in_page_runs(page: Path, tmp_path: Path) -> None:
     script = tmp_path / f"{page.stem}.py"
     script.write_text(program)
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=120, env=checkout_env())
     assert result.returncode == 0, f"{page.name}:\n{result.stderr[-3000:]}"
 
 

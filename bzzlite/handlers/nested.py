@@ -29,7 +29,6 @@ from ..nested import (
     NestedModel,
     NestedPath,
     PathNotFound,
-    form_hints,
     get_in,
     locate,
     parse_path,
@@ -146,21 +145,9 @@ class NestedHandler(ResourceHandler):
     def _url(self, id_: str, segments: list[str]) -> str:
         return f"{self.location(id_)}/" + "/".join(quote(s, safe="") for s in segments)
 
-    def form_data(self, fields: dict[str, list[str]]) -> dict[str, Any]:
-        """Form fields as data of the inner model (lists and empty optional values as for documents)."""
-        model = self.target.model if self.target is not None else self.model
-        lists, nullable = form_hints(model)
-        data: dict[str, Any] = {}
-        for key, values in fields.items():
-            if key in lists:
-                data[key] = [v for v in values if v != ""]
-            elif len(values) > 1:
-                data[key] = values
-            elif values[0] == "" and key in nullable:
-                data[key] = None
-            else:
-                data[key] = values[0]
-        return data
+    def form_model(self) -> type[BaseModel] | None:
+        """Form fields are data of the inner model the path names."""
+        return self.target.model if self.target is not None else self.model
 
     # -- preconditions and the conditional write -------------------------------------
 

@@ -24,6 +24,8 @@ from ..signals import send, send_after_commit
 from .base import BaseHandler
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from ..registry import ResourceSpec
     from ..runtime import Runtime
     from ..stores.base import Record, Store
@@ -114,21 +116,8 @@ class ResourceHandler(BaseHandler):
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
         raise HTTPError(409, "The document is being changed by others; try again.")
 
-    def form_data(self, fields: dict[str, list[str]]) -> dict[str, Any]:
-        """Form fields as model data: a repeated key or a list field gives a list;
-        an empty value is None for an optional field."""
-        schema = self.spec.schema
-        data: dict[str, Any] = {}
-        for key, values in fields.items():
-            if key in schema.list_fields:
-                data[key] = [v for v in values if v != ""]
-            elif len(values) > 1:
-                data[key] = values
-            elif values[0] == "" and key in schema.nullable_fields:
-                data[key] = None
-            else:
-                data[key] = values[0]
-        return data
+    def form_model(self) -> type[BaseModel] | None:
+        return self.model
 
 
 class CollectionHandler(ResourceHandler):
