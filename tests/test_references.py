@@ -211,6 +211,14 @@ def test_signals_through_a_reference_are_the_referenced_resources(store_url):
         assert post[0]["updated_fields"] == {"name": {"from": "P", "to": "Q"}}
         assert post[0]["instance"].id == pid
 
+        with record(signals.pre_get_instance) as pre_get, record(signals.post_get_instance) as post_get:
+            response = client.get(f"/student/{sid}/person/{pid}")
+        assert [c["sender"] for c in pre_get] == [Person] and pre_get[0]["arguments"] == {"id": pid}
+        assert post_get[0]["instance"].id == pid
+        assert response.headers["ETag"] == client.get(f"/person/{pid}").headers["ETag"]
+        assert client.get(f"/student/{sid}/person/{pid}", headers={"If-None-Match": response.headers["ETag"]}).code \
+            == 304
+
         with record(signals.pre_get_list) as pre_list, record(signals.post_get_list) as post_list:
             ok(client.get(f"/team/{tid}/users/{uid}/addresses"))
         assert [c["sender"] for c in pre_list] == [Address]
@@ -227,13 +235,22 @@ def test_a_receiver_of_the_referenced_model_guards_every_way_to_it(store_url):
     def frozen(sender, arguments, handler):
         raise HTTPError(403, "People are read-only.")
 
+    @registry.on("pre_get_instance", sender=Person)
+    def hidden(sender, arguments, handler):
+        if arguments["id"] == hidden_id[0]:
+            raise HTTPError(404, "No such person.")
+
+    hidden_id: list[str] = []
     with served(store_url, registry) as client:
         pid = ok(client.post("/person", json={"name": "P"}), 201)["id"]
         sid = ok(client.post("/student", json={"code": "c", "person": pid}), 201)["id"]
+        hidden_id.append(pid)
+        assert problem(client.get(f"/person/{pid}"), 404)["detail"] == "No such person."
+        assert problem(client.get(f"/student/{sid}/person/{pid}"), 404)["detail"] == "No such person."
         assert problem(client.put(f"/person/{pid}", json={"name": "Q"}), 403)["detail"] == "People are read-only."
         assert problem(client.put(f"/student/{sid}/person/{pid}", json={"name": "Q"}), 403)["detail"] == \
             "People are read-only."
-        assert ok(client.get(f"/person/{pid}"))["name"] == "P"
+        assert ok(client.get("/person"))["items"][0]["name"] == "P"  # unchanged
 
 
 def test_auth_rules_through_a_reference(sqlite_url):

@@ -147,20 +147,22 @@ class NestedHandler(ResourceHandler):
         Returns False when the path is this document's own to serve. Otherwise the parent is
         read (under its own read rule) only to check that it holds the reference, and the
         request continues as the referenced resource's: ``/team/{id}/users/{uid}/addresses``
-        as ``/user/{uid}/addresses``, a PUT or PATCH of ``/student/{id}/person/{pid}`` as one
-        of ``/person/{pid}``.
+        as ``/user/{uid}/addresses``, a GET, PUT or PATCH of ``/student/{id}/person/{pid}`` as
+        one of ``/person/{pid}`` (DELETE stays here: it dissociates).
         """
         path, method = self._path(), self.request.method or ""
-        writes_document = path.endpoint in ("ref_document", "ref_element") and method in ("PUT", "PATCH")
+        names_document = path.endpoint in ("ref_document", "ref_element") and method in ("GET", "PUT", "PATCH")
         referenced = path.referenced
-        if not (path.through or writes_document) or referenced is None:
+        if not (path.through or names_document) or referenced is None:
             return False
         target, tree, ref_id = referenced
         await self.authorize("get")  # following the parent's reference reads the parent
         record = await (await self.store()).get(self.spec, self.checked_id(id_))
         self._locate(path, self.spec.schema.fill_defaults(record.doc))  # 404 unless it holds that reference
         self.spec, self.model, self.tree, self.target = target, target.model, tree, path.inner
-        if path.inner is None:  # the referenced document itself, changed as at its own URL
+        if path.inner is None and method == "GET":  # the referenced document itself, as at its own URL
+            await ItemHandler.get(cast(Any, self), ref_id)
+        elif path.inner is None:
             await ItemHandler._update(cast(Any, self), ref_id, partial=method == "PATCH")
         else:  # a path inside it: this handler again, now on the referenced resource
             await getattr(self, method.lower())(ref_id, "")
