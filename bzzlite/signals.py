@@ -87,6 +87,7 @@ def check_receiver(signal: NamedSignal, *, receiver: Any, sender: Any = ANY, wea
         ConfigurationError: naming the signal, the receiver and the signature it needs.
     """
     if not callable(receiver):
+        signal.disconnect(receiver)
         raise ConfigurationError(f"a receiver of {signal.name} must be callable, got {receiver!r}")
     try:
         parameters = inspect.signature(receiver)

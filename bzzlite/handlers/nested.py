@@ -12,7 +12,7 @@ is then redone on the fresh document (or answered 412 when the client sent ``If-
 so no change is lost and no constraint is skipped, on every store alike.
 
 Through a reference (``/team/{id}/users/{uid}/addresses``, ``/student/{id}/person/{pid}``
-with PUT or PATCH), the parent is only read, to check that it holds that reference; the
+with GET, PUT or PATCH), the parent is only read, to check that it holds that reference; the
 rest of the request is then the referenced resource's own, as if sent to
 ``/user/{uid}/addresses`` or ``/person/{pid}``: its auth rules, its signals, its ETags.
 """
