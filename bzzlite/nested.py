@@ -2,7 +2,10 @@
 
 For a field holding an embedded model, a list of embedded models or a reference,
 ``/{name}/{id}/{field}`` and deeper paths (``/team/{id}/members/{key}/address``) address
-that part of the parent document. This module is pure (no Tornado, no store):
+that part of the parent document. Through a reference, ``/{field}/{ref_id}`` names the
+referenced document itself and what follows it is a path inside that document
+(``/team/{id}/users/{uid}/addresses``), served under the referenced resource's own rules.
+This module is pure (no Tornado, no store):
 
 * :func:`inspect_nested` learns once per resource, when the app is built, which fields
   can be walked into (a :class:`NestedModel` tree);
@@ -21,7 +24,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -45,7 +47,9 @@ METHODS: dict[str, tuple[str, ...]] = {
     "element": ("GET", "PUT", "PATCH", "DELETE"),
     "ref": ("GET", "PUT", "DELETE"),
     "ref_list": ("GET", "POST"),
-    "ref_element": ("GET", "DELETE"),
+    # the referenced document itself, by its id: read, changed as at its own URL, dissociated
+    "ref_element": ("GET", "PUT", "PATCH", "DELETE"),
+    "ref_document": ("GET", "PUT", "PATCH", "DELETE"),
 }
 
 MAX_SEGMENTS = 64  # deeper than any sane model; keeps a hostile URL from walking far
@@ -126,16 +130,50 @@ class NestedField:
     key_is_text: bool = False  # the element id is a string: POST assigns one when it is missing
     target: ResourceSpec | None = None  # the referenced resource
     node: NestedModel | None = None  # the fields of ``model`` (embedded models and list elements)
+    target_tree: NestedModel | None = None  # the referenced resource's own tree (paths through it)
 
 
 def inspect_nested(spec: ResourceSpec, specs: Iterable[ResourceSpec]) -> NestedModel:
-    """The nested-route tree of a resource; references resolved against ``specs``.
+    """The nested-route tree of a resource; references resolved against ``specs``, and
+    linked to the referenced resources' own trees.
 
     Raises:
         ConfigurationError: a ``Ref`` naming no resource (or several), or on a non-string field.
     """
-    resolver = _Resolver(list(specs))
-    return _inspect(spec.model, {}, resolver, root=True)
+    return inspect_all(specs)[spec.path]
+
+
+_last_inspected: tuple[list[ResourceSpec], dict[str, NestedModel]] | None = None
+
+
+def inspect_all(specs: Iterable[ResourceSpec]) -> dict[str, NestedModel]:
+    """Every resource's tree (keyed by collection path), references linked across them.
+
+    The last answer is kept: an app asks once per resource with the same resources.
+    """
+    global _last_inspected
+    specs = list(specs)
+    last = _last_inspected
+    if last is not None and len(last[0]) == len(specs) and all(a is b for a, b in zip(last[0], specs)):
+        return last[1]
+    resolver = _Resolver(specs)
+    trees = {s.path: _inspect(s.model, {}, resolver, root=True) for s in specs}
+    for tree in trees.values():
+        for nested in _walk_fields(tree, set()):
+            if nested.target is not None:
+                nested.target_tree = trees[nested.target.path]
+    _last_inspected = (specs, trees)
+    return trees
+
+
+def _walk_fields(node: NestedModel, seen: set[int]) -> Iterator[NestedField]:
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    for nested in node.fields.values():
+        yield nested
+        if nested.node is not None:
+            yield from _walk_fields(nested.node, seen)
 
 
 def _inspect(model: type[BaseModel], seen: dict[type, NestedModel], resolver: _Resolver, *, root: bool) -> NestedModel:
@@ -239,18 +277,41 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class NestedPath:
-    """A parsed nested path: ``comments/2/author`` → two steps."""
+    """A parsed nested path: ``comments/2/author`` → two steps.
+
+    ``inner`` is the rest of a path that goes through a reference (``users/{uid}/addresses``:
+    the last step is ``users/{uid}``, ``inner`` is ``addresses`` in the referenced document).
+    """
 
     steps: tuple[Step, ...]
+    inner: NestedPath | None = None
 
     @property
-    def segments(self) -> list[str]:
+    def own_segments(self) -> list[str]:
+        """The segments in this document (up to the referenced document's id)."""
         out: list[str] = []
         for step in self.steps:
             out.append(step.field.name)
             if step.key is not None:
                 out.append(step.key)
         return out
+
+    @property
+    def segments(self) -> list[str]:
+        return self.own_segments + (self.inner.segments if self.inner is not None else [])
+
+    @property
+    def through(self) -> bool:
+        """Whether the path goes on inside a referenced document."""
+        return self.inner is not None
+
+    @property
+    def referenced(self) -> tuple[ResourceSpec, NestedModel, str] | None:
+        """(resource, its tree, id) of the referenced document the path names or goes through."""
+        last = self.last
+        if last.field.target is None or last.key is None or last.field.target_tree is None:
+            return None
+        return last.field.target, last.field.target_tree, last.key
 
     @property
     def dotted(self) -> str:
@@ -264,31 +325,35 @@ class NestedPath:
     @property
     def model(self) -> type[BaseModel]:
         """The model of what the path names: the sender of its signals."""
-        return self.last.field.model
+        return self.inner.model if self.inner is not None else self.last.field.model
 
     @property
     def endpoint(self) -> str:
-        """One of the keys of :data:`METHODS`."""
+        """One of the keys of :data:`METHODS`, or ``"through"`` for a path through a reference."""
+        if self.inner is not None:
+            return "through"
         kind, keyed = self.last.field.kind, self.last.key is not None
         if kind == EMBEDDED:
             return "embedded"
         if kind == LIST:
             return "element" if keyed else "list"
         if kind == REF:
-            return "ref"
+            return "ref_document" if keyed else "ref"
         return "ref_element" if keyed else "ref_list"
 
     @property
     def methods(self) -> tuple[str, ...]:
-        return METHODS[self.endpoint]
+        return self.inner.methods if self.inner is not None else METHODS[self.endpoint]
 
 
 def parse_path(root: NestedModel, segments: Sequence[str]) -> NestedPath:
     """Check ``segments`` (the URL path after the parent's id) against the tree.
 
+    After a reference and the referenced document's id (``author/{id}``, ``tags/{id}``),
+    the rest is checked against the referenced resource's own tree.
     Raises:
-        PathNotFound: an unknown or non-model field, a malformed key, a segment past a
-            reference, or an empty segment.
+        PathNotFound: an unknown or non-model field, a malformed key or id, a field after
+            a reference without the referenced document's id, or an empty segment.
     """
     if not segments or len(segments) > MAX_SEGMENTS:
         raise PathNotFound("No such nested path.")
@@ -298,8 +363,12 @@ def parse_path(root: NestedModel, segments: Sequence[str]) -> NestedPath:
     while i < len(segments):
         name = segments[i]
         if node is None:
+            last = steps[-1]
+            if last.key is not None and last.field.target_tree is not None:
+                inner = parse_path(last.field.target_tree, segments[i:])
+                return NestedPath(tuple(steps), inner)
             where = "/".join(segments[:i])
-            raise PathNotFound(f"{where!r} holds a reference: nothing is nested under it.")
+            raise PathNotFound(f"{where!r} holds a reference: name the referenced document's id after it.")
         found = node.fields.get(name)
         if found is None:
             raise PathNotFound(
@@ -308,7 +377,7 @@ def parse_path(root: NestedModel, segments: Sequence[str]) -> NestedPath:
             )
         i += 1
         key = None
-        if found.kind in (LIST, REF_LIST) and i < len(segments):
+        if found.kind in (LIST, REF_LIST, REF) and i < len(segments):
             key = _checked_key(found, segments[i])
             i += 1
         steps.append(Step(found, key))
@@ -317,7 +386,7 @@ def parse_path(root: NestedModel, segments: Sequence[str]) -> NestedPath:
 
 
 def _checked_key(nested: NestedField, key: str) -> str:
-    if nested.kind == REF_LIST:
+    if nested.kind in (REF, REF_LIST):
         if not is_valid_id(key.lower()):
             raise PathNotFound(f"{key!r} is not an id (24 hexadecimal characters).")
         return key.lower()
@@ -351,7 +420,11 @@ def locate(path: NestedPath, doc: dict[str, Any]) -> tuple[Loc, Any]:
         name = step.field.name
         loc.append(name)
         value = value.get(name)
-        if step.key is not None:
+        if step.key is not None and step.field.kind == REF:
+            if not (isinstance(value, str) and value.lower() == step.key):
+                where = "/".join(path.own_segments[: len(loc)])
+                raise PathNotFound(f"{where!r} does not reference {step.key}.")
+        elif step.key is not None:
             items = value if isinstance(value, list) else []
             position = find_position(step, items)
             loc.append(position)
@@ -407,7 +480,7 @@ def remove_in(doc: Any, loc: Loc) -> Any:
     return set_in(doc, container_loc, items)
 
 
-# -- for the route table, OpenAPI and form bodies ----------------------------------------
+# -- for the route table and OpenAPI ----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,21 +532,8 @@ def _unique(name: str, params: tuple[tuple[str, str], ...]) -> str:
     return candidate
 
 
-@lru_cache(maxsize=256)
-def form_hints(model: type[BaseModel]) -> tuple[frozenset[str], frozenset[str]]:
-    """(list fields, nullable fields) of a model, to read form-encoded bodies as its data."""
-    lists, nullable = set(), set()
-    for name, info in model.model_fields.items():
-        tp, is_nullable, _ = unwrap(info.annotation)
-        if get_origin(tp) in (list, set, frozenset, tuple):
-            lists.add(name)
-        if is_nullable:
-            nullable.add(name)
-    return frozenset(lists), frozenset(nullable)
-
-
 __all__ = [
     "EMBEDDED", "LIST", "METHODS", "REF", "REF_LIST", "NestedField", "NestedModel", "NestedPath",
-    "PathNotFound", "Ref", "Route", "Step", "find_position", "form_hints", "get_in", "inspect_nested",
+    "PathNotFound", "Ref", "Route", "Step", "find_position", "get_in", "inspect_all", "inspect_nested",
     "locate", "parse_path", "remove_in", "routes", "set_in",
 ]

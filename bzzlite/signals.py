@@ -4,6 +4,10 @@ Every ``Registry`` owns a :class:`SignalSet`; the module-level names are the def
 registry's signals, so ``from bzzlite.signals import post_create_instance`` works as
 in bzz. Receivers are called in the order they were connected, sync and async alike
 (blinker's own ``send_async`` iterates a set, which does not keep that order).
+
+A receiver is checked when it is connected (by ``@on``, ``.connect``, ``connect_via`` or
+``connected_to``): one that cannot accept the signal's arguments is a
+:class:`~bzzlite.errors.ConfigurationError` at import, not a 500 at the first request.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 from blinker import ANY, NamedSignal, Namespace
 from blinker._utilities import make_id
+
+from .errors import ConfigurationError
 
 log = logging.getLogger("bzzlite.signals")
 
@@ -56,12 +62,54 @@ class SignalSet:
     def __init__(self) -> None:
         self.namespace = Namespace()
         for name in SIGNAL_ARGUMENTS:
-            setattr(self, name, self.namespace.signal(name))
+            signal = self.namespace.signal(name)
+            # blinker sends receiver_connected at the end of every connect() and, when a
+            # receiver of it raises a TypeError (ConfigurationError is one), disconnects the
+            # new receiver and re-raises: the wrong receiver is refused, not left connected.
+            signal.receiver_connected.connect(check_receiver, weak=False)
+            setattr(self, name, signal)
 
     def __getitem__(self, name: str) -> NamedSignal:
         if name not in SIGNAL_ARGUMENTS:
             raise KeyError(name)
         return getattr(self, name)  # type: ignore[no-any-return]
+
+
+def expected_signature(name: str) -> str:
+    """How a receiver of signal ``name`` is declared: ``def receiver(sender, user_data, handler)``."""
+    return f"def receiver({', '.join(('sender', *SIGNAL_ARGUMENTS[name]))})"
+
+
+def check_receiver(signal: NamedSignal, *, receiver: Any, sender: Any = ANY, weak: bool = True) -> None:
+    """Refuse a receiver that cannot be called as ``receiver(sender, **arguments)``.
+
+    Raises:
+        ConfigurationError: naming the signal, the receiver and the signature it needs.
+    """
+    if not callable(receiver):
+        signal.disconnect(receiver)
+        raise ConfigurationError(f"a receiver of {signal.name} must be callable, got {receiver!r}")
+    try:
+        parameters = inspect.signature(receiver)
+    except (TypeError, ValueError):
+        return  # a builtin or extension callable without a signature: nothing to check
+    arguments = SIGNAL_ARGUMENTS[signal.name]
+    try:
+        parameters.bind(object(), **dict.fromkeys(arguments))
+    except TypeError as exc:
+        first = next(iter(parameters.parameters), None)
+        hint = (" Drop the leading `self`: a receiver is a plain function (bzz's pre_get_user_details "
+                "example shows that extra parameter; bzz called it without one, so it failed there too).") \
+            if first in ("self", "cls") else ""
+        name = getattr(receiver, "__qualname__", None) or repr(receiver)
+        called = ", ".join(("sender", *(f"{a}=..." for a in arguments)))
+        # Gone for every sender: blinker's own clean-up (for this sender only) would leave it in
+        # ``signal.receivers``. A receiver refused here was never accepted for another sender.
+        signal.disconnect(receiver)
+        raise ConfigurationError(
+            f"{name}{parameters} cannot receive {signal.name}: it is called as receiver({called}) "
+            f"({exc}). Declare it as `{expected_signature(signal.name)}` (or take **kwargs).{hint}"
+        ) from None
 
 
 def receivers_in_order(signal: NamedSignal, sender: Any) -> list[Callable[..., Any]]:
@@ -80,9 +128,29 @@ async def send(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     if not signal.receivers:
         return
     for receiver in receivers_in_order(signal, sender):
-        result = receiver(sender, **kwargs)
-        if inspect.isawaitable(result):
-            await result
+        try:
+            result = receiver(sender, **kwargs)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            if failed_signal(exc) is None:  # the innermost send names it
+                exc.add_note(f"{_NOTE}{signal.name} ({getattr(receiver, '__qualname__', receiver)!r})")
+            raise
+
+
+_NOTE = "raised by a receiver of "
+
+
+def failed_signal(exc: BaseException) -> str | None:
+    """The name of the signal whose receiver raised ``exc`` (in :func:`send`), if one did.
+
+    The HTTP layer names it in a 500's problem body, where the exception's own text
+    (which may hold anything) is never shown.
+    """
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, str) and note.startswith(_NOTE):
+            return note[len(_NOTE):].split(" ", 1)[0]
+    return None
 
 
 async def send_after_commit(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
@@ -119,4 +187,5 @@ authorized_user = default_signals.authorized_user
 unauthorized_user = default_signals.unauthorized_user
 pre_get_user_details = default_signals.pre_get_user_details
 
-__all__ = ["ANY", "SIGNAL_ARGUMENTS", "SignalSet", "send", "send_after_commit", "default_signals", *SIGNAL_ARGUMENTS]
+__all__ = ["ANY", "SIGNAL_ARGUMENTS", "SignalSet", "send", "send_after_commit", "check_receiver",
+           "expected_signature", "failed_signal", "default_signals", *SIGNAL_ARGUMENTS]

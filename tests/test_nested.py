@@ -373,7 +373,11 @@ def test_list_of_references(store_url):
         assert client.get(f"/post/{pid}").json()["tags"] == [ann]
         assert client.get(f"/author/{bob}").json() == {"id": bob, "name": "Bob"}  # still there
         problem(client.delete(f"/post/{pid}/tags/{bob}"), 404)
-        problem(client.put(f"/post/{pid}/tags/{ann}", json={"id": ann}), 405)
+        # PUT and PATCH change the referenced document itself, as at its own URL
+        problem(client.put(f"/post/{pid}/tags/{ann}", json={"id": ann}), 422)
+        assert client.patch(f"/post/{pid}/tags/{ann}", json={"name": "Ann B."}).json() == {"id": ann, "name": "Ann B."}
+        assert client.get(f"/author/{ann}").json()["name"] == "Ann B."
+        problem(client.patch(f"/post/{pid}/tags/{bob}", json={"name": "x"}), 404)  # no longer associated
 
 
 def test_reference_inside_a_list_element(store_url):
@@ -382,7 +386,7 @@ def test_reference_inside_a_list_element(store_url):
         pid = new_post(client, comments=[{"text": "hi", "author": ann}, {"text": "anon"}])
         assert client.get(f"/post/{pid}/comments/0/author").json() == {"id": ann, "name": "Ann"}
         problem(client.get(f"/post/{pid}/comments/1/author"), 404)
-        problem(client.get(f"/post/{pid}/comments/0/author/name"), 404)  # nothing is nested in a reference
+        problem(client.get(f"/post/{pid}/comments/0/author/name"), 404)  # after a reference: its id, not a field
 
 
 def test_bad_references_are_configuration_errors(sqlite_url):
@@ -639,7 +643,8 @@ def test_methods_a_path_does_not_take_are_405_with_allow(store_url):
             ("PUT", f"/post/{pid}/comments", "GET, POST"),
             ("POST", f"/post/{pid}/comments/0", "GET, PUT, PATCH, DELETE"),
             ("BREW", f"/post/{pid}/comments/0", "GET, PUT, PATCH, DELETE"),
-            ("PATCH", f"/post/{pid}/tags/{MISSING_ID}", "GET, DELETE"),
+            ("POST", f"/post/{pid}/tags/{MISSING_ID}", "GET, PUT, PATCH, DELETE"),
+            ("POST", f"/post/{pid}/author/{MISSING_ID}", "GET, PUT, PATCH, DELETE"),
         ):
             response = client.request(method, path, json={})
             problem(response, 405)
@@ -659,7 +664,7 @@ def test_nested_routes_in_the_route_table(sqlite_url):
         "/post/{id}/comments/{comments_index}/author": "GET,PUT,DELETE",
         "/post/{id}/author": "GET,PUT,DELETE",
         "/post/{id}/tags": "GET,POST",
-        "/post/{id}/tags/{tags_id}": "GET,DELETE",
+        "/post/{id}/tags/{tags_id}": "GET,PUT,PATCH,DELETE",
         "/team/{id}/home": "GET,PUT,PATCH,DELETE",
         "/team/{id}/lead": "GET,PUT,DELETE",
         "/team/{id}/members": "GET,POST",

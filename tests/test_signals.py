@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -650,3 +652,206 @@ def _env() -> dict[str, str]:
     """The environment for a subprocess that imports this checkout's bzzlite."""
     root = str(Path(__file__).resolve().parents[1])
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+# -- receivers are checked when connected ------------------------------------------------------
+
+
+def test_the_seeds_pre_get_user_details_example_is_refused_at_import_with_the_signature():
+    """bzz's page shows ``def handle(self, provider_name, user_data, handler)``; bzz (and blinker)
+    call ``receiver(provider_name, user_data=..., handler=...)``, so it raised on every /me.
+    Copied as written, it is refused when connected, naming the signal and the signature."""
+    signals = bzzlite.signals
+    with pytest.raises(bzzlite.ConfigurationError) as caught:
+        @signals.pre_get_user_details.connect
+        def handle_pre_get_user_details(self, provider_name, user_data, handler):
+            user_data["username"] = "holmes"
+
+    message = str(caught.value)
+    assert "pre_get_user_details" in message
+    assert "def receiver(sender, user_data, handler)" in message
+    assert "self" in message  # says what to drop
+    assert not signals.pre_get_user_details.receivers  # nothing stays connected
+
+
+@pytest.mark.parametrize("connect", ["on", "on-signal", "connect", "connect_via", "connected_to"])
+def test_a_receiver_that_cannot_take_the_arguments_is_refused_however_connected(connect):
+    registry = Registry()
+    signal = registry.signals.post_update_instance
+
+    def missing_updated_fields(sender, instance, handler):
+        pass
+
+    with pytest.raises(bzzlite.ConfigurationError) as caught:
+        if connect == "on":
+            registry.on("post_update_instance", sender=Note)(missing_updated_fields)
+        elif connect == "on-signal":
+            registry.on(bzzlite.signals.post_update_instance)(missing_updated_fields)
+        elif connect == "connect":
+            signal.connect(missing_updated_fields)
+        elif connect == "connect_via":
+            signal.connect_via(Note)(missing_updated_fields)
+        else:
+            with signal.connected_to(missing_updated_fields):
+                pass
+    message = str(caught.value)
+    assert "post_update_instance" in message
+    assert "missing_updated_fields(sender, instance, handler)" in message
+    assert "def receiver(sender, instance, updated_fields, handler)" in message
+    assert not signal.receivers
+
+
+@pytest.mark.parametrize("name", sorted(bzzlite.signals.SIGNAL_ARGUMENTS))
+def test_each_signal_refuses_too_few_and_too_many_parameters(name):
+    registry = Registry()
+    arguments = bzzlite.signals.SIGNAL_ARGUMENTS[name]
+    expected = f"def receiver({', '.join(('sender', *arguments))})"
+    namespace: dict[str, object] = {}
+    exec(f"def too_many(sender, {', '.join(arguments)}, extra): pass", namespace)  # noqa: S102
+    exec("def too_few(sender): pass", namespace)  # noqa: S102
+    exec("def no_sender(" + ", ".join(f"{a}=None" for a in arguments) + ", *, sender=None): pass", namespace)  # noqa: S102
+    exec(f"def exact(sender, {', '.join(arguments)}): pass", namespace)  # noqa: S102
+    for bad in ("too_many", "too_few", "no_sender"):
+        with pytest.raises(bzzlite.ConfigurationError, match=re.escape(expected)):
+            registry.on(name)(namespace[bad])
+    registry.on(name)(namespace["exact"])
+    assert len(registry.signals[name].receivers) == 1
+
+
+def test_receivers_of_every_accepting_shape_are_connected():
+    registry = Registry()
+    signal = registry.signals.post_create_instance
+
+    class Recorder:
+        def __call__(self, sender, instance, handler):
+            pass
+
+        def method(self, sender, instance, handler):
+            pass
+
+    def with_defaults(sender, instance=None, handler=None, extra=None):
+        pass
+
+    def keyword_only(sender, *, instance, handler):
+        pass
+
+    async def any_keywords(sender, **kwargs):
+        pass
+
+    def any_arguments(*args, **kwargs):
+        pass
+
+    def with_prefix(prefix, sender, instance, handler):
+        pass
+
+    recorder = Recorder()
+    accepted = [with_defaults, keyword_only, any_keywords, any_arguments, recorder, recorder.method,
+                functools.partial(with_prefix, "p"), lambda sender, instance, handler: None]
+    for receiver in accepted:
+        signal.connect(receiver, weak=False)
+    assert len(signal.receivers) == len(accepted)
+
+
+def test_the_checked_receiver_is_returned_unchanged_by_on():
+    registry = Registry()
+
+    def receiver(sender, arguments, handler):
+        pass
+
+    assert registry.on("pre_get_list")(receiver) is receiver
+
+
+def test_a_failed_connect_leaves_the_receivers_of_other_senders_connected():
+    registry = Registry()
+    signal = registry.signals.post_get_list
+    calls: list[object] = []
+
+    def good(sender, items, handler):
+        calls.append(sender)
+
+    signal.connect(good, sender=Note, weak=False)
+    with pytest.raises(bzzlite.ConfigurationError):
+        signal.connect(lambda sender: None, sender=Other)
+    asyncio.run(bzzlite.signals.send(signal, Note, items=[], handler=None))
+    assert calls == [Note]
+
+
+# -- a receiver that raises at run time: 500 naming the signal, not the exception ----------------
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(SIGNALS) if n.startswith("pre_")])
+def test_a_failing_pre_receiver_answers_500_naming_the_signal(store_url, name, caplog):
+    registry = Registry()
+
+    @registry.on(name, sender=Note)
+    async def broken(sender, arguments, handler):
+        raise RuntimeError("secret-internal-detail")
+
+    with caplog.at_level(logging.ERROR), served(store_url, registry) as client:
+        if name == "pre_create_instance":
+            response = client.post("/note", json={"title": "x"})
+        else:
+            ok = served_note(client)
+            response = {
+                "pre_get_instance": lambda: client.get(f"/note/{ok}"),
+                "pre_get_list": lambda: client.get("/note"),
+                "pre_update_instance": lambda: client.patch(f"/note/{ok}", json={"stars": 5}),
+                "pre_delete_instance": lambda: client.delete(f"/note/{ok}"),
+            }[name]()
+        assert response.code == 500
+        assert response.headers["Content-Type"] == "application/problem+json"
+        body = response.json()
+        assert body["detail"] == f"A {name} receiver failed; the server log has the details."
+        assert "secret-internal-detail" not in response.text
+        assert "Traceback" not in response.text
+        listed = client.get("/note").json()["items"] if name != "pre_get_list" else None
+    if name == "pre_create_instance":
+        assert listed == []  # nothing was written
+    if name in ("pre_update_instance", "pre_delete_instance"):
+        assert listed is not None and listed[0]["stars"] == 0  # nothing was changed
+    logged = "\n".join(r.exc_text or "" for r in caplog.records)
+    assert "secret-internal-detail" in logged  # the cause is in the server log
+    assert f"raised by a receiver of {name}" in logged and "broken" in logged
+
+
+def served_note(client) -> str:
+    return new_note(client)["id"]
+
+
+def test_a_failing_pre_get_user_details_receiver_names_its_signal(tmp_path):
+    from bzzlite.auth import Auth, GoogleProvider
+    from bzzlite.auth.testing import fake_provider
+
+    registry = Registry()
+    registry.resource(Note)
+
+    @registry.on("pre_get_user_details")
+    def broken(sender, user_data, handler):
+        raise KeyError("username")
+
+    with fake_provider() as fake:
+        fake.tokens["ann-token"] = {"sub": "ann-1", "email": "ann@example.com", "name": "Ann"}
+        google = GoogleProvider(userinfo_url=fake.url("/userinfo"))
+        app = App(registry, db=f"sqlite:///{tmp_path}/a.db", auth=Auth("s" * 40, [google]))
+        with serve(app) as client:
+            signed = client.post("/auth/signin/", json={"access_token": "ann-token", "provider": "google"})
+            assert signed.code == 200, signed.text
+            token = signed.headers["Set-Cookie"].split("AUTH_TOKEN=", 1)[1].split(";", 1)[0]
+            response = client.get("/auth/me/", headers={"Authorization": f"Bearer {token}"})
+    assert response.code == 500
+    assert response.json()["detail"] == "A pre_get_user_details receiver failed; the server log has the details."
+    assert "username" not in response.text
+
+
+def test_only_exceptions_raised_by_receivers_name_a_signal():
+    registry = Registry()
+    signal = registry.signals.pre_get_list
+
+    @registry.on(signal)
+    def broken(sender, arguments, handler):
+        raise ValueError("x")
+
+    with pytest.raises(ValueError) as caught:
+        asyncio.run(bzzlite.signals.send(signal, Note, arguments={}, handler=None))
+    assert bzzlite.signals.failed_signal(caught.value) == "pre_get_list"
+    assert bzzlite.signals.failed_signal(ValueError("elsewhere")) is None

@@ -13,11 +13,11 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from tornado import httputil
 from tornado.httputil import HTTPInputError, parse_body_arguments
 
-from .. import _json
+from .. import _forms, _json
 from .._documents import error_list
 from ..errors import (
     DuplicateKey,
@@ -28,6 +28,7 @@ from ..errors import (
     TransactionIncomplete,
     VersionConflict,
 )
+from ..signals import failed_signal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -247,8 +248,13 @@ class BaseHandler(tornado.web.RequestHandler):
             raise HTTPError(400, "Form fields are not valid UTF-8.") from None
 
     def form_data(self, fields: dict[str, list[str]]) -> Any:
-        """Decoded form fields as body data; resource handlers coerce them to the model."""
-        return {k: v[0] if len(v) == 1 else v for k, v in fields.items()}
+        """Decoded form fields as body data, with bzz's conventions (``child.name=``,
+        ``tags[]=``: see :mod:`bzzlite._forms`); the model coerces the values."""
+        return _forms.form_data(fields, self.form_model())
+
+    def form_model(self) -> type[BaseModel] | None:
+        """The model a form body is data for (it tells list and optional fields apart)."""
+        return None
 
     def query_arguments(self) -> dict[str, list[str]]:
         try:
@@ -276,7 +282,9 @@ class BaseHandler(tornado.web.RequestHandler):
             if status_code < 500 and exc is None:
                 error = HTTPError(status_code)
             else:
-                error = HTTPError(500, "Internal server error.")
+                signal = failed_signal(exc) if exc is not None else None
+                error = HTTPError(500, f"A {signal} receiver failed; the server log has the details."
+                                  if signal else "Internal server error.")
         self.clear()
         self.set_status(error.status)
         for name, value in error.headers.items():

@@ -10,12 +10,17 @@ write, ``store.replace(..., expected_version=<the version read>)``, after the wh
 parent validated with its model. A concurrent writer makes that write fail; the change
 is then redone on the fresh document (or answered 412 when the client sent ``If-Match``),
 so no change is lost and no constraint is skipped, on every store alike.
+
+Through a reference (``/team/{id}/users/{uid}/addresses``, ``/student/{id}/person/{pid}``
+with GET, PUT or PATCH), the parent is only read, to check that it holds that reference; the
+rest of the request is then the referenced resource's own, as if sent to
+``/user/{uid}/addresses`` or ``/person/{pid}``: its auth rules, its signals, its ETags.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ValidationError
@@ -30,7 +35,6 @@ from ..nested import (
     NestedModel,
     NestedPath,
     PathNotFound,
-    form_hints,
     get_in,
     locate,
     parse_path,
@@ -42,7 +46,7 @@ from ..query import Condition, Query, build_query, parse_arguments
 from ..signals import send, send_after_commit
 from ..stores.base import Record, Store
 from .base import _AnyMethod
-from .resource import ResourceHandler, etag
+from .resource import ItemHandler, ResourceHandler, etag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,6 +142,34 @@ class NestedHandler(ResourceHandler):
         self.parent_id, self.nested_path = id_, path.segments
         return id_, path
 
+    async def _follow(self, id_: str) -> bool:
+        """Serve a path through a reference as the referenced resource serves it.
+
+        Returns False when the path is this document's own to serve. Otherwise the parent is
+        read (under its own read rule) only to check that it holds the reference, and the
+        request continues as the referenced resource's: ``/team/{id}/users/{uid}/addresses``
+        as ``/user/{uid}/addresses``, a GET, PUT or PATCH of ``/student/{id}/person/{pid}`` as
+        one of ``/person/{pid}`` (DELETE stays here: it dissociates).
+        """
+        path, method = self._path(), self.request.method or ""
+        names_document = path.endpoint in ("ref_document", "ref_element") and method in ("GET", "PUT", "PATCH")
+        referenced = path.referenced
+        if not (path.through or names_document) or referenced is None:
+            return False
+        target, tree, ref_id = referenced
+        await self.authorize("get")  # following the parent's reference reads the parent
+        record = await self.read(id_)  # the parent's scope applies
+        self._locate(path, self.spec.schema.fill_defaults(record.doc))  # 404 unless it holds that reference
+        self.spec, self.model, self.tree, self.target = target, target.model, tree, path.inner
+        self.docs = Documents(self.runtime, target, self)  # from here on, the referenced resource's rules
+        if path.inner is None and method == "GET":  # the referenced document itself, as at its own URL
+            await ItemHandler.get(cast(Any, self), ref_id)
+        elif path.inner is None:
+            await ItemHandler._update(cast(Any, self), ref_id, partial=method == "PATCH")
+        else:  # a path inside it: this handler again, now on the referenced resource
+            await getattr(self, method.lower())(ref_id, "")
+        return True
+
     def _locate(self, path: NestedPath, doc: dict[str, Any]) -> tuple[Any, Any]:
         try:
             return locate(path, doc)
@@ -147,21 +179,9 @@ class NestedHandler(ResourceHandler):
     def _url(self, id_: str, segments: list[str]) -> str:
         return f"{self.location(id_)}/" + "/".join(quote(s, safe="") for s in segments)
 
-    def form_data(self, fields: dict[str, list[str]]) -> dict[str, Any]:
-        """Form fields as data of the inner model (lists and empty optional values as for documents)."""
-        model = self.target.model if self.target is not None else self.model
-        lists, nullable = form_hints(model)
-        data: dict[str, Any] = {}
-        for key, values in fields.items():
-            if key in lists:
-                data[key] = [v for v in values if v != ""]
-            elif len(values) > 1:
-                data[key] = values
-            elif values[0] == "" and key in nullable:
-                data[key] = None
-            else:
-                data[key] = values[0]
-        return data
+    def form_model(self) -> type[BaseModel] | None:
+        """Form fields are data of the inner model the path names."""
+        return self.target.model if self.target is not None else self.model
 
     # -- preconditions and the conditional write -------------------------------------
 
@@ -246,6 +266,8 @@ class NestedHandler(ResourceHandler):
     # -- GET ----------------------------------------------------------------------------
 
     async def get(self, id_: str, rest: str) -> None:
+        if await self._follow(id_):
+            return
         path = self._path()
         await self.authorize("get")
         if path.endpoint in ("list", "ref_list"):
@@ -334,6 +356,8 @@ class NestedHandler(ResourceHandler):
     # -- POST: append to a list ---------------------------------------------------------
 
     async def post(self, id_: str, rest: str) -> None:
+        if await self._follow(id_):
+            return
         path = self._path()
         data = self.parse_body()
         await self.authorize("update")
@@ -409,6 +433,8 @@ class NestedHandler(ResourceHandler):
         await self._update(id_, rest, partial=True)
 
     async def _update(self, id_: str, rest: str, *, partial: bool) -> None:
+        if await self._follow(id_):
+            return
         path = self._path()
         data = self.parse_body()
         await self.authorize("update")
@@ -464,6 +490,8 @@ class NestedHandler(ResourceHandler):
     # -- DELETE -----------------------------------------------------------------------------
 
     async def delete(self, id_: str, rest: str) -> None:
+        if await self._follow(id_):
+            return
         path = self._path()
         await self.authorize("update")
         signals = self.runtime.signals

@@ -22,6 +22,8 @@ from ..query import encode_cursor, parse_arguments, project, sort_values
 from .base import BaseHandler, link_header
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from ..registry import ResourceSpec
     from ..runtime import Runtime
     from ..stores.base import Record, Store
@@ -89,21 +91,8 @@ class ResourceHandler(BaseHandler):
         """One conditional write of the document ``id_`` (see Documents.conditional_write)."""
         return await self.docs.conditional_write(id_, self.if_match, write)
 
-    def form_data(self, fields: dict[str, list[str]]) -> dict[str, Any]:
-        """Form fields as model data: a repeated key or a list field gives a list;
-        an empty value is None for an optional field."""
-        schema = self.spec.schema
-        data: dict[str, Any] = {}
-        for key, values in fields.items():
-            if key in schema.list_fields:
-                data[key] = [v for v in values if v != ""]
-            elif len(values) > 1:
-                data[key] = values
-            elif values[0] == "" and key in schema.nullable_fields:
-                data[key] = None
-            else:
-                data[key] = values[0]
-        return data
+    def form_model(self) -> type[BaseModel] | None:
+        return self.model
 
 
 class CollectionHandler(ResourceHandler):
