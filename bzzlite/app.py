@@ -119,12 +119,12 @@ class App(tornado.web.Application):
         runtime = self.runtime
         for spec in self.registry.resources.values():
             kwargs = {"runtime": runtime, "spec": spec}
-            routes.append(Route(spec.path, ("GET", "POST"), "collection", CollectionHandler, kwargs, spec,
-                                {"GET": "list", "POST": "create"}))
-            if runtime.feeds is not None:
+            routes.append(Route(spec.path, _served(spec, ("GET", "POST")), "collection", CollectionHandler, kwargs,
+                                spec, {"GET": "list", "POST": "create"}))
+            if runtime.feeds is not None and "GET" in spec.methods:
                 routes.append(Route(f"{spec.path}/_changes", ("GET",), "changes", ChangesHandler, kwargs, spec,
                                     {"GET": "list"}))
-            routes.append(Route(f"{spec.path}/{{id}}", ("GET", "PUT", "PATCH", "DELETE"), "item", ItemHandler,
+            routes.append(Route(f"{spec.path}/{{id}}", _served(spec, ("GET", "PUT", "PATCH", "DELETE")), "item", ItemHandler,
                                 kwargs, spec, {"GET": "get", "PUT": "update", "PATCH": "update", "DELETE": "delete"},
                                 pattern=rf"{re.escape(spec.path)}/([^/]+)/?"))
         # Nested routes (embedded models, lists, references) come after every collection and
@@ -200,6 +200,10 @@ class App(tornado.web.Application):
             else:
                 table.append((",".join(route.methods), route.template, route.handler_name))
         return table
+
+
+def _served(spec: Any, methods: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(m for m in methods if m in spec.methods)
 
 
 def _served_by(route: Route) -> str:

@@ -109,11 +109,13 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
         tags.append(_tag(spec))
         protected = {op: _required(auth, spec, _AUTH_OPERATION[op]) for op in _OPERATION_ERRORS} if security else {}
         collection, item = _resource_paths(spec, schemas.names[spec.path], protected, security)
-        paths[spec.path] = collection
-        paths[f"{spec.path}/{{id}}"] = item
-        if getattr(settings, "feeds", False):
-            paths[f"{spec.path}/_changes"] = _changes_item(spec, protected, security)
-        paths.update(_nested_paths(spec, trees[spec.path], schemas, protected, security))
+        served = {spec.path: _served(collection, spec.methods), f"{spec.path}/{{id}}": _served(item, spec.methods)}
+        if getattr(settings, "feeds", False) and "GET" in spec.methods:
+            served[f"{spec.path}/_changes"] = _changes_item(spec, protected, security)
+        nested_writes = spec.methods if "PATCH" in spec.methods else ("GET",)  # a nested write changes the document
+        for path, item in _nested_paths(spec, trees[spec.path], schemas, protected, security).items():
+            served[path] = _served(item, tuple(m for m in nested_writes if m in spec.methods))
+        paths.update({path: item for path, item in served.items() if item})
     paths["/_health"] = copy.deepcopy(_HEALTH)
     if settings.docs:
         paths.update(copy.deepcopy(_DOCS_PATHS))
@@ -470,6 +472,12 @@ def _tag(spec: ResourceSpec) -> dict[str, Any]:
     if doc and not doc.startswith(("Usage docs:", "!!! abstract")):  # pydantic's BaseModel docstring
         tag["description"] = doc
     return tag
+
+
+def _served(item: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any]:
+    """A path item with only the operations of the methods a resource serves."""
+    return {key: value for key, value in item.items()
+            if key not in ("get", "post", "put", "patch", "delete") or key.upper() in methods}
 
 
 _PATH_SCHEMAS: dict[type, dict[str, Any]] = {str: {"type": "string"}, int: {"type": "integer"},

@@ -7,6 +7,8 @@ their target unchanged; ``add_resource`` is the data API under them.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Names a model field may not take: they are query parameters or the server's id.
 RESERVED_FIELDS = frozenset({"id", "page", "per_page", "sort", "fields", "after"})
 OPERATIONS = ("get", "list", "create", "update", "delete")
+RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.~-]+\Z")
 
 
@@ -54,7 +57,7 @@ class ResourceSpec:
     auth: Any = None  # per-resource auth override (see bzzlite.auth), None = app default
     # handler -> filters every document a request reaches must match (None: all of them)
     scope: Callable[[Any], Mapping[str, Any] | None] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    methods: tuple[str, ...] = RESOURCE_METHODS  # the HTTP methods served (405 for the others)
     # Derived once: requests read these (a pydantic model class answers a missing attribute
     # by raising inside its metaclass, so asking the model on every request costs).
     path: str = field(init=False, repr=False, compare=False)  # the collection URL path, /{prefix}/{name}
@@ -91,12 +94,16 @@ class Registry:
         max_per_page: int = 100,
         auth: Any = None,
         scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        methods: Iterable[str] | None = None,
+        read_only: bool = False,
     ) -> Callable[[M], M]: ...
 
     def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
-        """Serve a pydantic (or ODMantic) model as a REST collection. Bare or called."""
+        """Serve a pydantic (or ODMantic) model as a REST collection. Bare or called.
+
+        The options are :meth:`add_resource`'s; an unknown one is a ConfigurationError."""
         if model is not None:
-            self.add_resource(model)
+            self.add_resource(model, **options)
             return model
 
         def decorator(model: M) -> M:
@@ -116,6 +123,8 @@ class Registry:
         max_per_page: int = 100,
         auth: Any = None,
         scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
+        methods: Iterable[str] | None = None,
+        read_only: bool = False,
         **options: Any,
     ) -> ResourceSpec:
         """Validate ``model`` and register it; the data API under ``@resource``.
@@ -134,7 +143,22 @@ class Registry:
                 same answer as an unknown id. Its equality conditions are written into the
                 documents a request creates or replaces (the owner is filled in). ``None``
                 from the function means no restriction.
+            methods: the HTTP methods served, any subset of GET (get, list, change feed),
+                POST (create), PUT (replace), PATCH (merge patch; also every write of a nested
+                route) and DELETE; the others answer 405 with ``Allow`` and are left out of
+                ``/openapi.json``. Default: all.
+            read_only: ``methods=["GET"]``.
+        Raises:
+            ConfigurationError: a mistake in the declaration, an unknown option included (a
+                misspelled option is never ignored).
         """
+        if options:
+            known = [p for p in inspect.signature(self.add_resource).parameters if p not in ("model", "options")]
+            hints = [f"{o!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(o, known, 1))
+                     else repr(o) for o in options]
+            raise ConfigurationError(f"@resource on {getattr(model, '__name__', model)}: unknown option(s) "
+                                     f"{', '.join(hints)}; the options are {', '.join(known)}")
+        served = _methods(getattr(model, "__name__", model), methods, read_only)
         if scope is not None and not callable(scope):
             raise ConfigurationError(f"{getattr(model, '__name__', model)}: scope= takes a function of the "
                                      "request handler returning filters, e.g. lambda handler: {'owner': ...}")
@@ -173,7 +197,7 @@ class Registry:
             max_per_page=max_per_page,
             auth=auth,
             scope=scope,
-            options=options,
+            methods=served,
         )
         if spec.path in self.resources:
             other = self.resources[spec.path].model
@@ -326,6 +350,24 @@ class Registry:
                 f"{what} after {self._frozen_by} was built from this registry: declare every resource "
                 "and mock before creating the App (import the modules that declare them first)."
             )
+
+
+def _methods(name: Any, methods: Iterable[str] | None, read_only: bool) -> tuple[str, ...]:
+    """The methods a resource serves, checked."""
+    if read_only:
+        if methods is not None and {m.upper() for m in methods} != {"GET"}:
+            raise ConfigurationError(f"@resource on {name}: read_only=True serves GET only; drop methods=")
+        return ("GET",)
+    if methods is None:
+        return RESOURCE_METHODS
+    if isinstance(methods, str):
+        raise ConfigurationError(f"@resource on {name}: methods= takes a list, e.g. methods=[\"GET\", \"POST\"]")
+    upper = {m.upper() for m in methods}
+    unknown = sorted(upper - set(RESOURCE_METHODS))
+    if unknown:
+        raise ConfigurationError(f"@resource on {name}: unknown method(s) {', '.join(unknown)}; a resource serves "
+                                 f"some of {', '.join(RESOURCE_METHODS)}")
+    return tuple(m for m in RESOURCE_METHODS if m in upper)
 
 
 def _with_id(model: type[BaseModel]) -> type[BaseModel]:

@@ -61,7 +61,15 @@ _LIST_PARAMETERS = ("page", "per_page")
 
 def route_rows(spec: ResourceSpec, tree: NestedModel) -> list[tuple[str, str, str]]:
     """(methods, path template, handler) of every nested route, for ``bzzlite routes``."""
-    return [(",".join(r.methods), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__) for r in routes(tree)]
+    rows = [(",".join(served_methods(spec, r.methods)), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__)
+            for r in routes(tree)]
+    return [row for row in rows if row[0]]
+
+
+def served_methods(spec: ResourceSpec, methods: tuple[str, ...]) -> tuple[str, ...]:
+    """A nested path's methods that its resource serves: reading needs GET, and every write
+    inside a document is a change of it, which needs PATCH (``@resource(methods=...)``)."""
+    return tuple(m for m in methods if m in spec.methods if m == "GET" or "PATCH" in spec.methods)
 
 
 def _instance(model: type[BaseModel], value: Any) -> BaseModel:
@@ -101,7 +109,8 @@ class NestedHandler(ResourceHandler):
         return documents.instance(self.spec, self._parent_record)
 
     def allowed_methods(self) -> tuple[str, ...]:
-        return self.target.methods if self.target is not None else self.ALLOWED
+        methods = self.target.methods if self.target is not None else self.ALLOWED
+        return served_methods(self.spec, methods)
 
     # -- the path --------------------------------------------------------------------
 
@@ -117,8 +126,9 @@ class NestedHandler(ResourceHandler):
         except PathNotFound as exc:
             raise HTTPError(404, exc.message) from None
         self.target = path
-        if (self.request.method if self.request.method != "HEAD" else "GET") not in path.methods:
-            raise HTTPError(405, f"{self.request.method} is not allowed here; use {', '.join(path.methods)}.")
+        allowed = path.methods if path.through else served_methods(self.spec, path.methods)
+        if (self.request.method if self.request.method != "HEAD" else "GET") not in allowed:
+            raise HTTPError(405, f"{self.request.method} is not allowed here; use {', '.join(allowed) or 'nothing'}.")
         return path
 
     def _path(self) -> NestedPath:
@@ -162,6 +172,9 @@ class NestedHandler(ResourceHandler):
         self._locate(path, self.spec.schema.fill_defaults(record.doc))  # 404 unless it holds that reference
         self.spec, self.model, self.tree, self.target = target, target.model, tree, path.inner
         self.docs = Documents(self.runtime, target, self)  # from here on, the referenced resource's rules
+        allowed = target.methods if path.inner is None else served_methods(target, path.inner.methods)
+        if method not in allowed:
+            raise HTTPError(405, f"{method} is not allowed here; use {', '.join(allowed) or 'nothing'}.")
         if path.inner is None and method == "GET":  # the referenced document itself, as at its own URL
             await ItemHandler.get(cast(Any, self), ref_id)
         elif path.inner is None:

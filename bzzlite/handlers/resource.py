@@ -16,6 +16,7 @@ from .. import _documents as documents
 from .._ids import is_valid_id
 from ..documents import Documents, etag
 from ..errors import HTTPError
+from ..registry import RESOURCE_METHODS
 from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
 from ..query import encode_cursor, parse_arguments, project, sort_values
@@ -50,6 +51,16 @@ class ResourceHandler(BaseHandler):
     async def authorize(self, operation: str) -> None:
         """Ask the app's auth policy (if any) whether this request may do ``operation``."""
         await self.docs.authorize(operation)
+
+    def allowed_methods(self) -> tuple[str, ...]:
+        """The methods of this route that the resource serves (``@resource(methods=...)``)."""
+        return tuple(m for m in self.ALLOWED if m in self.spec.methods)
+
+    def prepare(self) -> Any:
+        method = self.request.method
+        if method in RESOURCE_METHODS and method not in self.allowed_methods():
+            raise HTTPError(405, f"{method} is not served here; use {', '.join(self.allowed_methods()) or 'nothing'}.")
+        return super().prepare()
 
     async def store(self) -> Store:
         return await self.runtime.ready_store()
