@@ -416,3 +416,31 @@ def test_hostile_bodies_are_answered_without_a_500(store_url):
                 assert response.code < 500, (method, body[:60], response.code, response.text[:200])
                 if response.code >= 400:
                     assert_problem(response, response.code)
+
+
+@pytest.mark.parametrize(("secure", "protocol", "expected"),
+                         [("auto", "https", True), ("auto", "http", False), (None, "https", True),
+                          (True, "http", True), (False, "https", False)])
+def test_the_cookie_is_secure_when_the_request_came_over_https(sqlite_url, secure, protocol, expected):
+    """Behind a TLS proxy whose X-Forwarded-Proto the server trusts, request.protocol is "https"."""
+    from types import SimpleNamespace
+
+    from tornado.httputil import HTTPServerRequest
+
+    from bzzlite.auth import Auth, GoogleProvider
+
+    registry = Registry()
+    registry.resource(Item)
+    app = App(registry, db=sqlite_url, auth=Auth("s" * 40, [GoogleProvider()], secure=secure))
+    request = HTTPServerRequest(method="POST", uri="/auth/signin/")
+    request.protocol = protocol  # what the server sets from a trusted X-Forwarded-Proto
+    handler = SimpleNamespace(request=request)
+    assert app.runtime.auth._cookie_options(handler)["secure"] is expected
+
+
+def test_secure_takes_true_false_or_auto():
+    from bzzlite.auth import Auth, GoogleProvider
+    from bzzlite.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="auto"):
+        Auth("s" * 40, [GoogleProvider()], secure="yes")
