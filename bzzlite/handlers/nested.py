@@ -26,8 +26,8 @@ from urllib.parse import quote, urlencode
 from pydantic import BaseModel, ValidationError
 
 from .. import _documents as documents
-from ..documents import Documents
 from .._ids import is_valid_id, new_id
+from ..documents import Documents
 from ..errors import HTTPError, NotFound, QueryError, ValidationFailed
 from ..nested import (
     REF_LIST,
