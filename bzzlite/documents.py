@@ -29,7 +29,7 @@ from . import _documents as documents
 from ._ids import is_valid_id, new_id
 from .errors import HTTPError, NotFound, ValidationFailed, VersionConflict
 from .feeds.matcher import matches
-from .query import All, Query, build_query, encode_cursor, sort_values
+from .query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
 from .signals import send, send_after_commit
 from .stores.base import Record, Write
 
@@ -167,6 +167,11 @@ class Documents(Generic[M]):
 
     async def read(self, id_: Any) -> Record:
         """The document ``id_`` if this caller may reach it; NotFound otherwise (same answer)."""
+        if self.spec.lookup is not None:
+            record = await self._by_lookup(id_)
+            if not self._in_scope(record, self._scope_query()):
+                raise NotFound(str(id_))
+            return record
         if not is_valid_id(id_):
             raise NotFound(str(id_))
         tx = self.runtime.current_transaction()
@@ -180,6 +185,34 @@ class Documents(Generic[M]):
         if not self._in_scope(record, self._scope_query()):
             raise NotFound(id_)
         return record
+
+    async def _by_lookup(self, value: Any) -> Record:
+        """The document whose lookup field holds ``value`` (as text from a URL, coerced)."""
+        spec, field = self.spec, self.spec.lookup
+        assert field is not None
+        if not isinstance(value, str):
+            value = str(value)
+        try:
+            query = build_query(spec.schema, parse_arguments(spec.schema, {field: [value]}, per_page=1))
+        except HTTPError:  # not even of the field's type
+            raise NotFound(value) from None
+        found = await (await self.store()).find(spec, query)
+        if not found.records:
+            raise NotFound(value)
+        record = found.records[0]
+        tx = self.runtime.current_transaction()
+        if tx is not None and (spec.path, record.id) in tx.pending:
+            pending = tx.pending[(spec.path, record.id)]
+            if pending is None:
+                raise NotFound(value)
+            return pending
+        return record
+
+    def url_key(self, record: Record) -> str:
+        """What item URLs name this document by: its id, or its lookup field's value."""
+        if self.spec.lookup is None:
+            return record.id
+        return str(self.spec.schema.fill_defaults(record.doc).get(self.spec.lookup))
 
     async def get_record(self, id_: Any) -> Record:
         await self.authorize("get")
@@ -254,7 +287,7 @@ class Documents(Generic[M]):
         arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
         await send(self.runtime.signals.pre_update_instance, self.model, arguments=arguments, handler=self.handler)
         id_, partial, data = arguments.get("id"), bool(arguments.get("partial")), arguments.get("data")
-        if not is_valid_id(id_):
+        if spec.lookup is None and not is_valid_id(id_):
             raise NotFound(str(id_))
         patch = documents.check_patch(spec, data) if partial else None
 

@@ -572,6 +572,15 @@ def _header(name: str, required: bool | None = None) -> dict[str, Any]:
     return {**_HEADERS[name], "required": required}
 
 
+def _item_parameter(spec: ResourceSpec) -> dict[str, Any]:
+    """The ``{id}`` of item URLs: the id, or the value of the resource's lookup field."""
+    if spec.lookup is None:
+        return {"name": "id", "in": "path", "required": True, "schema": _ID}
+    schema = _inline(spec.schema.paths[spec.lookup].adapter.json_schema(schema_generator=_Portable))
+    return {"name": "id", "in": "path", "required": True, "schema": schema,
+            "description": f"The document's `{spec.lookup}` (the resource's lookup field), percent-encoded."}
+
+
 def _resource_paths(
     spec: ResourceSpec, names: dict[str, str], protected: dict[str, bool], security: list[dict[str, Any]] | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -579,13 +588,14 @@ def _resource_paths(
     op_id = re.sub(r"[^A-Za-z0-9_]", "_", spec.path.strip("/"))
     model = spec.model.__name__
     tags = [spec.name]
-    id_param = {"name": "id", "in": "path", "required": True, "schema": _ID}
+    id_param = _item_parameter(spec)
+    key = f"$response.body#/{spec.lookup or 'id'}"
     document = {**_json_body(names["Document"], f"The {model} document."),
                 "headers": {"ETag": _header("ETag")}}
     links = {
-        f"get_{op_id}": {"operationId": f"get_{op_id}", "parameters": {"id": "$response.body#/id"}},
-        f"update_{op_id}": {"operationId": f"update_{op_id}", "parameters": {"id": "$response.body#/id"}},
-        f"delete_{op_id}": {"operationId": f"delete_{op_id}", "parameters": {"id": "$response.body#/id"}},
+        f"get_{op_id}": {"operationId": f"get_{op_id}", "parameters": {"id": key}},
+        f"update_{op_id}": {"operationId": f"update_{op_id}", "parameters": {"id": key}},
+        f"delete_{op_id}": {"operationId": f"delete_{op_id}", "parameters": {"id": key}},
     }
     request_body: dict[str, Any] = {
         "required": True,
@@ -799,7 +809,7 @@ def _nested_item(spec: ResourceSpec, route: Route, schemas: _Schemas, protected:
     nested, endpoint = route.field, route.endpoint
     op_id = re.sub(r"[^A-Za-z0-9]+", "_", f"{spec.path}/{route.template}".replace("{", "").replace("}", "")).strip("_")
     label = f"{spec.model.__name__}.{route.template}"
-    parameters: list[dict[str, Any]] = [{"name": "id", "in": "path", "required": True, "schema": _ID}]
+    parameters: list[dict[str, Any]] = [_item_parameter(spec)]
     parameters += [{"name": name, "in": "path", "required": True, "schema": _KEY_SCHEMAS[kind]}
                    for name, kind in route.parameters]
     if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},

@@ -58,6 +58,7 @@ class ResourceSpec:
     # handler -> filters every document a request reaches must match (None: all of them)
     scope: Callable[[Any], Mapping[str, Any] | None] | None = None
     methods: tuple[str, ...] = RESOURCE_METHODS  # the HTTP methods served (405 for the others)
+    lookup: str | None = None  # the unique field item URLs name instead of the id
     # Derived once: requests read these (a pydantic model class answers a missing attribute
     # by raising inside its metaclass, so asking the model on every request costs).
     path: str = field(init=False, repr=False, compare=False)  # the collection URL path, /{prefix}/{name}
@@ -96,6 +97,7 @@ class Registry:
         scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
         methods: Iterable[str] | None = None,
         read_only: bool = False,
+        lookup: str | None = None,
     ) -> Callable[[M], M]: ...
 
     def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
@@ -125,6 +127,7 @@ class Registry:
         scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
         methods: Iterable[str] | None = None,
         read_only: bool = False,
+        lookup: str | None = None,
         **options: Any,
     ) -> ResourceSpec:
         """Validate ``model`` and register it; the data API under ``@resource``.
@@ -148,6 +151,11 @@ class Registry:
                 route) and DELETE; the others answer 405 with ``Allow`` and are left out of
                 ``/openapi.json``. Default: all.
             read_only: ``methods=["GET"]``.
+            lookup: a unique top-level field whose value addresses items instead of the id
+                (DRF's ``lookup_field``, Eve's ``item_lookup_field``, bzz's
+                ``get_id_field_name``): ``/article/my-first-post``, percent-encoded values
+                included (``/user/test%20user``); for get, put, patch, delete, nested routes,
+                actions and ``Location``. Responses still carry the ``id``.
         Raises:
             ConfigurationError: a mistake in the declaration, an unknown option included (a
                 misspelled option is never ignored).
@@ -186,6 +194,10 @@ class Registry:
             raise ConfigurationError(f"{model.__name__}: need 1 <= per_page <= max_per_page")
         schema = inspect_model(odmantic.schema_model(model) if odmantic.is_odmantic_model(model) else model)
         index_list = tuple(_index_fields(model.__name__, schema, i) for i in indexes)
+        if lookup is not None and (lookup not in schema.unique or lookup not in schema.top_level):
+            raise ConfigurationError(
+                f"{model.__name__}: lookup={lookup!r} must name a unique top-level field, e.g. "
+                f"`{lookup}: Annotated[str, Unique]` (unique fields: {', '.join(schema.unique) or 'none'})")
         spec = ResourceSpec(
             model=model,
             name=name,
@@ -198,6 +210,7 @@ class Registry:
             auth=auth,
             scope=scope,
             methods=served,
+            lookup=lookup,
         )
         if spec.path in self.resources:
             other = self.resources[spec.path].model

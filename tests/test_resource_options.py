@@ -105,3 +105,55 @@ def test_methods_pick_any_subset(store_url: str) -> None:
         paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/article"]) >= {"get", "post"} and "patch" not in paths["/article/{id}"]
     assert set(paths["/article/{id}"]) & {"get", "put", "patch", "delete"} == {"get", "delete"}
+
+
+def lookup_app(store_url: str) -> App:
+    from typing import Annotated
+
+    from bzzlite import Unique
+
+    registry = Registry()
+
+    @registry.resource(lookup="username")
+    class User(BaseModel):
+        username: Annotated[str, Unique]
+        age: int = 0
+        address: Inner | None = None
+
+    @registry.action(User, "birthday")
+    async def birthday(handler: Any, user: User) -> User:
+        return await handler.documents(User).patch(user.username, {"age": user.age + 1})
+
+    return App(registry, db=store_url)
+
+
+def test_a_lookup_field_addresses_items(store_url: str) -> None:
+    with serve(lookup_app(store_url)) as client:
+        created = client.post("/user", json={"username": "test user", "age": 30})
+        assert created.code == 201 and created.headers["Location"] == "/user/test%20user"
+        body = created.json()
+        assert len(body["id"]) == 24 and body["username"] == "test user"
+        item = "/user/test%20user"
+        got = client.get(item)
+        assert got.json() == body and got.headers["ETag"] == '"1"'
+        assert client.get(item, headers={"If-None-Match": '"1"'}).code == 304
+        assert client.get(f"/user/{body['id']}").code == 404  # the id is not how items are named now
+        assert client.patch(item, json={"age": 31}, headers={"If-Match": '"1"'}).json()["age"] == 31
+        assert client.patch(item, json={"age": 32}, headers={"If-Match": '"1"'}).code == 412
+        assert client.put(item, json={"username": "test user", "age": 40}).json()["age"] == 40
+        assert client.put(f"{item}/address", json={"note": "home"}).code == 200
+        assert client.get(f"{item}/address").json() == {"note": "home"}
+        assert client.post(f"{item}/birthday").json()["age"] == 41
+        assert client.get("/user/nobody").code == 404
+        paths = client.get("/openapi.json").json()["paths"]
+        parameters = [*paths["/user/{id}"].get("parameters", []), *paths["/user/{id}"]["get"].get("parameters", [])]
+        described = [p.get("description", "") for p in parameters if p["name"] == "id"]
+        assert described and described[0].startswith("The document's `username`"), parameters
+        assert client.delete(item).code == 204
+        assert client.get(item).code == 404
+
+
+def test_a_lookup_field_must_be_unique() -> None:
+    registry = Registry()
+    with pytest.raises(ConfigurationError, match="must name a unique top-level field"):
+        registry.resource(lookup="title")(Article)

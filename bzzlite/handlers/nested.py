@@ -220,7 +220,7 @@ class NestedHandler(ResourceHandler):
                 return current, before, before, loc
             changed, result_loc = outcome
             doc = documents.validate(self.spec, changed)
-            return await store.replace(self.spec, id_, doc, current.version), before, doc, result_loc
+            return await store.replace(self.spec, current.id, doc, current.version), before, doc, result_loc
 
         record, before, doc, loc = await self.conditional_write(id_, write)
         self._parent_record = record

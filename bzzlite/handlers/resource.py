@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from .. import _documents as documents
 from .._ids import is_valid_id
@@ -66,6 +66,10 @@ class ResourceHandler(BaseHandler):
         return await self.runtime.ready_store()
 
     def checked_id(self, value: Any) -> str:
+        if self.spec.lookup is not None:  # a lookup field's value: any text, found or not later
+            if not isinstance(value, str):
+                raise HTTPError(404, f"No document with that {self.spec.lookup}.")
+            return value
         if not is_valid_id(value):
             raise HTTPError(404, "No document with that id (ids are 24 hexadecimal characters).")
         return str(value)
@@ -171,7 +175,7 @@ class CollectionHandler(ResourceHandler):
         if bulk:
             self.write_json([documents.as_json(spec, r) for r in records], 201)
         else:
-            self.set_header("Location", self.location(records[0].id))
+            self.set_header("Location", self.location(quote(self.docs.url_key(records[0]), safe="")))
             self.write_document(records[0], 201)
 
 class ItemHandler(ResourceHandler):
