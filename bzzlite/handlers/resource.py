@@ -16,10 +16,10 @@ from .. import _documents as documents
 from .._ids import is_valid_id
 from ..documents import Documents, etag
 from ..errors import HTTPError
-from ..registry import RESOURCE_METHODS
 from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
 from ..query import encode_cursor, parse_arguments, project, sort_values
+from ..registry import RESOURCE_METHODS
 from .base import BaseHandler, link_header
 
 if TYPE_CHECKING:
