@@ -93,3 +93,11 @@ class VersionConflict(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached (or answered too late)."""
+
+
+class QueryTimeout(StoreError):
+    """A query ran past its time budget and was stopped (``App(query_timeout=...)``)."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        super().__init__(f"the query ran past its budget of {budget:g} s and was stopped")

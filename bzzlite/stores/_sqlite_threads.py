@@ -1,0 +1,121 @@
+"""SQLite connections that work in threads, so a slow statement never blocks the event loop.
+
+A :class:`ConnectionPool` owns ``size`` connections and as many threads; a job is a
+function of a connection, run on whichever connection is free. ``sqlite3`` releases the
+GIL while SQLite works, so the event loop keeps serving other requests meanwhile.
+
+A job can have a time budget: when it runs past it, the loop interrupts the job's
+connection (``sqlite3_interrupt``, made to be called from another thread), SQLite stops
+the statement at its next step and the job raises :class:`~bzzlite.errors.QueryTimeout`.
+The interrupt is sent again every few milliseconds until the job ends, because it only
+stops statements running at that instant (a job may run several in turn). Nothing is
+polled while a job runs: a progress handler would have to take the GIL from the loop
+thousands of times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from ..errors import QueryTimeout
+
+T = TypeVar("T")
+_RESEND = 0.005  # seconds between interrupts of a job that has not stopped yet
+
+
+class _Job:
+    """One job's connection and whether it has ended, guarded so that an interrupt only
+    ever reaches the connection while that job is still on it."""
+
+    __slots__ = ("conn", "done", "expired", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.done = False
+        self.expired = False
+
+
+class ConnectionPool:
+    """``size`` connections from ``connect()``, each used by one job at a time, in threads."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, name: str) -> None:
+        self.connections = [connect() for _ in range(size)]
+        self._free: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        for conn in self.connections:
+            self._free.put(conn)
+        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+
+    async def run(self, job: Callable[[sqlite3.Connection], T], budget: float | None = None) -> T:
+        """``job(conn)`` in a thread; QueryTimeout if it runs longer than ``budget`` seconds."""
+        loop = asyncio.get_running_loop()
+        state = _Job()
+        future = loop.run_in_executor(self._executor, self._work, job, state)
+        if budget is None:
+            return await future
+        timer = loop.call_later(budget, self._expire, loop, state)
+        try:
+            return await future
+        except sqlite3.OperationalError:
+            if state.expired:
+                raise QueryTimeout(budget) from None
+            raise
+        finally:
+            timer.cancel()
+
+    def _work(self, job: Callable[[sqlite3.Connection], T], state: _Job) -> T:
+        conn = self._free.get()
+        try:
+            with state.lock:
+                state.conn = conn
+            return job(conn)
+        finally:
+            with state.lock:
+                state.done = True
+            self._free.put(conn)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop, state: _Job) -> None:
+        with state.lock:
+            if state.done:
+                return
+            state.expired = True
+            if state.conn is not None:  # else the job has not started: it stops at its first step
+                state.conn.interrupt()
+        loop.call_later(_RESEND, self._expire, loop, state)
+
+    def close(self) -> None:
+        """Stop running jobs, wait for the threads, close the connections."""
+        for conn in self.connections:
+            conn.interrupt()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        for conn in self.connections:
+            conn.close()
+
+
+def run_inline(conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T], budget: float | None) -> T:
+    """``job(conn)`` on this thread (an in-memory database has one connection, used on the
+    loop), bounded by a progress handler since nothing else can interrupt it."""
+    if budget is None:
+        return job(conn)
+    deadline = time.monotonic() + budget
+    conn.set_progress_handler(functools.partial(_past, deadline), 10_000)
+    try:
+        return job(conn)
+    except sqlite3.OperationalError:
+        if time.monotonic() >= deadline:
+            raise QueryTimeout(budget) from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _past(deadline: float) -> bool:
+    return time.monotonic() >= deadline
