@@ -67,7 +67,8 @@ async def stream(handler: CollectionHandler) -> None:
     query_args = handler.query_arguments()
     since = since_from(handler, query_args)
     await handler.authorize("list")
-    arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
+    arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
+                                filterable=spec.filterable, sortable=spec.sortable)
     await send(handler.runtime.signals.pre_get_list, handler.model, arguments=arguments, handler=handler)
     query = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
     await feeds.ready()

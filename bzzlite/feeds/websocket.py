@@ -192,7 +192,7 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
             raise QueryError("since", "an event id (a non-negative integer)", "query_value")
         spec = self.spec
         arguments = parse_arguments(spec.schema, parse_qs(query.lstrip("?"), keep_blank_values=True),
-                                    per_page=spec.per_page)
+                                    per_page=spec.per_page, filterable=spec.filterable, sortable=spec.sortable)
         await send(self.runtime.signals.pre_get_list, self.model, arguments=arguments, handler=self)
         built = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
         if self.gone or sub_id in self.subs:

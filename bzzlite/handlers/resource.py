@@ -149,9 +149,10 @@ class CollectionHandler(ResourceHandler):
         spec, signals = self.spec, self.runtime.signals
         query_args = self.query_arguments()
         await self.authorize("list")
-        arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
+        arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
+                                    filterable=spec.filterable, sortable=spec.sortable)
         await send(signals.pre_get_list, self.model, arguments=arguments, handler=self)
-        query = build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+        query = build_query(spec.schema, arguments, max_per_page=spec.max_per_page, max_offset=spec.max_offset)
         page = await (await self.store()).find(spec, query)
         items = [project(documents.as_json(spec, r), query.fields) for r in page.records]
         if signals.post_get_list.receivers:
