@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 READERS = 4  # read connections (and threads) per process: slow queries beyond this many wait their turn
+READER_NICE = 10  # the readers' CPU priority below the loop's (see ConnectionPool)
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
 _UNIQUE_FAILED = re.compile(r"\$\.([\w.]+)")
@@ -154,7 +155,7 @@ class SQLiteStore(Store):
                     self._create(conn, spec)
             if self.path != ":memory:":
                 pools.append(ConnectionPool(self._connect, 1, "bzzlite-sqlite-writer"))
-                pools.append(ConnectionPool(self._connect, READERS, "bzzlite-sqlite-reader"))
+                pools.append(ConnectionPool(self._connect, READERS, "bzzlite-sqlite-reader", READER_NICE))
         except sqlite3.Error as exc:
             for pool in pools:
                 pool.close()
