@@ -25,8 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import QueryTimeout
 
@@ -48,25 +47,30 @@ class _Job:
 
 
 class ConnectionPool:
-    """``size`` connections from ``connect()``, each used by one job at a time, in threads.
+    """``size`` connections from ``connect()``, each owned by one thread that runs jobs in turn.
 
     ``nice`` lowers the threads' CPU priority (Linux): when the CPUs are all busy, the event
     loop, which answers every request, goes first, and a long query takes what is left.
+    Jobs travel on one queue and come back through ``call_soon_threadsafe``: about half of
+    what ``run_in_executor`` costs per call, measured (see bench/README.md, "Isolation").
     """
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, name: str, nice: int = 0) -> None:
         self.connections = [connect() for _ in range(size)]
-        self._free: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        for conn in self.connections:
-            self._free.put(conn)
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name,
-                                            initializer=_lower_priority, initargs=(nice,))
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, args=(conn, nice), name=f"{name}-{n}", daemon=True)
+            for n, conn in enumerate(self.connections)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def run(self, job: Callable[[sqlite3.Connection], T], budget: float | None = None) -> T:
         """``job(conn)`` in a thread; QueryTimeout if it runs longer than ``budget`` seconds."""
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
         state = _Job()
-        future = loop.run_in_executor(self._executor, self._work, job, state)
+        self._jobs.put((job, state, loop, future))
         if budget is None:
             return await future
         timer = loop.call_later(budget, self._expire, loop, state)
@@ -79,16 +83,24 @@ class ConnectionPool:
         finally:
             timer.cancel()
 
-    def _work(self, job: Callable[[sqlite3.Connection], T], state: _Job) -> T:
-        conn = self._free.get()
-        try:
+    def _serve(self, conn: sqlite3.Connection, nice: int) -> None:
+        _lower_priority(nice)
+        while (item := self._jobs.get()) is not None:
+            job, state, loop, future = item
             with state.lock:
                 state.conn = conn
-            return job(conn)
-        finally:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = job(conn)
+            except BaseException as exc:  # noqa: BLE001 (handed to the awaiting coroutine, raised there)
+                error = exc
             with state.lock:
                 state.done = True
-            self._free.put(conn)
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     def _expire(self, loop: asyncio.AbstractEventLoop, state: _Job) -> None:
         with state.lock:
@@ -100,12 +112,24 @@ class ConnectionPool:
         loop.call_later(_RESEND, self._expire, loop, state)
 
     def close(self) -> None:
-        """Stop running jobs, wait for the threads, close the connections."""
+        """Stop running jobs, end the threads, close the connections."""
         for conn in self.connections:
             conn.interrupt()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
         for conn in self.connections:
             conn.close()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _lower_priority(nice: int) -> None:

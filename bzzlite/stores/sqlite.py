@@ -344,7 +344,9 @@ class SQLiteStore(Store):
         parts = _keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
         limit = query.per_page + 1
 
-        def job(conn: sqlite3.Connection) -> Page:
+        # The thread only runs SQLite (the GIL released) and fetches rows; the documents are
+        # decoded back on the loop, so a low-priority reader holds the GIL as little as it can.
+        def job(conn: sqlite3.Connection) -> tuple[list[Any], int | None]:
             rows: list[Any] = []
             for clause, extra, pinned in parts:  # run in turn until the page is full
                 clauses = [*where, clause] if clause else where
@@ -357,13 +359,14 @@ class SQLiteStore(Store):
             if not query.keyset:
                 sql_where = (" WHERE " + " AND ".join(where)) if where else ""
                 total = conn.execute(f"SELECT count(*) FROM {table}{sql_where}", params).fetchone()[0]
-            records = [Record(r[0], r[1], orjson.loads(r[2])) for r in rows[: query.per_page]]
-            return Page(records, total, len(rows) > query.per_page)
+            return rows, total
 
         try:
-            return await self._read(job, self.budget(spec))
+            rows, total = await self._read(job, self.budget(spec))
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
+        records = [Record(r[0], r[1], orjson.loads(r[2])) for r in rows[: query.per_page]]
+        return Page(records, total, len(rows) > query.per_page)
 
 
 def _missing_or_stale(conn: sqlite3.Connection, table: str, id: str) -> Exception:
