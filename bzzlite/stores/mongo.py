@@ -386,16 +386,14 @@ class MongoStore(Store):
         # maxTimeMS: the server itself stops the query past the budget (ExecutionTimeout);
         # the page and the count each get the whole budget.
         limits: dict[str, Any] = {"maxTimeMS": max(1, round(budget * 1000))} if budget else {}
-        try:
-            with self._errors(coll):
+        with self._errors(coll):
+            try:
                 raws = await coll.handle.find(
                     selector, sort=order, skip=query.offset, limit=query.per_page + 1, max_time_ms=limits.get("maxTimeMS")
                 ).to_list(None)
                 total = None if query.keyset else await coll.handle.count_documents(selector, **limits)
-        except StoreUnavailable as exc:
-            if budget and isinstance(exc.__cause__, ExecutionTimeout):
-                raise QueryTimeout(budget) from None
-            raise
+            except ExecutionTimeout:
+                raise QueryTimeout(budget or 0) from None
         records = [coll.decode(raw) for raw in raws[: query.per_page]]
         return Page(records, total, len(raws) > query.per_page)
 
