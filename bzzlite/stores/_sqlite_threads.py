@@ -51,8 +51,8 @@ class ConnectionPool:
 
     ``nice`` lowers the threads' CPU priority (Linux): when the CPUs are all busy, the event
     loop, which answers every request, goes first, and a long query takes what is left.
-    Jobs travel on one queue and come back through ``call_soon_threadsafe``: about half of
-    what ``run_in_executor`` costs per call, measured (see bench/README.md, "Isolation").
+    Jobs travel on one queue and come back through one ``call_soon_threadsafe``, which costs
+    less than ``run_in_executor`` (bench/README.md, "Isolation").
     """
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, name: str, nice: int = 0) -> None:
