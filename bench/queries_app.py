@@ -9,7 +9,8 @@ from bzzlite import App, Registry
 registry = Registry()
 
 
-@registry.resource(name="product", indexes=[("category", "-price"), ("price",)], max_per_page=100)
+@registry.resource(name="product", indexes=[("category", "-price"), ("price",)], max_per_page=100,
+                   max_offset=None)  # the benchmark compares deep page= offsets with cursors
 class Product(BaseModel):
     name: str
     category: str

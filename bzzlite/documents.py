@@ -234,7 +234,8 @@ class Documents(Generic[M]):
             for key, value in scope.items():
                 filters[key] = All((*_as_all(filters[key]), value)) if key in filters else value
             arguments = {**arguments, "filters": filters}
-        return build_query(spec.schema, arguments, max_per_page=spec.max_per_page)
+        return build_query(spec.schema, arguments, max_per_page=spec.max_per_page,
+                           max_offset=spec.max_offset if self.handler is not None else None)
 
     async def find_records(self, arguments: dict[str, Any]) -> tuple[Query, Page]:
         """A page for list ``arguments`` (as ``pre_get_list`` receivers see them)."""

@@ -106,3 +106,11 @@ class TransactionIncomplete(StoreError):
     def __init__(self, ids: list[str]) -> None:
         self.ids = ids
         super().__init__(f"the transaction failed and these writes could not be undone: {', '.join(ids)}")
+
+
+class QueryTimeout(StoreError):
+    """A query ran past its time budget and was stopped (``App(query_timeout=...)``)."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        super().__init__(f"the query ran past its budget of {budget:g} s and was stopped")

@@ -676,12 +676,19 @@ def _resource_paths(
 
 
 def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
-    """page, per_page, sort, fields, after, then one parameter per field and operator."""
+    """page, per_page, sort, fields, after, then one parameter per field and operator.
+
+    Only the fields of the resource's ``filterable=`` / ``sortable=`` allowlists appear.
+    """
     paths = spec.schema.paths
-    sortable = ["id", *[p for p, f in paths.items() if f.orderable]]
+    sortable = ["id", *[p for p, f in paths.items() if f.orderable and (spec.sortable is None or p in spec.sortable)]]
     projectable = list(dict.fromkeys(["id", *spec.schema.top_level, *paths]))
-    yield {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1,
-                                                      "default": 1}}
+    page: dict[str, Any] = {"name": "page", "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1, "default": 1}}
+    if spec.max_offset is not None:
+        page["description"] = (f"`page` × `per_page` is at most {spec.max_offset}; "
+                               "read further with `after` cursors.")
+    yield page
     yield {"name": "per_page", "in": "query", "description": f"Capped at {spec.max_per_page}.",
            "schema": {"type": "integer", "minimum": 1, "default": spec.per_page}}
     yield {"name": "sort", "in": "query", "style": "form", "explode": False,
@@ -695,7 +702,8 @@ def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
            "description": "A cursor from a `next` link: keyset paging, no total (instead of `page`)."}
     yield from _filter_parameters("id", None)
     for path, field in paths.items():
-        yield from _filter_parameters(path, field)
+        if spec.filterable is None or path in spec.filterable:
+            yield from _filter_parameters(path, field)
 
 
 def _filter_parameters(path: str, field: FieldPath | None) -> Iterator[dict[str, Any]]:

@@ -206,14 +206,23 @@ def _at_most(parameter: str, number: int) -> int:
 
 
 def parse_arguments(
-    schema: ModelSchema, query: Mapping[str, list[str]], *, per_page: int = 20
+    schema: ModelSchema,
+    query: Mapping[str, list[str]],
+    *,
+    per_page: int = 20,
+    filterable: frozenset[str] | None = None,
+    sortable: frozenset[str] | None = None,
 ) -> dict[str, Any]:
     """The ``arguments`` of ``pre_get_list`` from a decoded query string.
+
+    ``filterable`` and ``sortable`` are the resource's allowlists (None: every field); they
+    bound what the client may ask, not what ``pre_get_list`` receivers add afterwards.
 
     Returns ``{"filters": {...}, "sort": [...], "fields": [...] | None, "page": int,
     "per_page": int, "after": str | None}``; filter values are already coerced.
     Raises:
-        QueryError: unknown field or operator, a value that does not coerce.
+        QueryError: unknown field or operator, a field outside an allowlist, a value that
+            does not coerce.
     """
     filters: dict[str, Any] = {}
     count = 0
@@ -224,6 +233,8 @@ def parse_arguments(
         if count > MAX_CONDITIONS:
             raise QueryError(parameter, f"a query holds at most {MAX_CONDITIONS} filter conditions; "
                              "combine equalities on one field with __in", "query_too_many")
+        if filterable is not None:
+            _allowed(schema, parameter, _split(parameter)[0], filterable, "filtered")
         coerced = [_coerce(schema, parameter, v, from_string=True) for v in values]
         if parameter.endswith(("__in", "__nin")) and sum(map(len, coerced)) > MAX_LIST_VALUES:
             raise QueryError(parameter, f"__in and __nin take at most {MAX_LIST_VALUES} values", "query_too_many")
@@ -231,9 +242,13 @@ def parse_arguments(
     sort = query.get("sort")
     fields = query.get("fields")
     after = query.get("after")
+    sort_names = _names(_single("sort", sort)) if sort else []
+    if sortable is not None:
+        for name in sort_names:
+            _allowed(schema, "sort", name.lstrip("-+"), sortable, "sorted")
     return {
         "filters": filters,
-        "sort": _names(_single("sort", sort)) if sort else [],
+        "sort": sort_names,
         "fields": _names(_single("fields", fields)) if fields else None,
         "page": _positive_int("page", _single("page", query["page"])) if "page" in query else 1,
         "per_page": _positive_int("per_page", _single("per_page", query["per_page"])) if "per_page" in query else per_page,
@@ -241,8 +256,24 @@ def parse_arguments(
     }
 
 
-def build_query(schema: ModelSchema, arguments: Mapping[str, Any], *, max_per_page: int = 100) -> Query:
-    """Validate (again) the possibly receiver-edited ``arguments`` into a :class:`Query`."""
+def _allowed(schema: ModelSchema, parameter: str, path: str, allowed: frozenset[str], verb: str) -> None:
+    """Refuse a field outside a resource's allowlist (the id is always allowed: its index is the key)."""
+    if path == ID_PATH or path in allowed:
+        return
+    _field(schema, path, parameter)  # an unknown field is named as such
+    names = ", ".join(sorted({ID_PATH, *allowed}))
+    raise QueryError(parameter, f"{path!r} cannot be {verb} on here; the fields that can: {names}",
+                     f"query_not_{verb.replace('ed', 'able')}")
+
+
+def build_query(
+    schema: ModelSchema, arguments: Mapping[str, Any], *, max_per_page: int = 100, max_offset: int | None = None
+) -> Query:
+    """Validate (again) the possibly receiver-edited ``arguments`` into a :class:`Query`.
+
+    ``max_offset`` caps ``page × per_page``: SQLite and MongoDB both walk every skipped
+    document, so a deep page costs in proportion to its depth, where a cursor does not.
+    """
     filters = arguments.get("filters") or {}
     if not isinstance(filters, Mapping):
         raise QueryError("filters", "filters must be a dict")
@@ -280,6 +311,10 @@ def build_query(schema: ModelSchema, arguments: Mapping[str, Any], *, max_per_pa
     after = arguments.get("after")
     if after is not None and page != 1:
         raise QueryError("after", "use either page or after, not both")
+    if max_offset is not None and after is None and page * per_page > max_offset:
+        raise QueryError("page", f"page × per_page may be at most {max_offset} here ({page} × {per_page} asked); "
+                         "to read further, page with cursors: add after= (empty for the first page) and "
+                         "follow each answer's Link rel=\"next\"", "query_page_too_deep")
     query = Query(tuple(conditions), tuple(sort), fields, page, per_page, after is not None, None)
     if after:
         cursor = decode_cursor(str(after), query)

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from blinker import ANY, Signal
 from pydantic import BaseModel, create_model
@@ -54,6 +54,10 @@ class ResourceSpec:
     indexes: tuple[tuple[str, ...], ...] = ()
     per_page: int = 20
     max_per_page: int = 100
+    max_offset: int | None = 10_000  # cap on page × per_page (None: no cap)
+    filterable: frozenset[str] | None = None  # fields clients may filter on (None: every field)
+    sortable: frozenset[str] | None = None  # fields clients may sort on (None: every field)
+    query_timeout: float | None = None  # seconds a list query may run (None: the app's query_timeout)
     auth: Any = None  # per-resource auth override (see bzzlite.auth), None = app default
     # handler -> filters every document a request reaches must match (None: all of them)
     scope: Callable[[Any], Mapping[str, Any] | None] | None = None
@@ -93,6 +97,10 @@ class Registry:
         indexes: Iterable[str | Sequence[str]] = (),
         per_page: int = 20,
         max_per_page: int = 100,
+        max_offset: int | None = 10_000,
+        filterable: Iterable[str] | Literal["indexed"] | None = None,
+        sortable: Iterable[str] | Literal["indexed"] | None = None,
+        query_timeout: float | None = None,
         auth: Any = None,
         scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
         methods: Iterable[str] | None = None,
@@ -103,7 +111,18 @@ class Registry:
     def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Serve a pydantic (or ODMantic) model as a REST collection. Bare or called.
 
-        The options are :meth:`add_resource`'s; an unknown one is a ConfigurationError."""
+        The options are :meth:`add_resource`'s; an unknown one is a ConfigurationError.
+
+        Options bounding what clients may ask of a list (docs/queries.md, "Limits"):
+            per_page, max_per_page: the default and the largest page size.
+            max_offset: the largest ``page × per_page`` (default 10,000; None: no cap);
+                deeper pages are read with ``after=`` cursors.
+            filterable, sortable: the fields clients may filter / sort on (default: every
+                field); ``"indexed"`` allows the unique and indexed fields only. The id
+                always can be.
+            query_timeout: seconds a list query may run before it is stopped with 503
+                (default: ``App(query_timeout=...)``; 0 turns the budget off).
+        """
         if model is not None:
             self.add_resource(model, **options)
             return model
@@ -123,6 +142,10 @@ class Registry:
         indexes: Iterable[str | Sequence[str]] = (),
         per_page: int = 20,
         max_per_page: int = 100,
+        max_offset: int | None = 10_000,
+        filterable: Iterable[str] | Literal["indexed"] | None = None,
+        sortable: Iterable[str] | Literal["indexed"] | None = None,
+        query_timeout: float | None = None,
         auth: Any = None,
         scope: Callable[[Any], Mapping[str, Any] | None] | None = None,
         methods: Iterable[str] | None = None,
@@ -192,6 +215,13 @@ class Registry:
         prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         if per_page < 1 or max_per_page < per_page:
             raise ConfigurationError(f"{model.__name__}: need 1 <= per_page <= max_per_page")
+        if max_offset is not None and (isinstance(max_offset, bool) or not isinstance(max_offset, int)
+                                       or max_offset < max_per_page):
+            raise ConfigurationError(f"{model.__name__}: max_offset is a number of documents, at least "
+                                     f"max_per_page ({max_per_page}), or None for no cap")
+        if query_timeout is not None and (isinstance(query_timeout, bool)
+                                          or not isinstance(query_timeout, (int, float)) or not query_timeout >= 0):
+            raise ConfigurationError(f"{model.__name__}: query_timeout is a number of seconds (0: no budget)")
         schema = inspect_model(odmantic.schema_model(model) if odmantic.is_odmantic_model(model) else model)
         index_list = tuple(_index_fields(model.__name__, schema, i) for i in indexes)
         if lookup is not None and (lookup not in schema.unique or lookup not in schema.top_level):
@@ -207,6 +237,10 @@ class Registry:
             indexes=index_list,
             per_page=per_page,
             max_per_page=max_per_page,
+            max_offset=max_offset,
+            filterable=_allowlist(model.__name__, schema, index_list, "filterable", filterable),
+            sortable=_allowlist(model.__name__, schema, index_list, "sortable", sortable),
+            query_timeout=query_timeout,
             auth=auth,
             scope=scope,
             methods=served,
@@ -388,6 +422,26 @@ def _with_id(model: type[BaseModel]) -> type[BaseModel]:
     stored = create_model(model.__name__, __base__=model, __module__=model.__module__, id=(str, ...))
     stored.__qualname__ = model.__qualname__
     return stored
+
+
+def _allowlist(
+    model_name: str, schema: ModelSchema, indexes: tuple[tuple[str, ...], ...], option: str,
+    given: Iterable[str] | str | None,
+) -> frozenset[str] | None:
+    """The field paths of a ``filterable=`` / ``sortable=`` option (None: every field)."""
+    if given is None:
+        return None
+    if given == "indexed":
+        return frozenset({*schema.unique, *(f.lstrip("-") for fields in indexes for f in fields)})
+    if isinstance(given, str):
+        raise ConfigurationError(f"{model_name}: {option}= takes a list of field names or \"indexed\", "
+                                 f"not the string {given!r}")
+    names = frozenset(given)
+    unknown = sorted(n for n in names if n != "id" and n not in schema.paths)
+    if unknown:
+        raise ConfigurationError(f"{model_name}: {option}= names {', '.join(map(repr, unknown))}, not queryable "
+                                 f"fields of the model ({', '.join(schema.paths)})")
+    return names - {"id"}
 
 
 def _index_fields(model_name: str, schema: ModelSchema, index: str | Sequence[str]) -> tuple[str, ...]:

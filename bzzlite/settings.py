@@ -22,6 +22,7 @@ class Settings:
     db: str = DEFAULT_DB
     max_body_size: int = 10 * 1024 * 1024
     store_timeout: float = 5.0  # seconds a store call may take before 503
+    query_timeout: float = 3.0  # seconds a list query may run before it is stopped (503); 0 = no budget
     docs: bool = True  # serve /openapi.json and /docs
     title: str = "bzzlite API"
     version: str = "0.1.0"
@@ -53,6 +54,8 @@ class Settings:
             raise ConfigurationError("max_body_size must be a positive number of bytes")
         if settings.feed_journal_size < 1 or settings.feed_buffer < 1024:
             raise ConfigurationError("feed_journal_size must be 1 or more and feed_buffer at least 1024 bytes")
+        if not settings.query_timeout >= 0:
+            raise ConfigurationError("query_timeout is a number of seconds (0 turns the budget off)")
         if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
             raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
         return settings

@@ -216,13 +216,13 @@ def test_removing_a_field_hides_it_and_keeps_old_documents_writable(sqlite_url):
 def query_plans(app, client, url: str) -> list[tuple[str, list[str]]]:
     """Every SELECT the store ran for ``GET url``, with SQLite's query plan for it."""
     statements: list[str] = []
-    conn = app.store.conn
-    conn.set_trace_callback(statements.append)
+    app.store.trace(statements.append)  # every connection: list queries run on the read pool's
     try:
         response = client.get(url)
     finally:
-        conn.set_trace_callback(None)
+        app.store.trace(None)
     assert response.code == 200, response.text
+    assert any(sql.lstrip().upper().startswith("SELECT") for sql in statements)  # the trace saw the queries
     with contextlib.closing(sqlite3.connect(db_path(app.runtime.settings.db))) as other:
         return [(sql, [row[3] for row in other.execute("EXPLAIN QUERY PLAN " + sql)])
                 for sql in statements if sql.lstrip().upper().startswith("SELECT")]

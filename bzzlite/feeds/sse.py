@@ -71,7 +71,8 @@ async def stream(handler: CollectionHandler) -> None:
     query_args = handler.query_arguments()
     since = since_from(handler, query_args)
     await handler.authorize("list")
-    arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
+    arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
+                                filterable=spec.filterable, sortable=spec.sortable)
     query = await handler.docs.list_query(arguments)  # the list's rules, its receivers and scope
     await feeds.ready()
 

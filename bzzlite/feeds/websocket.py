@@ -192,7 +192,7 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
             raise QueryError("since", "an event id (a non-negative integer)", "query_value")
         spec = self.spec
         arguments = parse_arguments(spec.schema, parse_qs(query.lstrip("?"), keep_blank_values=True),
-                                    per_page=spec.per_page)
+                                    per_page=spec.per_page, filterable=spec.filterable, sortable=spec.sortable)
         # the list's receivers and the resource's scope (auth was checked at the upgrade)
         built = await Documents(self.runtime, spec, self, authorized=("list",)).list_query(arguments)
         if self.gone or sub_id in self.subs:

@@ -24,6 +24,7 @@ from ..errors import (
     HTTPError,
     NotFound,
     QueryTooComplex,
+    QueryTimeout,
     StoreUnavailable,
     TransactionIncomplete,
     VersionConflict,
@@ -74,6 +75,11 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
     if isinstance(exc, QueryTooComplex):
         return HTTPError(400, "The query is too complex for the store: use fewer filter conditions or values.",
                          log_message=str(exc))
+    if isinstance(exc, QueryTimeout):
+        return HTTPError(503, f"The query took longer than its budget of {exc.budget:g} s and was stopped. "
+                         "Filter or sort on indexed fields, or page with after= cursors, so that it "
+                         "does less work; or retry when the server is less busy.",
+                         headers={"Retry-After": str(max(1, round(exc.budget)))}, log_message=str(exc))
     if isinstance(exc, StoreUnavailable):
         return HTTPError(503, "The store is unavailable; try again shortly.", headers={"Retry-After": "1"},
                          log_message=str(exc))

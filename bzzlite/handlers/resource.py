@@ -128,7 +128,8 @@ class CollectionHandler(ResourceHandler):
         spec = self.spec
         query_args = self.query_arguments()
         await self.authorize("list")  # 401/403 before anything is said about the query
-        arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page)
+        arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
+                                    filterable=spec.filterable, sortable=spec.sortable)
         query, page = await self.docs.find_records(arguments)
         items = [project(documents.as_json(spec, r), query.fields) for r in page.records]
         link = link_header(self._links(query_args, query, page))

@@ -52,6 +52,15 @@ class Store(ABC):
     """
 
     url: str
+    #: Seconds a list query may run before it is stopped (QueryTimeout); the app sets it from
+    #: ``App(query_timeout=...)``, a resource's ``@resource(query_timeout=...)`` wins.
+    query_timeout: float | None = 3.0
+
+    def budget(self, spec: ResourceSpec) -> float | None:
+        """The time budget of a query on ``spec``, in seconds (None: unbounded)."""
+        if spec.query_timeout is not None:
+            return spec.query_timeout or None  # 0 turns the budget off for that resource
+        return self.query_timeout or None
 
     @abstractmethod
     async def open(self, specs: Sequence[ResourceSpec]) -> None:
@@ -85,7 +94,7 @@ class Store(ABC):
 
     @abstractmethod
     async def find(self, spec: ResourceSpec, query: Query) -> Page:
-        """A page of documents matching a validated query."""
+        """A page of documents matching a validated query; QueryTimeout past :meth:`budget`."""
 
     @abstractmethod
     async def apply(self, writes: Sequence[Write]) -> None:

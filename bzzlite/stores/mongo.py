@@ -38,6 +38,7 @@ from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
+    ExecutionTimeout,
     OperationFailure,
     PyMongoError,
 )
@@ -52,6 +53,7 @@ from ..errors import (
     TransactionIncomplete,
     DuplicateKey,
     NotFound,
+    QueryTimeout,
     StoreUnavailable,
     VersionConflict,
 )
@@ -462,11 +464,18 @@ class MongoStore(Store):
         if query.after is not None:
             selector = {"$and": [selector, _keyset(coll, query)]} if selector else _keyset(coll, query)
         order = [(_path(k.path), DESCENDING if k.descending else ASCENDING) for k in query.order]
+        budget = self.budget(spec)
+        # maxTimeMS: the server itself stops the query past the budget (ExecutionTimeout);
+        # the page and the count each get the whole budget.
+        limits: dict[str, Any] = {"maxTimeMS": max(1, round(budget * 1000))} if budget else {}
         with self._errors(coll):
-            raws = await coll.handle.find(
-                selector, sort=order, skip=query.offset, limit=query.per_page + 1
-            ).to_list(None)
-            total = None if query.keyset else await coll.handle.count_documents(selector)
+            try:
+                raws = await coll.handle.find(
+                    selector, sort=order, skip=query.offset, limit=query.per_page + 1, max_time_ms=limits.get("maxTimeMS")
+                ).to_list(None)
+                total = None if query.keyset else await coll.handle.count_documents(selector, **limits)
+            except ExecutionTimeout:
+                raise QueryTimeout(budget or 0) from None
         records = [coll.decode(raw) for raw in raws[: query.per_page]]
         return Page(records, total, len(raws) > query.per_page)
 

@@ -2,10 +2,21 @@
 
 Each table is ``(id TEXT PRIMARY KEY, v INTEGER, doc TEXT)``; queries compile to
 ``json_extract`` expressions over ``doc`` with bound parameters, and unique and
-declared indexes are expression indexes on the same expressions. Calls run on the
-event-loop thread: they take microseconds, and running them there makes each store
-call atomic with respect to other requests of the process. WAL mode lets several
-worker processes share the file; conditional writes keep them honest.
+declared indexes are expression indexes on the same expressions.
+
+Where the work runs (a file database, in WAL mode):
+
+- list queries on a small pool of read connections in threads (:mod:`._sqlite_threads`),
+  each bounded by the query budget, so a slow query never stalls other requests;
+- writes on one writer connection in its own thread, one at a time, so a write waiting
+  for the file lock of another worker process does not stall the loop either;
+- reads of one document by id on the event-loop thread itself: an index lookup of a few
+  microseconds, cheaper than the hop to a thread (see bench/README.md, "Isolation").
+
+WAL lets the readers run beside the writer and beside other worker processes; updates
+and deletes are single conditional statements (``... AND v = ?``), so they stay correct
+whichever connection or process read the version. An in-memory database is one
+connection, so there everything runs on the loop, bounded by a progress handler.
 """
 
 from __future__ import annotations
@@ -14,8 +25,8 @@ import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -29,10 +40,15 @@ from ..errors import (
     VersionConflict,
 )
 from ..query import Condition, Query, get_path, sort_values
+from ._sqlite_threads import ConnectionPool, run_inline
 from .base import Page, Record, Store, Write
 
 if TYPE_CHECKING:
     from ..registry import ResourceSpec
+
+T = TypeVar("T")
+READERS = 4  # read connections (and threads) per process: slow queries beyond this many wait their turn
+READER_NICE = 10  # the readers' CPU priority below the loop's (see ConnectionPool)
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
 _UNIQUE_FAILED = re.compile(r"\$\.([\w.]+)")
@@ -124,7 +140,9 @@ class SQLiteStore(Store):
         self.url = url
         self.path = sqlite_path(url)
         self.synchronous = sqlite_synchronous(url)
-        self.conn: sqlite3.Connection | None = None
+        self.conn: sqlite3.Connection | None = None  # the loop's own: reads by id, the change journal
+        self._writer: ConnectionPool | None = None  # None for :memory: (one connection, on the loop)
+        self._readers: ConnectionPool | None = None
         self._tables: dict[str, str] = {}  # collection path -> quoted table name
         self._stored: dict[str, tuple[str, ...]] = {}  # collection path -> paths kept in plain columns
         self._insert_sql: dict[str, str] = {}  # built once per table, not per request
@@ -137,25 +155,37 @@ class SQLiteStore(Store):
                 "(--db mongodb://host:port/dbname); declare it as a pydantic BaseModel to use SQLite."
             )
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")  # one of _SYNCHRONOUS (the URL's ?synchronous=)
+        return conn
+
     async def open(self, specs: Sequence[ResourceSpec]) -> None:
         if self.conn is not None:
             return
+        pools: list[ConnectionPool] = []
         try:
             if self.path != ":memory:":
                 directory = os.path.dirname(os.path.abspath(self.path))
                 if not os.path.isdir(directory):
                     raise StoreUnavailable(f"the directory of {self.path} does not exist")
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            conn = self._connect()
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")  # one of _SYNCHRONOUS
-            conn.execute("PRAGMA busy_timeout=5000")
             with immediate(conn):  # workers opening the same file at once take turns
                 for spec in specs:
                     self._create(conn, spec)
+            if self.path != ":memory:":
+                pools.append(ConnectionPool(self._connect, 1, "bzzlite-sqlite-writer"))
+                pools.append(ConnectionPool(self._connect, READERS, "bzzlite-sqlite-reader", READER_NICE))
         except sqlite3.Error as exc:
+            for pool in pools:
+                pool.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.conn = conn
+        if pools:
+            self._writer, self._readers = pools
 
     def _create(self, conn: sqlite3.Connection, spec: ResourceSpec) -> None:
         self.check_resource(spec)
@@ -210,6 +240,10 @@ class SQLiteStore(Store):
         return [_sql_value(get_path(doc, path)) for path in self._stored[spec.path]]
 
     async def close(self) -> None:
+        for pool in (self._readers, self._writer):
+            if pool is not None:
+                pool.close()
+        self._readers = self._writer = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -226,6 +260,26 @@ class SQLiteStore(Store):
             raise StoreUnavailable("the store is not open")
         return self.conn
 
+    async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """``job`` on the writer connection, in the writer's thread (writes queue there)."""
+        if self._writer is None:
+            return job(self._conn())
+        return await self._writer.run(job)
+
+    async def _read(self, job: Callable[[sqlite3.Connection], T], budget: float | None) -> T:
+        """``job`` on a free read connection, in its thread, stopped past ``budget`` seconds."""
+        if self._readers is None:
+            return run_inline(self._conn(), job, budget)
+        return await self._readers.run(job, budget)
+
+    def trace(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement any connection runs (None: stop)."""
+        connections = [self._conn()]
+        for pool in (self._writer, self._readers):
+            connections += pool.connections if pool is not None else []
+        for conn in connections:
+            conn.set_trace_callback(callback)
+
     def _unavailable(self, exc: sqlite3.Error) -> StoreUnavailable | QueryTooComplex:
         if isinstance(exc, sqlite3.OperationalError) and _TOO_COMPLEX.search(str(exc)):
             return QueryTooComplex(f"SQLite error: {exc}")
@@ -238,15 +292,18 @@ class SQLiteStore(Store):
     # -- writes ------------------------------------------------------------------
 
     async def insert(self, spec: ResourceSpec, docs: Sequence[tuple[str, dict[str, Any]]]) -> list[Record]:
-        conn = self._conn()
         sql = self._insert_sql[spec.path]
         rows = [(id_, orjson.dumps(doc).decode(), *self._stored_values(spec, doc)) for id_, doc in docs]
-        try:
+
+        def job(conn: sqlite3.Connection) -> None:
             if len(rows) == 1:
                 conn.execute(sql, rows[0])
             else:
                 with immediate(conn):  # a bulk create is all or nothing
                     conn.executemany(sql, rows)
+
+        try:
+            await self._write(job)
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(exc) from None
         except sqlite3.Error as exc:
@@ -254,6 +311,7 @@ class SQLiteStore(Store):
         return [Record(id_, 1, doc) for id_, doc in docs]
 
     async def get(self, spec: ResourceSpec, id: str) -> Record:
+        # On the loop: a primary-key lookup costs less than handing it to a thread.
         try:
             row = self._conn().execute(f"SELECT v, doc FROM {self._tables[spec.path]} WHERE id = ?", (id,)).fetchone()
         except sqlite3.Error as exc:
@@ -265,67 +323,73 @@ class SQLiteStore(Store):
     async def replace(
         self, spec: ResourceSpec, id: str, doc: dict[str, Any], expected_version: int | None
     ) -> Record:
-        conn = self._conn()
         table = self._tables[spec.path]
         values = (orjson.dumps(doc).decode(), *self._stored_values(spec, doc), id)
-        try:
+        sql = self._update_sql[spec.path]
+
+        def job(conn: sqlite3.Connection) -> int:
             if expected_version is None:
-                row = conn.execute(self._update_sql[spec.path] + " RETURNING v", values).fetchone()
+                row = conn.execute(sql + " RETURNING v", values).fetchone()
             else:
-                row = conn.execute(self._update_sql[spec.path] + " AND v = ? RETURNING v",
-                                   (*values, expected_version)).fetchone()
+                row = conn.execute(sql + " AND v = ? RETURNING v", (*values, expected_version)).fetchone()
+            if row is None:
+                raise _missing_or_stale(conn, table, id)
+            return int(row[0])
+
+        try:
+            version = await self._write(job)
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(exc) from None
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        if row is None:
-            raise self._missing_or_stale(table, id)
-        return Record(id, row[0], doc)
+        return Record(id, version, doc)
 
     async def delete(self, spec: ResourceSpec, id: str, expected_version: int | None) -> None:
-        conn = self._conn()
         table = self._tables[spec.path]
-        try:
+
+        def job(conn: sqlite3.Connection) -> None:
             if expected_version is None:
                 cursor = conn.execute(f"DELETE FROM {table} WHERE id = ?", (id,))
             else:
                 cursor = conn.execute(f"DELETE FROM {table} WHERE id = ? AND v = ?", (id, expected_version))
+            if cursor.rowcount == 0:
+                raise _missing_or_stale(conn, table, id)
+
+        try:
+            await self._write(job)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-        if cursor.rowcount == 0:
-            raise self._missing_or_stale(table, id)
 
     async def apply(self, writes: Sequence[Write]) -> None:
-        """Every write in one ``BEGIN IMMEDIATE`` transaction: all commit or none does."""
-        conn = self._conn()
-        try:
+        """Every write in one ``BEGIN IMMEDIATE`` transaction on the writer connection: all
+        commit or none does."""
+        rows = []
+        for write in writes:
+            doc = write.doc or {}
+            rows.append((write, orjson.dumps(doc).decode(), self._stored_values(write.spec, doc) if write.doc else []))
+
+        def job(conn: sqlite3.Connection) -> None:
             with immediate(conn):
-                for write in writes:
+                for write, text, stored in rows:
                     table = self._tables[write.spec.path]
                     if write.kind == "insert":
-                        assert write.doc is not None
-                        conn.execute(self._insert_sql[write.spec.path],
-                                     (write.id, orjson.dumps(write.doc).decode(),
-                                      *self._stored_values(write.spec, write.doc)))
+                        conn.execute(self._insert_sql[write.spec.path], (write.id, text, *stored))
                         continue
                     if write.kind == "replace":
-                        assert write.doc is not None
-                        values = (orjson.dumps(write.doc).decode(), *self._stored_values(write.spec, write.doc),
-                                  write.id, write.expected_version)
-                        changed = conn.execute(self._update_sql[write.spec.path] + " AND v = ?", values).rowcount
+                        changed = conn.execute(self._update_sql[write.spec.path] + " AND v = ?",
+                                               (text, *stored, write.id, write.expected_version)).rowcount
                     else:
                         changed = conn.execute(f"DELETE FROM {table} WHERE id = ? AND v = ?",
                                                (write.id, write.expected_version)).rowcount
                     if changed == 0:
-                        raise self._missing_or_stale(table, write.id)  # rolls the whole transaction back
+                        raise _missing_or_stale(conn, table, write.id)  # rolls the whole transaction back
+
+        try:
+            await self._write(job)
         except sqlite3.IntegrityError as exc:
             raise self._duplicate(exc) from None
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
-
-    def _missing_or_stale(self, table: str, id: str) -> Exception:
-        exists = self._conn().execute(f"SELECT 1 FROM {table} WHERE id = ?", (id,)).fetchone()
-        return VersionConflict(id) if exists else NotFound(id)
 
     # -- reads -------------------------------------------------------------------
 
@@ -335,9 +399,11 @@ class SQLiteStore(Store):
         constants = _constants(query.conditions)
         parts = _keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
         limit = query.per_page + 1
-        rows: list[Any] = []
-        try:
-            conn = self._conn()
+
+        # The thread only runs SQLite (the GIL released) and fetches rows; the documents are
+        # decoded back on the loop, so a low-priority reader holds the GIL as little as it can.
+        def job(conn: sqlite3.Connection) -> tuple[list[Any], int | None]:
+            rows: list[Any] = []
             for clause, extra, pinned in parts:  # run in turn until the page is full
                 clauses = [*where, clause] if clause else where
                 sql_where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
@@ -349,10 +415,20 @@ class SQLiteStore(Store):
             if not query.keyset:
                 sql_where = (" WHERE " + " AND ".join(where)) if where else ""
                 total = conn.execute(f"SELECT count(*) FROM {table}{sql_where}", params).fetchone()[0]
+            return rows, total
+
+        try:
+            rows, total = await self._read(job, self.budget(spec))
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         records = [Record(r[0], r[1], orjson.loads(r[2])) for r in rows[: query.per_page]]
         return Page(records, total, len(rows) > query.per_page)
+
+
+def _missing_or_stale(conn: sqlite3.Connection, table: str, id: str) -> Exception:
+    """Why a conditional write matched no row (asked on the connection that wrote)."""
+    exists = conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (id,)).fetchone()
+    return VersionConflict(id) if exists else NotFound(id)
 
 
 # -- query compilation ----------------------------------------------------------------
