@@ -17,7 +17,7 @@ from .errors import (
 from .handlers.base import BaseHandler as Handler
 from .nested import Ref
 from .registry import Registry, action, default_registry, mock, on, resource, route
-from .schema import Unique
+from .schema import ReadOnly, Unique, WriteOnly
 
 __all__ = [
     "App",
@@ -29,11 +29,13 @@ __all__ = [
     "HTTPError",
     "Handler",
     "NotFound",
+    "ReadOnly",
     "Ref",
     "Registry",
     "Unique",
     "ValidationFailed",
     "VersionConflict",
+    "WriteOnly",
     "action",
     "default_registry",
     "etag_of",

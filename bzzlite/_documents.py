@@ -119,8 +119,11 @@ def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
     if spec.is_odmantic:
         doc = odmantic.dump(instance)
     else:
-        doc = instance.model_dump(mode="json")
+        schema = spec.schema
+        doc = instance.model_dump(mode="json", exclude=set(schema.computed) or None)
         doc.pop("id", None)
+        for name, adapter in schema.excluded.items():  # Field(exclude=True): stored, never sent
+            doc[name] = adapter.dump_python(getattr(instance, name), mode="json")
     if spec.schema.has_times:
         canonical_times(instance, doc)
     return doc
@@ -182,14 +185,38 @@ def updated_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     return changes
 
 
-def as_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
-    """The response body of a stored document: its id first, then its fields."""
+def stored_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
+    """A stored document with its id first, every field (write-only ones included)."""
     return {"id": record.id, **spec.schema.fill_defaults(record.doc)}
+
+
+def as_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
+    """What clients see of a stored document: its id first, its fields but the write-only
+    ones, then its computed fields."""
+    body = stored_json(spec, record)
+    schema = spec.schema
+    if schema.write_only:
+        body = {k: v for k, v in body.items() if k not in schema.write_only}
+    if schema.computed:
+        try:
+            body.update(instance(spec, record).model_dump(mode="json", include=set(schema.computed)))
+        except Exception:  # noqa: BLE001 - a computed field that fails must not hide the document
+            pass
+    return body
+
+
+def without_read_only(spec: ResourceSpec, data: Any) -> Any:
+    """A client's body without the fields it may not set (read-only and computed ones): ignored,
+    as the ``id`` is, so a document read back can be sent as it is."""
+    schema = spec.schema
+    if not (schema.read_only or schema.computed) or not isinstance(data, dict):
+        return data
+    return {k: v for k, v in data.items() if k not in schema.read_only and k not in schema.computed}
 
 
 def instance(spec: ResourceSpec, record: Record) -> BaseModel:
     """The model instance handed to receivers, carrying ``instance.id``."""
-    data = as_json(spec, record)
+    data = stored_json(spec, record)
     if spec.is_odmantic:
         return odmantic.instance(spec.model, data)
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -281,8 +281,10 @@ class Documents(Generic[M]):
         return records
 
     async def update_record(self, id_: Any, data: Any, *, partial: bool,
-                            if_match: str | int | None = None) -> Record:
-        """Replace (``partial=False``) or merge-patch a document; one conditional write."""
+                            if_match: str | int | None = None, preserve: Collection[str] = ()) -> Record:
+        """Replace (``partial=False``) or merge-patch a document; one conditional write.
+        A replace keeps the stored values of the ``preserve`` fields (the read-only ones,
+        which a client's body cannot carry)."""
         spec = self.spec
         await self.authorize("update")
         arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
@@ -295,6 +297,8 @@ class Documents(Generic[M]):
         def change(current: Record) -> tuple[dict[str, Any], dict[str, Any]]:
             before = spec.schema.fill_defaults(current.doc)
             after = documents.merge_patch(before, patch) if partial else data
+            if preserve and not partial and isinstance(after, dict):
+                after = {**after, **{k: before[k] for k in preserve if k in before}}
             return before, documents.validate(spec, self._fill_scope(after))
 
         before, record = await self._write(id_, if_match, change)

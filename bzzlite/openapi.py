@@ -304,6 +304,8 @@ class _Schemas:
             self.components[names["Document"]] = _document_schema(response)
             self.components[names["ListItem"]] = _list_item_schema(response, spec.model.__name__, defs)
             self.components[names["List"]] = _list_schema(spec, names["ListItem"])
+            for role in ("Request", "Patch", "Document", "ListItem"):
+                _field_roles(self.components[names[role]], spec, writing=role in ("Request", "Patch"))
             if all(name in spec.schema.paths for name in spec.schema.top_level):
                 # a flat model can be sent as form fields too (bzz's example did)
                 names["Form"] = self._free_name(f"{spec.model.__name__}Form")
@@ -321,6 +323,28 @@ class _Schemas:
             candidate, n = f"{name}{n}", n + 1
         self.components[candidate] = {}  # reserved
         return candidate
+
+
+def _field_roles(schema: dict[str, Any], spec: ResourceSpec, *, writing: bool) -> None:
+    """Mark read-only and write-only fields (``ReadOnly``, ``WriteOnly``, ``Field(exclude=True)``):
+    request bodies flag them (a read-only field is ignored, so never required); responses leave
+    write-only fields out, and carry computed fields as read-only."""
+    roles = spec.schema
+    properties = schema.get("properties", {})
+    if writing:
+        for name in roles.read_only & properties.keys():
+            properties[name] = {**properties[name], "readOnly": True}
+        for name in roles.write_only & properties.keys():
+            properties[name] = {**properties[name], "writeOnly": True}
+        hidden = roles.read_only
+    else:
+        for name in roles.write_only:
+            properties.pop(name, None)
+        for name in set(roles.computed) & properties.keys():
+            properties[name] = {**properties[name], "readOnly": True}
+        hidden = roles.write_only
+    if "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name not in hidden]
 
 
 def _allows_null(schema: dict[str, Any]) -> bool:
@@ -680,9 +704,10 @@ def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
 
     Only the fields of the resource's ``filterable=`` / ``sortable=`` allowlists appear.
     """
-    paths = spec.schema.paths
+    hidden = spec.schema.write_only  # never filtered, sorted or projected on
+    paths = {p: f for p, f in spec.schema.paths.items() if p.partition(".")[0] not in hidden}
     sortable = ["id", *[p for p, f in paths.items() if f.orderable and (spec.sortable is None or p in spec.sortable)]]
-    projectable = list(dict.fromkeys(["id", *spec.schema.top_level, *paths]))
+    projectable = list(dict.fromkeys(["id", *[n for n in spec.schema.top_level if n not in hidden], *paths]))
     page: dict[str, Any] = {"name": "page", "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1, "default": 1}}
     if spec.max_offset is not None:

@@ -104,7 +104,7 @@ def _field(schema: ModelSchema, path: str, parameter: str) -> FieldPath | None:
     if path == ID_PATH:
         return None
     found = schema.paths.get(path)
-    if found is None:
+    if found is None or path.partition(".")[0] in schema.write_only:  # a hidden field is no field
         raise QueryError(parameter, f"unknown field {path!r}", "query_unknown_field")
     return found
 
@@ -302,7 +302,8 @@ def build_query(
     fields = arguments.get("fields")
     if fields is not None:
         for name in fields:
-            if name != ID_PATH and name not in schema.paths and name not in schema.top_level:
+            known = name in schema.paths or name in schema.top_level
+            if name != ID_PATH and (not known or name.partition(".")[0] in schema.write_only):
                 raise QueryError("fields", f"unknown field {name!r}", "query_unknown_field")
         fields = tuple(dict.fromkeys(fields))
 

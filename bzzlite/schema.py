@@ -31,6 +31,26 @@ class _UniqueMarker:
 
 Unique = _UniqueMarker()
 
+
+class _RoleMarker:
+    """Marks a top-level field's role in the HTTP API (see :data:`ReadOnly`, :data:`WriteOnly`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: ``Annotated[str, ReadOnly]``: set by the server or a receiver, never by a client. A client's
+#: value is ignored on every write (POST, PUT, PATCH, bulk, forms); a PUT keeps the stored one.
+#: Also ``Field(json_schema_extra={"readOnly": True})``.
+ReadOnly = _RoleMarker("ReadOnly")
+#: ``Annotated[str, WriteOnly]``: accepted on writes, never in a response, a list, a projection,
+#: a change-feed event or a filter (a password hash). Also ``Field(json_schema_extra=
+#: {"writeOnly": True})``, and pydantic's ``Field(exclude=True)`` (stored, never sent).
+WriteOnly = _RoleMarker("WriteOnly")
+
 _LIST_ORIGINS = (list, set, frozenset, tuple)
 _UNION_ORIGINS = (Union, types.UnionType)
 _STRINGISH = (str,)
@@ -240,6 +260,10 @@ class ModelSchema:
     top_level: tuple[str, ...]
     has_times: bool = False  # datetimes/times somewhere: stored in canonical_time form
     key_set: frozenset[str] = frozenset()  # the top-level field names, for fill_defaults
+    read_only: frozenset[str] = frozenset()  # top-level fields clients cannot set
+    write_only: frozenset[str] = frozenset()  # top-level fields never sent to clients
+    excluded: dict[str, TypeAdapter[Any]] = field(default_factory=dict)  # Field(exclude=True): dumped apart
+    computed: tuple[str, ...] = ()  # @computed_field names: served in responses, never stored
 
     def __post_init__(self) -> None:
         self.key_set = frozenset(self.top_level)
@@ -316,6 +340,7 @@ def inspect_model(model: type[BaseModel]) -> ModelSchema:
             )
 
     walk(model, "", 0, False)
+    read_only, write_only, excluded = _roles(model)
     for name, info in model.model_fields.items():
         has, value = _json_default(info)
         if has:
@@ -335,7 +360,42 @@ def inspect_model(model: type[BaseModel]) -> ModelSchema:
         nullable_fields=frozenset(nullable_fields),
         top_level=tuple(model.model_fields),
         has_times=mentions_time(model),
+        read_only=read_only,
+        write_only=write_only,
+        excluded=excluded,
+        computed=tuple(getattr(model, "model_computed_fields", {}) or ()),
     )
+
+
+def _role(info: Any, marker: _RoleMarker, keyword: str) -> bool:
+    _, _, metadata = unwrap(info.annotation)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return any(m is marker for m in (*metadata, *info.metadata)) or extra.get(keyword) is True
+
+
+def _roles(model: type[BaseModel]) -> tuple[frozenset[str], frozenset[str], dict[str, TypeAdapter[Any]]]:
+    """The read-only, write-only and excluded top-level fields; a role deeper is an error."""
+    read_only, write_only, excluded = set(), set(), {}
+    for name, info in model.model_fields.items():
+        ro, wo = _role(info, ReadOnly, "readOnly"), _role(info, WriteOnly, "writeOnly")
+        if ro and wo:
+            raise ConfigurationError(f"{model.__name__}.{name}: a field is ReadOnly or WriteOnly, not both")
+        if ro:
+            read_only.add(name)
+        if wo or info.exclude:
+            write_only.add(name)
+        if info.exclude:
+            excluded[name] = TypeAdapter(info.annotation if info.annotation is not None else Any)
+        tp, _, _ = unwrap(info.annotation)
+        inner = [tp] + [unwrap(a)[0] for a in get_args(tp)]
+        for candidate in inner:
+            if is_model(candidate):
+                for sub, sub_info in candidate.model_fields.items():
+                    if _role(sub_info, ReadOnly, "readOnly") or _role(sub_info, WriteOnly, "writeOnly"):
+                        raise ConfigurationError(
+                            f"{model.__name__}.{name}.{sub}: ReadOnly and WriteOnly apply to top-level fields "
+                            "only; mark the top-level field instead")
+    return frozenset(read_only), frozenset(write_only), excluded
 
 
 def _has_unique(annotation: Any) -> bool:

@@ -66,8 +66,9 @@ class Decoded:
         else:
             self.before = documents.as_json(spec, Record(change.doc_id, 0, change.old or {}))
             self.after = doc
+            # as clients see the document: write-only fields never, computed ones as computed
             self.updated_fields = documents.updated_fields(
-                {k: v for k, v in self.before.items() if k != "id"}, change.doc
+                {k: v for k, v in self.before.items() if k != "id"}, {k: v for k, v in doc.items() if k != "id"}
             )
 
     def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> Event | None:

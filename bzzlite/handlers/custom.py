@@ -92,8 +92,16 @@ class RouteHandler(BaseHandler):
             tag = etag_of(result)
             if tag is not None:
                 self.set_header("ETag", tag)
-            result = result.model_dump(mode="json")
+            result = self._public(result)
         self.write_json(result, self.route.status)
+
+    def _public(self, value: BaseModel) -> Any:
+        """A model as JSON; a resource's document without its write-only fields."""
+        body = value.model_dump(mode="json")
+        for spec in self.runtime.registry.resources.values():
+            if isinstance(value, spec.model) and spec.schema.write_only:
+                return {k: v for k, v in body.items() if k not in spec.schema.write_only}
+        return body
 
     async def get(self, **path: str) -> None:
         await self._serve(**path)

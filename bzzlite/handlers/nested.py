@@ -109,8 +109,19 @@ class NestedHandler(ResourceHandler):
         return documents.instance(self.spec, self._parent_record)
 
     def allowed_methods(self) -> tuple[str, ...]:
-        methods = self.target.methods if self.target is not None else self.ALLOWED
-        return served_methods(self.spec, methods)
+        if self.target is not None:
+            return self._allowed(self.target)
+        return served_methods(self.spec, self.ALLOWED)
+
+    def _allowed(self, path: NestedPath) -> tuple[str, ...]:
+        """The methods of a nested path: the resource's (``methods=``), GET only inside a
+        read-only field; a path through a reference answers as the referenced resource."""
+        if path.through:
+            return path.methods
+        methods = served_methods(self.spec, path.methods)
+        if path.segments and path.segments[0] in self.spec.schema.read_only:
+            methods = tuple(m for m in methods if m == "GET")
+        return methods
 
     # -- the path --------------------------------------------------------------------
 
@@ -121,12 +132,15 @@ class NestedHandler(ResourceHandler):
     def _resolve(self, rest: str) -> NestedPath:
         """Check the path against the model (404) and the method against the path (405)."""
         segments = rest.removesuffix("/").split("/")
+        schema = self.spec.schema
+        if segments[0] in schema.write_only:  # hidden from clients: as if it did not exist
+            raise HTTPError(404, "No such nested path.")
         try:
             path = parse_path(self.tree, segments)
         except PathNotFound as exc:
             raise HTTPError(404, exc.message) from None
         self.target = path
-        allowed = path.methods if path.through else served_methods(self.spec, path.methods)
+        allowed = self._allowed(path)
         if (self.request.method if self.request.method != "HEAD" else "GET") not in allowed:
             raise HTTPError(405, f"{self.request.method} is not allowed here; use {', '.join(allowed) or 'nothing'}.")
         return path

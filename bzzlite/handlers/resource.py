@@ -170,7 +170,8 @@ class CollectionHandler(ResourceHandler):
         await self.authorize("create")  # 401/403 before anything is said about the body
         data = self.parse_body()
         bulk = isinstance(data, list)
-        records = await self.docs.create_records(data if bulk else [data], bulk=bulk)
+        items = [documents.without_read_only(self.spec, item) for item in (data if bulk else [data])]
+        records = await self.docs.create_records(items, bulk=bulk)
         ids = ",".join(r.id for r in records)
         self.set_header("X-Created-Id", ids)
         if bulk:
@@ -201,8 +202,9 @@ class ItemHandler(ResourceHandler):
 
     async def _update(self, id_: str, *, partial: bool) -> None:
         await self.authorize("update")  # 401/403 before anything is said about the body
-        data = self.parse_body()
-        self.write_document(await self.docs.update_record(id_, data, partial=partial, if_match=self.if_match))
+        data = documents.without_read_only(self.spec, self.parse_body())
+        self.write_document(await self.docs.update_record(id_, data, partial=partial, if_match=self.if_match,
+                                                          preserve=self.spec.schema.read_only))
 
     async def delete(self, id_: str) -> None:
         await self.docs.delete_record(id_, if_match=self.if_match)
