@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -201,7 +202,8 @@ def as_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
         try:
             body.update(instance(spec, record).model_dump(mode="json", include=set(schema.computed)))
         except Exception:  # noqa: BLE001 - a computed field that fails must not hide the document
-            pass
+            logging.getLogger("bzzlite").exception("a computed field of %s failed for %s", spec.model.__name__,
+                                                   record.id)
     return body
 
 
