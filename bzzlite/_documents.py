@@ -201,7 +201,7 @@ def as_json(spec: ResourceSpec, record: Record) -> dict[str, Any]:
     if schema.computed:
         try:
             body.update(instance(spec, record).model_dump(mode="json", include=set(schema.computed)))
-        except Exception:  # noqa: BLE001 - a computed field that fails must not hide the document
+        except Exception:  # a computed field that fails must not hide the document
             logging.getLogger("bzzlite").exception("a computed field of %s failed for %s", spec.model.__name__,
                                                    record.id)
     return body
