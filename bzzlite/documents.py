@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from . import _documents as documents
+from . import _references as references
 from ._ids import is_valid_id, new_id
 from .errors import HTTPError, NotFound, ValidationFailed, VersionConflict
 from .feeds.matcher import matches
-from .query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
+from .query import All, Condition, Query, build_query, encode_cursor, parse_arguments, sort_values
 from .signals import send, send_after_commit
 from .stores.base import Record, Write
 
@@ -267,6 +268,10 @@ class Documents(Generic[M]):
                 errors.extend(exc.errors or [])
         if errors:
             raise ValidationFailed(errors)
+        for index, doc in enumerate(docs):
+            errors += await self.missing_references(doc, (index,) if bulk else ())
+        if errors:
+            raise ValidationFailed(errors)
         pairs = [(new_id(), doc) for doc in docs]
         tx = self.runtime.current_transaction()
         if tx is not None:
@@ -311,9 +316,83 @@ class Documents(Generic[M]):
         await self.authorize("delete")
         arguments: dict[str, Any] = {"id": id_}
         await send(self.runtime.signals.pre_delete_instance, self.model, arguments=arguments, handler=self.handler)
-        _, record = await self._write(arguments.get("id"), if_match, None)
+        referrers = references.referrers_of(self.spec, list(self.runtime.registry.resources.values()))
+        if referrers and self.runtime.current_transaction() is None:
+            async with self.runtime.transaction():  # the referrers' changes and the delete, together
+                record = await self._delete(arguments.get("id"), if_match, referrers)
+        else:
+            record = await self._delete(arguments.get("id"), if_match, referrers)
         await self._announce("post_delete_instance", record=record)
         return record
+
+    async def _delete(self, id_: Any, if_match: str | int | None, referrers: list[references.Referrer]) -> Record:
+        """Apply each reference's ``on_delete`` to the documents naming ``id_``, then delete it."""
+        if referrers:
+            current = await self.read(id_)
+            store = await self.store()
+            blocking = []
+            for referrer in referrers:
+                if referrer.on_delete == "restrict":
+                    page = await store.find(referrer.spec, references.referring_query(referrer, current.id, 1))
+                    if page.total:
+                        blocking.append((referrer.spec.model.__name__, referrer.field, page.total))
+            if blocking:
+                raise references.Referenced(blocking)
+            for referrer in referrers:
+                if referrer.on_delete == "restrict":
+                    continue
+                others: Documents[Any] = Documents(self.runtime, referrer.spec)  # integrity is not scoped
+                page = await store.find(referrer.spec, references.referring_query(referrer, current.id, 10_000))
+                tx = self.runtime.current_transaction()
+                for record in page.records:
+                    if tx is not None and (referrer.spec.path, record.id) in tx.pending \
+                            and tx.pending[(referrer.spec.path, record.id)] is None:
+                        continue  # already deleted by this transaction (a cascade through another field)
+                    if referrer.on_delete == "cascade":
+                        await others.delete_record(record.id)
+                    else:
+                        doc = referrer.spec.schema.fill_defaults(record.doc)
+                        value = ([i for i in doc.get(referrer.field) or [] if i != current.id] if referrer.many
+                                 else None)
+                        await others.update_record(record.id, {referrer.field: value}, partial=True)
+        _, record = await self._write(id_, if_match, None)
+        return record
+
+    async def missing_references(self, doc: dict[str, Any], prefix: tuple[Any, ...] = (),
+                                 before: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """422 errors for the references of ``doc`` that name no document (none the caller may
+        reach, when bound: someone else's document does not exist for them either). References
+        the document already held (``before``) are not judged again: removing one dangling
+        reference must not fail because another dangles."""
+        tree = references.trees(list(self.runtime.registry.resources.values())).get(self.spec.path)
+        found = list(references.referenced_ids(tree, doc)) if tree is not None and tree.fields else []
+        if found and before is not None:
+            held = {(t.path, i) for _, t, i in references.referenced_ids(tree, before)}  # type: ignore[arg-type]
+            found = [(loc, t, i) for loc, t, i in found if (t.path, i) not in held]
+        if not found:
+            return []
+        store = await self.store()
+        tx = self.runtime.current_transaction()
+        errors = []
+        for target in {id(t): t for _, t, _ in found}.values():
+            ids = [i for _, t, i in found if t is target]
+            known = {r.id for r in Documents(self.runtime, target, self.handler).visible(
+                [r for r in (await store.find(target, Query(conditions=(Condition("id", "in", list(set(ids))),),
+                                                           per_page=len(set(ids))))).records])}
+            if tx is not None:  # the transaction's own inserts and deletes count
+                for (path, pending_id), after in tx.pending.items():
+                    if path == target.path:
+                        (known.add if after is not None else known.discard)(pending_id)
+            errors += [{"loc": [*prefix, *loc], "msg": f"No {target.model.__name__} with id {i}",
+                        "type": "reference_missing"} for loc, t, i in found if t is target and i not in known]
+        return errors
+
+    async def check_references(self, doc: dict[str, Any], before: dict[str, Any] | None = None) -> None:
+        """Raise ValidationFailed (422) for references of ``doc`` (new since ``before``) that name
+        no document."""
+        errors = await self.missing_references(doc, before=before)
+        if errors:
+            raise ValidationFailed(errors)
 
     async def conditional_write(self, id_: Any, if_match: str | int | None,
                                 write: Callable[[Store, Record], Awaitable[T]]) -> T:
@@ -352,6 +431,7 @@ class Documents(Generic[M]):
                 tx.add(Write("delete", spec, current.id, None, current.version, current.doc), None)
                 return current.doc, current
             before, doc = change(current)
+            await self.check_references(doc, before)
             record = Record(current.id, current.version + 1, doc)
             tx.add(Write("replace", spec, current.id, doc, current.version, current.doc), record)
             return before, record
@@ -361,6 +441,7 @@ class Documents(Generic[M]):
                 await store.delete(spec, current.id, current.version)
                 return current.doc, current
             before, doc = change(current)
+            await self.check_references(doc, before)
             return before, await store.replace(spec, current.id, doc, current.version)
 
         return await self.conditional_write(id_, if_match, write)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 #: What a field holds.
 EMBEDDED, LIST, REF, REF_LIST = "embedded", "list", "ref", "ref_list"
+ON_DELETE = ("restrict", "set_null", "cascade")
 
 #: What a path ends at, and the methods each answers.
 METHODS: dict[str, tuple[str, ...]] = {
@@ -65,17 +66,27 @@ class Ref:
     ``author: Annotated[str, Ref("author")]`` (by resource name or collection path) or
     ``Annotated[str, Ref(Author)]`` (by model); ``list[Annotated[str, Ref(Tag)]]`` for
     a list of references. The value is validated as an id (24 hexadecimal characters,
-    stored lowercase); nested routes serve the referenced document from its own resource.
+    stored lowercase) of a document that exists (422 otherwise); nested routes serve the
+    referenced document from its own resource.
+
+    ``on_delete`` says what deleting the referenced document does to this one:
+    ``"restrict"`` (the default: the delete is refused, 409, while anything refers to it),
+    ``"set_null"`` (the reference becomes null, or leaves its list) or ``"cascade"`` (this
+    document is deleted too). Applied in one transaction with the delete.
     """
 
-    __slots__ = ("target",)
+    __slots__ = ("on_delete", "target")
 
-    def __init__(self, target: str | type[BaseModel]) -> None:
+    def __init__(self, target: str | type[BaseModel], on_delete: str = "restrict") -> None:
         if not (isinstance(target, str) and target.strip("/")) and not is_model(target):
             raise ConfigurationError(
                 f"Ref({target!r}): name the referenced resource, Ref('author'), or its model, Ref(Author)"
             )
+        if on_delete not in ON_DELETE:
+            raise ConfigurationError(f"Ref({target!r}, on_delete={on_delete!r}): on_delete is one of "
+                                     f"{', '.join(map(repr, ON_DELETE))}")
         self.target = target
+        self.on_delete = on_delete
 
     def __repr__(self) -> str:
         name = self.target if isinstance(self.target, str) else self.target.__name__
@@ -131,6 +142,7 @@ class NestedField:
     target: ResourceSpec | None = None  # the referenced resource
     node: NestedModel | None = None  # the fields of ``model`` (embedded models and list elements)
     target_tree: NestedModel | None = None  # the referenced resource's own tree (paths through it)
+    on_delete: str = "restrict"  # what deleting the referenced document does here (Ref's on_delete)
 
 
 def inspect_nested(spec: ResourceSpec, specs: Iterable[ResourceSpec]) -> NestedModel:
@@ -196,7 +208,11 @@ def _inspect(model: type[BaseModel], seen: dict[type, NestedModel], resolver: _R
         if ref is not None:
             _check_text(tp, where)
             target = resolver.resolve(ref, where)
-            node.fields[name] = NestedField(name, REF, target.model, nullable, required, target=target)
+            if ref.on_delete == "set_null" and not nullable:
+                raise ConfigurationError(f"{where}: Ref(..., on_delete='set_null') needs an optional field "
+                                         f"(`{name}: Annotated[str, Ref(...)] | None = None`)")
+            node.fields[name] = NestedField(name, REF, target.model, nullable, required, target=target,
+                                            on_delete=ref.on_delete)
         elif is_model(tp) and not odmantic.is_odmantic_model(tp):
             child = _inspect(tp, seen, resolver, root=False)
             node.fields[name] = NestedField(name, EMBEDDED, tp, nullable, required, node=child)
@@ -206,7 +222,8 @@ def _inspect(model: type[BaseModel], seen: dict[type, NestedModel], resolver: _R
             if ref is not None:
                 _check_text(member, where)
                 target = resolver.resolve(ref, where)
-                node.fields[name] = NestedField(name, REF_LIST, target.model, nullable, required, target=target)
+                node.fields[name] = NestedField(name, REF_LIST, target.model, nullable, required, target=target,
+                                                on_delete=ref.on_delete)
             elif is_model(member) and not member_nullable and not odmantic.is_odmantic_model(member):
                 child = _inspect(member, seen, resolver, root=False)
                 id_field = member.model_fields.get("id")

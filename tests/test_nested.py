@@ -341,7 +341,8 @@ def test_a_reference_to_a_deleted_document_is_404(store_url):
     with served(store_url) as client:
         ann = new_author(client)
         pid = new_post(client, author=ann, tags=[ann])
-        assert client.delete(f"/author/{ann}").code == 204
+        assert client.delete(f"/author/{ann}").code == 409  # Ref's on_delete="restrict" (the default)
+        delete_behind_bzzlites_back(store_url, registry_with(), "/author", ann)  # as another program could
         problem(client.get(f"/post/{pid}/author"), 404)
         problem(client.get(f"/post/{pid}/tags/{ann}"), 404)
         assert client.get(f"/post/{pid}/tags").json() == {"items": [], "total": 1, "page": 1, "per_page": 20}
@@ -857,3 +858,17 @@ def test_nested_routes_follow_the_auth_rules_of_parent_and_referenced_resources(
             problem(client.get(f"/post/{pid}/author"), 401)  # the referenced resource's own rule
             assert client.get(f"/post/{pid}/author", headers=signed_in).json()["name"] == "Ann"
             assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "x", "votes": 0, "author": None}]
+
+
+def delete_behind_bzzlites_back(store_url, registry, path, id_):
+    """Delete a document straight from the store, as another program could (no integrity)."""
+    import asyncio
+
+    app = App(registry, db=store_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        await store.delete(registry.resources[path], id_, None)
+        await app.shutdown()
+
+    asyncio.run(main())

@@ -177,7 +177,8 @@ def test_paths_through_references_that_name_nothing_are_404(store_url):
         ):
             for method in methods:
                 problem(client.request(method, path, json={"id": aid}), 404)
-        ok(client.delete(f"/user/{uid}"), 204)
+        problem(client.delete(f"/user/{uid}"), 409)  # referenced: on_delete="restrict"
+        delete_behind_bzzlites_back(store_url, new_registry(), "/user", uid)  # as another program could
         problem(client.get(f"/team/{tid}/users/{uid}/addresses"), 404)  # a reference to a deleted user
 
 
@@ -311,3 +312,17 @@ def test_parse_paths_through_references():
     for bad in (["person", "name"], ["person", uid, "name"], ["users", uid, "nope"], ["person", uid, ""]):
         with pytest.raises(PathNotFound):
             parse_path(student if bad[0] == "person" else team, bad)
+
+
+def delete_behind_bzzlites_back(store_url, registry, path, id_):
+    """Delete a document straight from the store, as another program could (no integrity)."""
+    import asyncio
+
+    app = App(registry, db=store_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        await store.delete(registry.resources[path], id_, None)
+        await app.shutdown()
+
+    asyncio.run(main())

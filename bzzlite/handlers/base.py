@@ -19,6 +19,7 @@ from tornado.httputil import HTTPInputError, parse_body_arguments
 
 from .. import _forms, _json
 from .._documents import error_list
+from .._references import Referenced
 from ..errors import (
     DuplicateKey,
     HTTPError,
@@ -67,6 +68,10 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
         return HTTPError(409, f"Another document already has this value of {field}.",
                          errors=[{"loc": [exc.field] if exc.field else [], "msg": "value already taken",
                                   "type": "unique"}])
+    if isinstance(exc, Referenced):
+        return HTTPError(409, f"The document cannot be deleted: {exc}; delete or change them first.",
+                         errors=[{"loc": [field], "msg": f"{n} {model} document(s) refer to it", "type": "referenced"}
+                                 for model, field, n in exc.referrers])
     if isinstance(exc, TransactionIncomplete):
         return HTTPError(409, "The change failed midway and could not be fully undone; check the documents.",
                          log_message=str(exc))

@@ -234,6 +234,7 @@ class NestedHandler(ResourceHandler):
                 return current, before, before, loc
             changed, result_loc = outcome
             doc = documents.validate(self.spec, changed)
+            await self.docs.check_references(doc, before)  # a reference it now holds names a document
             return await store.replace(self.spec, current.id, doc, current.version), before, doc, result_loc
 
         record, before, doc, loc = await self.conditional_write(id_, write)

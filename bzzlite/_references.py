@@ -1,0 +1,88 @@
+"""Reference integrity: ``Ref`` fields name documents that exist, and deleting a referenced
+document follows each reference's ``on_delete`` policy (restrict, set_null, cascade).
+
+Used by :class:`~bzzlite.documents.Documents` on every write and delete, so HTTP routes,
+nested routes, custom routes and the document API all keep references whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import StoreError
+from .nested import EMBEDDED, LIST, REF, REF_LIST, NestedModel, inspect_all
+from .query import Condition, Query
+
+if TYPE_CHECKING:
+    from .registry import ResourceSpec
+    from .stores.base import Store
+
+
+class Referenced(StoreError):
+    """A delete refused: other documents refer to this one (``on_delete="restrict"``); 409."""
+
+    def __init__(self, referrers: list[tuple[str, str, int]]) -> None:
+        self.referrers = referrers  # (model name, field, how many)
+        named = "; ".join(f"{n} {model} document(s) in {field}" for model, field, n in referrers)
+        super().__init__(f"other documents refer to this one: {named}")
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A top-level reference field of ``spec`` that points at another resource."""
+
+    spec: ResourceSpec
+    field: str
+    many: bool  # a list of references
+    on_delete: str
+
+
+def trees(specs: list[ResourceSpec]) -> dict[str, NestedModel]:
+    return inspect_all(specs)
+
+
+def referrers_of(target: ResourceSpec, specs: list[ResourceSpec]) -> list[Referrer]:
+    """The reference fields (top-level) of every resource that point at ``target``."""
+    found = []
+    for spec in specs:
+        tree = trees(specs)[spec.path]
+        for name, nested in tree.fields.items():
+            if nested.kind in (REF, REF_LIST) and nested.target is target:
+                found.append(Referrer(spec, name, nested.kind == REF_LIST, nested.on_delete))
+    return found
+
+
+def referenced_ids(node: NestedModel, doc: Any, loc: tuple[Any, ...] = ()
+                   ) -> Iterator[tuple[tuple[Any, ...], ResourceSpec, str]]:
+    """(location, referenced resource, id) of every reference in a document, at any depth."""
+    if not isinstance(doc, dict):
+        return
+    for name, nested in node.fields.items():
+        value = doc.get(name)
+        if value is None:
+            continue
+        if nested.kind == REF and isinstance(value, str) and nested.target is not None:
+            yield (*loc, name), nested.target, value
+        elif nested.kind == REF_LIST and isinstance(value, list) and nested.target is not None:
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    yield (*loc, name, index), nested.target, item
+        elif nested.kind == EMBEDDED and nested.node is not None:
+            yield from referenced_ids(nested.node, value, (*loc, name))
+        elif nested.kind == LIST and nested.node is not None and isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from referenced_ids(nested.node, item, (*loc, name, index))
+
+
+async def existing(store: Store, target: ResourceSpec, ids: list[str]) -> set[str]:
+    """Which of ``ids`` name documents of ``target``."""
+    wanted = list(dict.fromkeys(ids))
+    page = await store.find(target, Query(conditions=(Condition("id", "in", wanted),), per_page=len(wanted)))
+    return {record.id for record in page.records}
+
+
+def referring_query(referrer: Referrer, id_: str, per_page: int) -> Query:
+    """The documents whose reference field names ``id_`` (a list field: any member)."""
+    return Query(conditions=(Condition(referrer.field, "eq", id_, referrer.many),), per_page=per_page)
