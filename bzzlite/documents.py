@@ -30,7 +30,15 @@ from . import _references as references
 from ._ids import is_valid_id, new_id
 from .errors import HTTPError, NotFound, ValidationFailed, VersionConflict
 from .feeds.matcher import matches
-from .query import All, Condition, Query, build_query, encode_cursor, parse_arguments, sort_values
+from .query import (
+    All,
+    Condition,
+    Query,
+    build_query,
+    encode_cursor,
+    parse_arguments,
+    sort_values,
+)
 from .signals import send, send_after_commit
 from .stores.base import Record, Write
 
