@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from http import HTTPStatus
 from collections.abc import Iterable, Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
@@ -541,7 +541,7 @@ def _resource_paths(
                 "content": {JSON: {"schema": {"oneOf": [
                     {"$ref": _ref(names["Document"])},
                     {"type": "array", "items": {"$ref": _ref(names["Document"])}},
-                ]}}},
+                ]}, **({"example": example["Document"]} if "Document" in example else {})}},
                 "links": links,
             }},
             requestBody=request_body,

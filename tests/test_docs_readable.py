@@ -12,12 +12,12 @@ from pathlib import Path
 
 from bzzlite.testing import serve
 from examples.shop import make_app
-from tests._browser import browser, require  # noqa: F401 - the fixture
+from tests._browser import require
 
 playwright = require()
 
 
-def open_list(browser, base_url: str, query: str = ""):  # noqa: ANN001, ANN201 - playwright objects
+def open_list(browser, base_url: str, query: str = ""):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{base_url}/docs{query}#/products/list_products")
     operation = page.locator("#operations-products-list_products")
@@ -25,7 +25,7 @@ def open_list(browser, base_url: str, query: str = ""):  # noqa: ANN001, ANN201 
     return page, operation
 
 
-def test_a_list_operation_folds_operator_parameters(browser, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_a_list_operation_folds_operator_parameters(browser, tmp_path: Path) -> None:
     screens = os.environ.get("BZZLITE_SCREENS")
     with serve(make_app(f"sqlite:///{tmp_path / 'shop.db'}")) as client:
         document = client.get("/openapi.json").json()
