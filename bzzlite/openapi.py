@@ -13,10 +13,12 @@ import decimal
 import json
 import re
 from collections.abc import Iterable, Iterator
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from . import _openapi_examples as examples
 from .mocks import METHODS, MockRoute, content_type, encode_body
 from .nested import EMBEDDED, LIST, NestedModel, Route, inspect_nested, routes
 from .routing import CustomRoute
@@ -93,8 +95,9 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     components: dict[str, Any] = {
         "schemas": {**copy.deepcopy(_PROBLEM_SCHEMAS), **schemas.components},
         "responses": {
-            name: {"description": text, "content": {PROBLEM_JSON: {"schema": {"$ref": _ref("Problem")}}}}
-            for _, (name, text) in sorted(ERRORS.items())
+            name: {"description": text, "content": {PROBLEM_JSON: {"schema": {"$ref": _ref("Problem")},
+                                                                   "example": _problem_example(status)}}}
+            for status, (name, text) in sorted(ERRORS.items())
         },
         "headers": copy.deepcopy(_HEADERS),
     }
@@ -108,7 +111,8 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     for spec in registry.resources.values():
         tags.append(_tag(spec))
         protected = {op: _required(auth, spec, _AUTH_OPERATION[op]) for op in _OPERATION_ERRORS} if security else {}
-        collection, item = _resource_paths(spec, schemas.names[spec.path], protected, security)
+        collection, item = _resource_paths(spec, schemas.names[spec.path], protected, security,
+                                           schemas.examples.get(spec.path, {}))
         served = {spec.path: _served(collection, spec.methods), f"{spec.path}/{{id}}": _served(item, spec.methods)}
         if getattr(settings, "feeds", False) and "GET" in spec.methods:
             served[f"{spec.path}/_changes"] = _changes_item(spec, protected, security)
@@ -146,6 +150,23 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     return document
 
 
+def _problem_example(status: int) -> dict[str, Any]:
+    example = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+               "detail": _PROBLEM_DETAILS.get(status, HTTPStatus(status).description)}
+    if status in (400, 422):
+        example["errors"] = [{"loc": ["query", "price__gt"] if status == 400 else ["price"],
+                              "msg": "Input should be a valid number", "type": "query_value" if status == 400
+                              else "float_parsing"}]
+    return example
+
+
+_PROBLEM_DETAILS = {
+    400: "'cheap' is not a valid value for 'price'", 401: "Sign in first.", 403: "Only the owner may do this.",
+    404: "No document with id '6650c3e1a2b4c5d6e7f80912'.", 409: "'sku' already holds 'SKU-1001'.",
+    412: "If-Match does not match the current ETag.", 422: "The body is invalid for the model.",
+}
+
+
 def _ref(name: str) -> str:
     return _REF.format(model=name)
 
@@ -169,6 +190,10 @@ def _json_number(value: Any) -> int | float:
     """A constraint (a Decimal, an int or a float) as a JSON number."""
     number = decimal.Decimal(str(value))
     return int(number) if number == number.to_integral_value() else float(number)
+
+#: The NUL rule on strings, as ``"not": _HAS_NUL`` (validators and fuzzers honour it; Swagger UI does not turn it
+#: into random sample text, as it does a ``pattern``, and client generators ignore it).
+_HAS_NUL = {"pattern": "\\u0000"}
 
 
 class _Portable(GenerateJsonSchema):
@@ -202,15 +227,18 @@ class _Generator(_Portable):
         return self._no_nul(super().str_schema(schema))
 
     def bytes_schema(self, schema: Any) -> dict[str, Any]:
-        return self._no_nul(super().bytes_schema(schema))
+        # In a JSON body bytes travel as UTF-8 text (pydantic's default): "format": "binary"
+        # would tell clients and fuzzers to send raw octets, which JSON cannot carry.
+        json_schema = super().bytes_schema(schema)
+        if json_schema.get("format") == "binary":
+            del json_schema["format"]
+            json_schema.setdefault("description", "Text (UTF-8), stored as bytes.")
+        return self._no_nul(json_schema)
 
     def _no_nul(self, json_schema: dict[str, Any]) -> dict[str, Any]:
         """Request strings refuse NUL characters (no store keeps them)."""
         if self.mode == "validation":
-            if "pattern" in json_schema:
-                json_schema["allOf"] = [{"pattern": _NO_NUL}]
-            else:
-                json_schema["pattern"] = _NO_NUL
+            json_schema["not"] = dict(_HAS_NUL)
         return json_schema
 
     def dict_schema(self, schema: Any) -> dict[str, Any]:
@@ -279,6 +307,7 @@ class _Schemas:
         self.components: dict[str, Any] = {}
         self.names: dict[str, dict[str, str]] = {}  # spec path -> role -> component name
         self.inner: dict[tuple[type[BaseModel], str], dict[str, Any]] = {}  # (model, mode) -> $ref, nested routes
+        self.examples: dict[str, dict[str, Any]] = {}  # spec path -> role (Request, Patch, Document) -> example
         if not specs:
             return
         # schema.model is the model's API shape: for an ODMantic model, references are ids
@@ -306,10 +335,15 @@ class _Schemas:
             self.components[names["List"]] = _list_schema(spec, names["ListItem"])
             for role in ("Request", "Patch", "Document", "ListItem"):
                 _field_roles(self.components[names[role]], spec, writing=role in ("Request", "Patch"))
+            self.examples[spec.path] = _examples(spec, request, defs)
             if all(name in spec.schema.paths for name in spec.schema.top_level):
                 # a flat model can be sent as form fields too (bzz's example did)
                 names["Form"] = self._free_name(f"{spec.model.__name__}Form")
                 self.components[names["Form"]] = _form_schema(self.components[names["Request"]])
+        for name, schema in self.components.items():
+            # generators name classes after titles, and Swagger UI lists schemas by them: one each
+            if isinstance(schema, dict) and ("properties" in schema or "enum" in schema or "title" in schema):
+                schema["title"] = name
 
     @staticmethod
     def _resolve(defs: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -345,6 +379,22 @@ def _field_roles(schema: dict[str, Any], spec: ResourceSpec, *, writing: bool) -
         hidden = roles.write_only
     if "required" in schema:
         schema["required"] = [name for name in schema["required"] if name not in hidden]
+
+def _examples(spec: ResourceSpec, request: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Request, Patch and Document examples of a resource (none when no valid one is found);
+    the document's example leaves write-only fields out, as responses do."""
+    model = spec.schema.model
+    body = examples.document(model, request, defs)
+    if body is None:
+        return {}
+    try:
+        stored = model.model_validate(body).model_dump(mode="json", by_alias=True)
+    except Exception:  # noqa: BLE001 - an example is a courtesy: a model that cannot show one gets none
+        return {"Request": body, "Many": [body], "Patch": examples.patch(model, body)}
+    many = [body, examples.another(model, body) or body]
+    hidden = spec.schema.write_only
+    return {"Request": body, "Many": many, "Patch": examples.patch(model, body),
+            "Document": {"id": examples.EXAMPLE_ID, **{k: v for k, v in stored.items() if k not in hidden}}}
 
 
 def _allows_null(schema: dict[str, Any]) -> bool:
@@ -389,8 +439,9 @@ def _patch_schema(model: type[BaseModel], model_schema: dict[str, Any]) -> dict[
     for key, prop in copy.deepcopy(model_schema.get("properties", {})).items():
         if key == "id":
             continue
+        prop.pop("default", None)  # a patch sends only what changes: no field has a default, none is required
         if key not in required and not _allows_null(prop):
-            outer = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+            outer = {k: prop.pop(k) for k in ("title", "description") if k in prop}
             prop = {"anyOf": [prop, {"type": "null"}], **outer}
         properties[key] = prop
     return {
@@ -451,7 +502,8 @@ def _list_schema(spec: ResourceSpec, item: str) -> dict[str, Any]:
 _PROBLEM_SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
-        "title": "Problem details (RFC 9457)",
+        "title": "Problem",
+        "description": "Problem details (RFC 9457).",
         "properties": {
             "type": {"type": "string"},
             "title": {"type": "string"},
@@ -606,9 +658,11 @@ def _item_parameter(spec: ResourceSpec) -> dict[str, Any]:
 
 
 def _resource_paths(
-    spec: ResourceSpec, names: dict[str, str], protected: dict[str, bool], security: list[dict[str, Any]] | None
+    spec: ResourceSpec, names: dict[str, str], protected: dict[str, bool], security: list[dict[str, Any]] | None,
+    example: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The path items of a resource's collection and of its documents."""
+    example = example or {}
     op_id = re.sub(r"[^A-Za-z0-9_]", "_", spec.path.strip("/"))
     model = spec.model.__name__
     tags = [spec.name]
@@ -616,6 +670,11 @@ def _resource_paths(
     key = f"$response.body#/{spec.lookup or 'id'}"
     document = {**_json_body(names["Document"], f"The {model} document."),
                 "headers": {"ETag": _header("ETag")}}
+    page = {**_json_body(names["List"], f"A page of {model} documents."), "headers": {"Link": _header("Link")}}
+    if "Document" in example:
+        document["content"][JSON]["example"] = example["Document"]
+        page["content"][JSON]["example"] = {"items": [example["Document"]], "total": 1, "page": 1,
+                                            "per_page": spec.per_page}
     links = {
         f"get_{op_id}": {"operationId": f"get_{op_id}", "parameters": {"id": key}},
         f"update_{op_id}": {"operationId": f"update_{op_id}", "parameters": {"id": key}},
@@ -630,6 +689,14 @@ def _resource_paths(
         ]}}},
     }
     single: dict[str, Any] = {"required": True, "content": {JSON: {"schema": {"$ref": _ref(names["Request"])}}}}
+    patch_body: dict[str, Any] = {"schema": {"$ref": _ref(names["Patch"])}}
+    if "Request" in example:
+        single["content"][JSON]["example"] = example["Request"]
+        request_body["content"][JSON]["examples"] = {
+            "one": {"summary": f"One {model}", "value": example["Request"]},
+            "many": {"summary": "Many at once", "value": example["Many"]},
+        }
+        patch_body["example"] = example["Patch"]
     if "Form" in names:
         form = {FORM: {"schema": {"$ref": _ref(names["Form"])}}}
         request_body["content"].update(form)
@@ -637,22 +704,24 @@ def _resource_paths(
 
     def operation(kind: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
         op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra}
-        codes = list(_OPERATION_ERRORS[kind])
+        codes = [*_OPERATION_ERRORS[kind], 403]  # any pre_* receiver may refuse
         if protected.get(kind):
             op["security"] = security
-            codes += [401, 403]
+            codes.append(401)
         op["responses"] = {**responses, **_errors(sorted(codes))}
         return op
 
     collection = {
         "get": operation(
             "list", f"List {spec.name}",
-            {"200": {**_json_body(names["List"], f"A page of {model} documents."),
-                     "headers": {"Link": _header("Link")}}},
+            {"200": page},
             description="Filter with `?field=value` and `?field__op=value`, sort with `?sort=-a,b`, "
             "project with `?fields=a,b`, page with `?page=&per_page=` or follow `?after=` cursors "
-            "from the `next` link. With `Accept: text/event-stream` (when the app's change feeds are on) "
-            "the same query streams the matching documents' changes as Server-Sent Events instead.",
+            "from the `next` link. List-valued parameters (`__in`, `__nin`, `sort`, `fields`) take "
+            "comma-separated values or repeated keys, alike (`?price__in=1&price__in=2` is `?price__in=1,2`); "
+            "a repeated filter of one value means all of its conditions hold. With `Accept: text/event-stream` "
+            "(when the app's change feeds are on) the same query streams the matching documents' changes as "
+            "Server-Sent Events instead.\n\n" + _filter_table(spec),
             parameters=list(_list_parameters(spec)),
         ),
         "post": operation(
@@ -664,7 +733,7 @@ def _resource_paths(
                 "content": {JSON: {"schema": {"oneOf": [
                     {"$ref": _ref(names["Document"])},
                     {"type": "array", "items": {"$ref": _ref(names["Document"])}},
-                ]}}},
+                ]}, **({"example": example["Document"]} if "Document" in example else {})}},
                 "links": links,
             }},
             requestBody=request_body,
@@ -688,8 +757,8 @@ def _resource_paths(
         "patch": operation(
             "update", f"Update a {model} (JSON merge patch)", {"200": document}, parameters=[if_match],
             requestBody={"required": True, "content": {
-                JSON: {"schema": {"$ref": _ref(names["Patch"])}},
-                "application/merge-patch+json": {"schema": {"$ref": _ref(names["Patch"])}},
+                JSON: patch_body,
+                "application/merge-patch+json": copy.deepcopy(patch_body),
             }},
         ),
         "delete": operation(
@@ -716,12 +785,14 @@ def _list_parameters(spec: ResourceSpec) -> Iterator[dict[str, Any]]:
     yield page
     yield {"name": "per_page", "in": "query", "description": f"Capped at {spec.max_per_page}.",
            "schema": {"type": "integer", "minimum": 1, "default": spec.per_page}}
-    yield {"name": "sort", "in": "query", "style": "form", "explode": False,
-           "description": "Sort keys, `-` for descending; each field once.",
+    yield {"name": "sort", "in": "query",
+           "description": "Sort keys, `-` for descending; each field once. Repeat the key "
+           "(`?sort=-price&sort=name`) or separate with commas (`?sort=-price,name`).",
            "schema": {"type": "array", "uniqueItems": True,
                       "items": {"enum": [*sortable, *[f"-{p}" for p in sortable]]}}}
-    yield {"name": "fields", "in": "query", "style": "form", "explode": False,
-           "description": "Only these fields in each item (`id` is always included).",
+    yield {"name": "fields", "in": "query",
+           "description": "Only these fields in each item (`id` is always included). Repeat the key "
+           "or separate with commas.",
            "schema": {"type": "array", "items": {"enum": projectable}}}
     yield {"name": "after", "in": "query", "schema": {"type": "string"},
            "description": "A cursor from a `next` link: keyset paging, no total (instead of `page`)."}
@@ -747,8 +818,9 @@ def _filter_parameters(path: str, field: FieldPath | None) -> Iterator[dict[str,
     for op in ops:
         parameter: dict[str, Any] = {"name": f"{path}__{op}", "in": "query"}
         if op in ("in", "nin"):
-            parameter.update(style="form", explode=False, schema={"type": "array", "items": value},
-                             description=f"`{path}` is {'not ' if op == 'nin' else ''}one of these (comma-separated).")
+            parameter.update(schema={"type": "array", "items": value},
+                             description=f"`{path}` is {'not ' if op == 'nin' else ''}one of these: repeat the key "
+                             "or separate with commas.")
         elif op == "exists":
             parameter.update(schema={"type": "boolean"}, description=f"`{path}` is present and not null (or not).")
         elif op in _TEXT:
@@ -756,6 +828,16 @@ def _filter_parameters(path: str, field: FieldPath | None) -> Iterator[dict[str,
         else:
             parameter.update(schema=value, description=f"`{path}` {_OP_TEXT[op]} this value.")
         yield parameter
+
+
+def _filter_table(spec: ResourceSpec) -> str:
+    """The filters of a list operation as a Markdown table: one row per field, its operators."""
+    rows = ["| field | operators |", "|---|---|", "| `id` | `=` " + " ".join(
+        f"`__{op}`" for op in (*_EQUALITY[:3], *_ORDERING)) + " |"]
+    for path, field in spec.schema.paths.items():
+        ops = _EQUALITY + (_ORDERING if field.orderable else ()) + (_TEXT if field.is_text else ())
+        rows.append(f"| `{path}` | `=` " + " ".join(f"`__{op}`" for op in ops) + " |")
+    return "**Filters** (each also a query parameter below):\n\n" + "\n".join(rows)
 
 
 _OP_TEXT = {"ne": "is not (also matches missing/null)", "gt": "is greater than", "gte": "is at least",
@@ -787,7 +869,7 @@ def _required(auth: Any, spec: ResourceSpec, operation: str) -> bool:
 def _changes_item(spec: ResourceSpec, protected: dict[str, bool], security: list[dict[str, Any]] | None) -> dict[str, Any]:
     """``/{name}/_changes``: the collection's change feed over a WebSocket."""
     op_id = re.sub(r"[^A-Za-z0-9_]", "_", spec.path.strip("/"))
-    codes = [400, 503] + ([401, 403] if protected.get("list") else [])
+    codes = [400, 403, 503] + ([401] if protected.get("list") else [])
     op: dict[str, Any] = {
         "tags": [spec.name], "summary": f"Follow changes to {spec.name} (WebSocket)", "operationId": f"changes_{op_id}",
         "description": "Upgrade to a WebSocket, then send `{\"type\": \"subscribe\", \"id\": ..., \"query\": "
@@ -861,10 +943,10 @@ def _nested_item(spec: ResourceSpec, route: Route, schemas: _Schemas, protected:
 
     def operation(kind: str, verb: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
         op: dict[str, Any] = {"tags": [spec.name], "summary": summary, "operationId": f"{verb}_{op_id}", **extra}
-        codes = list(_NESTED_ERRORS[kind])
+        codes = [*_NESTED_ERRORS[kind], 403]  # any pre_* receiver may refuse
         if protected.get("get" if kind in ("get", "list") else "update"):
             op["security"] = security
-            codes += [401, 403]
+            codes.append(401)
         op["responses"] = {**responses, **_errors(sorted(codes))}
         return op
 

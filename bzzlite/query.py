@@ -238,18 +238,21 @@ def parse_arguments(
         coerced = [_coerce(schema, parameter, v, from_string=True) for v in values]
         if parameter.endswith(("__in", "__nin")) and sum(map(len, coerced)) > MAX_LIST_VALUES:
             raise QueryError(parameter, f"__in and __nin take at most {MAX_LIST_VALUES} values", "query_too_many")
-        filters[parameter] = coerced[0] if len(coerced) == 1 else All(coerced)
+        if _split(parameter)[1] in _MULTI:  # repeated keys add to the list (what generated clients send)
+            filters[parameter] = [item for items in coerced for item in items]
+        else:  # a repeated scalar filter: every condition holds
+            filters[parameter] = coerced[0] if len(coerced) == 1 else All(coerced)
     sort = query.get("sort")
     fields = query.get("fields")
     after = query.get("after")
-    sort_names = _names(_single("sort", sort)) if sort else []
+    sort_names = _names(",".join(sort)) if sort else []  # sort=a&sort=-b is sort=a,-b
     if sortable is not None:
         for name in sort_names:
             _allowed(schema, "sort", name.lstrip("-+"), sortable, "sorted")
     return {
         "filters": filters,
         "sort": sort_names,
-        "fields": _names(_single("fields", fields)) if fields else None,
+        "fields": _names(",".join(fields)) if fields else None,
         "page": _positive_int("page", _single("page", query["page"])) if "page" in query else 1,
         "per_page": _positive_int("per_page", _single("per_page", query["per_page"])) if "per_page" in query else per_page,
         "after": _single("after", after) if after is not None else None,

@@ -180,7 +180,7 @@ def test_list_envelope_pagination_and_query_parameters(doc: dict[str, Any]) -> N
     assert people["per_page"]["schema"]["default"] == 5
     assert "-due" in params["sort"]["schema"]["items"]["enum"]
     assert "tags" not in params["sort"]["schema"]["items"]["enum"]  # lists do not sort
-    assert params["sort"]["explode"] is False
+    assert "explode" not in params["sort"]  # form style, exploded: the default generated clients send
     # one parameter per field and operator that applies to its type
     assert {"title", "title__ne", "title__gt", "title__in", "title__contains", "title__startswith",
             "title__exists"} <= set(params)
@@ -189,7 +189,7 @@ def test_list_envelope_pagination_and_query_parameters(doc: dict[str, Any]) -> N
     assert "address.city__startswith" in params
     assert {"id", "id__in", "id__nin", "id__gt"} <= set(params)
     assert params["count__gte"]["schema"] == {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
-    assert params["due__in"]["schema"]["type"] == "array" and params["due__in"]["explode"] is False
+    assert params["due__in"]["schema"]["type"] == "array" and "explode" not in params["due__in"]
     assert params["color"]["schema"]["enum"] == ["red", "blue"]
     assert {"const": "null"} in params["due"]["schema"]["anyOf"]  # ?due=null matches null
     assert params["done__exists"]["schema"] == {"type": "boolean"}
@@ -205,14 +205,14 @@ def test_etags_and_error_statuses(doc: dict[str, Any]) -> None:
         assert [p["name"] for p in item[method]["parameters"]] == ["If-Match"]
     statuses = {method: sorted(op["responses"]) for method, op in item.items() if method != "parameters"}
     assert statuses == {
-        "get": ["200", "304", "404", "503"],
-        "put": ["200", "400", "404", "409", "412", "413", "415", "422", "503"],
-        "patch": ["200", "400", "404", "409", "412", "413", "415", "422", "503"],
-        "delete": ["204", "404", "409", "412", "503"],
+        "get": ["200", "304", "403", "404", "503"],  # 403: any pre_* receiver may refuse
+        "put": ["200", "400", "403", "404", "409", "412", "413", "415", "422", "503"],
+        "patch": ["200", "400", "403", "404", "409", "412", "413", "415", "422", "503"],
+        "delete": ["204", "403", "404", "409", "412", "503"],
     }
     collection = doc["paths"]["/todo_item"]
-    assert sorted(collection["get"]["responses"]) == ["200", "400", "503"]
-    assert sorted(collection["post"]["responses"]) == ["201", "400", "409", "413", "415", "422", "503"]
+    assert sorted(collection["get"]["responses"]) == ["200", "400", "403", "503"]
+    assert sorted(collection["post"]["responses"]) == ["201", "400", "403", "409", "413", "415", "422", "503"]
     bad = doc["components"]["responses"]["UnprocessableContent"]["content"]
     assert resolve(doc, bad["application/problem+json"]["schema"])["required"] == ["type", "title", "status", "detail"]
     assert doc["components"]["responses"]["ServiceUnavailable"]["headers"]["Retry-After"]
@@ -314,7 +314,7 @@ def test_the_generator_imports_no_tornado(module: str) -> None:
 
 def test_change_feed_route_is_documented_and_answers_as_documented(app: App, doc: dict[str, Any]) -> None:
     changes = doc["paths"]["/todo_item/_changes"]["get"]
-    assert set(changes["responses"]) == {"101", "400", "503"}
+    assert set(changes["responses"]) == {"101", "400", "403", "503"}
     with serve(app) as client:
         plain = client.get("/todo_item/_changes")  # not a WebSocket upgrade
         wrong = client.post("/todo_item/_changes")
@@ -350,3 +350,113 @@ def test_odmantic_reference_is_documented_as_an_id() -> None:
         writer = schemas[component]["properties"]["writer"]
         assert writer["type"] == "string"
         assert writer["pattern"] == "^[0-9a-fA-F]{24}$"
+
+
+# -- what client generators and /docs make of the document (issue 15) ---------------------------
+
+
+def shop_doc() -> dict[str, Any]:
+    from examples.catalog import make_app
+
+    return build_document(make_app("sqlite:///:memory:"))
+
+
+@pytest.mark.parametrize("which", ["todo", "shop"])
+def test_every_component_has_its_own_title(app: App, doc: dict[str, Any], which: str) -> None:
+    """Generators name classes after titles: two components with one title lose a type."""
+    document = doc if which == "todo" else shop_doc()
+    schemas = document["components"]["schemas"]
+    titles = [schema["title"] for schema in schemas.values() if "title" in schema]
+    assert len(titles) == len(set(titles)), sorted(titles)
+    for name in ("TodoItemRequest", "TodoItemPatch", "TodoItemDocument", "TodoItemListItem", "TodoItemList") \
+            if which == "todo" else ("ProductRequest", "ProductPatch", "ProductDocument", "Problem"):
+        assert schemas[name]["title"] == name
+    assert (shop_doc() if which == "shop" else build_document(app)) == document  # stable: same app, same names
+
+
+def test_strings_carry_no_pattern_swagger_ui_would_fill_with_garbage(doc: dict[str, Any]) -> None:
+    text = json.dumps(doc)
+    assert "[^\\\\u0000]" not in text  # the NUL rule is a `not`, which sample makers skip
+    request = resolve(doc, doc["paths"]["/todo_item"]["post"]["requestBody"]["content"]["application/json"]
+                      ["schema"]["oneOf"][0])
+    assert request["properties"]["title"]["not"] == {"pattern": "\\u0000"}
+    assert "pattern" not in request["properties"]["title"]
+    assert validator(doc, request).is_valid({"title": "café ☕"})
+
+
+def test_patch_bodies_have_no_defaults_and_nothing_required() -> None:
+    document = shop_doc()
+    patch = document["components"]["schemas"]["ProductPatch"]
+    assert "required" not in patch
+    assert not [key for key, prop in patch["properties"].items() if "default" in prop]
+    assert validator(document, patch).is_valid({"price": 5})
+    assert not validator(document, patch).is_valid({"price": -1})
+
+
+def test_examples_are_what_a_person_would_write() -> None:
+    from examples.catalog import Product
+
+    document = shop_doc()
+    create = document["paths"]["/products"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    one, many = create["one"]["value"], create["many"]["value"]
+    assert "id" not in one and one["name"] == "Espresso cup"  # Field(examples=...) first
+    assert one["price"] == 9.99 and one["sku"] == "SKU-1001" and one["supplier"] == {"city": "Paris"}
+    Product.model_validate(one)
+    assert len(many) == 2 and all("id" not in item for item in many)
+    assert len({item["sku"] for item in many}) == 2  # a unique field differs: the example does not 409
+    item = document["paths"]["/products/{id}"]
+    assert item["put"]["requestBody"]["content"]["application/json"]["example"] == one
+    patch = item["patch"]["requestBody"]["content"]["application/json"]["example"]
+    assert len(patch) == 1 and "id" not in patch
+    shown = item["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert re.fullmatch("[0-9a-f]{24}", shown["id"]) and shown["stock"] == 0 and shown["name"] == "Espresso cup"
+    request = document["components"]["schemas"]["ProductRequest"]
+    assert validator(document, request).is_valid(one)
+
+
+def test_model_examples_win_and_invalid_ones_are_left_out() -> None:
+    reg = Registry()
+
+    @reg.resource
+    class Book(BaseModel):
+        model_config = {"json_schema_extra": {"examples": [{"title": "Dune", "pages": 412, "id": "x"}]}}
+        title: str
+        pages: int
+
+    @reg.resource
+    class Code(BaseModel):
+        value: str = Field(pattern="^[A-Z]{3}$")
+
+    document = build(reg)
+    book = document["paths"]["/book/{id}"]["put"]["requestBody"]["content"]["application/json"]
+    assert book["example"] == {"title": "Dune", "pages": 412}
+    code = document["paths"]["/code/{id}"]["put"]["requestBody"]["content"]["application/json"]
+    assert "example" not in code  # "value text" does not match the pattern: no wrong example
+
+
+def test_list_valued_parameters_say_repeat_or_comma(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/todo_item"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    for name in ("sort", "fields", "title__in", "title__nin", "id__in"):
+        assert params[name]["schema"]["type"] == "array"
+        assert "style" not in params[name] and "explode" not in params[name]  # form, exploded: the default
+        assert "repeat" in params[name]["description"].lower() and "comma" in params[name]["description"]
+    assert "| `title` | `=` `__ne` `__in` `__nin` `__exists` `__gt`" in op["description"]
+
+
+def test_every_refusal_a_receiver_or_auth_can_give_is_documented() -> None:
+    document = shop_doc()
+    for path, item in document["paths"].items():
+        if not path.startswith("/products"):
+            continue
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            assert "403" in op["responses"], (path, method)
+            if method in ("post", "put", "patch"):
+                assert {"409", "412", "413", "415", "422", "503"} <= set(op["responses"]) or path == "/products", \
+                    (path, method)
+            for code, response in op["responses"].items():
+                if code >= "400":
+                    content = resolve(document, response)["content"]
+                    assert resolve(document, content["application/problem+json"]["schema"])["title"] == "Problem"

@@ -127,6 +127,16 @@ def test_a_repeated_filter_is_all_of_its_values():
     assert conditions == (Condition("stock", "gt", 1), Condition("stock", "gt", 5), Condition("stock", "lt", 9))
 
 
+def test_repeated_list_parameters_add_to_the_list():
+    """What generated clients send for an array parameter (form style, exploded) means the comma form."""
+    assert args("sizes__in=1&sizes__in=2")["filters"]["sizes__in"] == [1, 2]
+    assert args("sizes__in=1,2&sizes__in=3")["filters"]["sizes__in"] == [1, 2, 3]
+    assert args("sizes__nin=1&sizes__nin=2")["filters"] == args("sizes__nin=1,2")["filters"]
+    assert args("sort=-price&sort=stock")["sort"] == ["-price", "stock"]
+    assert args("fields=price&fields=stock,tags")["fields"] == ["price", "stock", "tags"]
+    assert query("sizes__in=1&sizes__in=2").conditions == (Condition("sizes", "in", [1, 2], is_list=True),)
+
+
 def test_after_is_kept_verbatim():
     assert args("after=")["after"] == ""
     assert args("after=abc")["after"] == "abc"
