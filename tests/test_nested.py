@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from bzzlite import App, ConfigurationError, HTTPError, Ref, Registry
 from bzzlite.nested import PathNotFound, inspect_nested, locate, parse_path
 from bzzlite.testing import record, serve
+from tests._direct import delete_behind_bzzlites_back
 
 MISSING_ID = "0123456789abcdef01234567"
 
@@ -858,17 +859,3 @@ def test_nested_routes_follow_the_auth_rules_of_parent_and_referenced_resources(
             problem(client.get(f"/post/{pid}/author"), 401)  # the referenced resource's own rule
             assert client.get(f"/post/{pid}/author", headers=signed_in).json()["name"] == "Ann"
             assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "x", "votes": 0, "author": None}]
-
-
-def delete_behind_bzzlites_back(store_url, registry, path, id_):
-    """Delete a document straight from the store, as another program could (no integrity)."""
-    import asyncio
-
-    app = App(registry, db=store_url)
-
-    async def main():
-        store = await app.runtime.ready_store()
-        await store.delete(registry.resources[path], id_, None)
-        await app.shutdown()
-
-    asyncio.run(main())

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from bzzlite import App, HTTPError, Ref, Registry
 from bzzlite.nested import PathNotFound, inspect_nested, parse_path
 from bzzlite.testing import record, serve
+from tests._direct import delete_behind_bzzlites_back
 
 MISSING_ID = "0123456789abcdef01234567"
 
@@ -312,17 +313,3 @@ def test_parse_paths_through_references():
     for bad in (["person", "name"], ["person", uid, "name"], ["users", uid, "nope"], ["person", uid, ""]):
         with pytest.raises(PathNotFound):
             parse_path(student if bad[0] == "person" else team, bad)
-
-
-def delete_behind_bzzlites_back(store_url, registry, path, id_):
-    """Delete a document straight from the store, as another program could (no integrity)."""
-    import asyncio
-
-    app = App(registry, db=store_url)
-
-    async def main():
-        store = await app.runtime.ready_store()
-        await store.delete(registry.resources[path], id_, None)
-        await app.shutdown()
-
-    asyncio.run(main())

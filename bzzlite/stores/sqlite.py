@@ -266,6 +266,15 @@ class SQLiteStore(Store):
             return job(self._conn())
         return await self._writer.run(job)
 
+    async def _checked_write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`_write`, with SQLite's errors as store errors (a unique index: DuplicateKey)."""
+        try:
+            return await self._write(job)
+        except sqlite3.IntegrityError as exc:
+            raise self._duplicate(exc) from None
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
     async def _read(self, job: Callable[[sqlite3.Connection], T], budget: float | None) -> T:
         """``job`` on a free read connection, in its thread, stopped past ``budget`` seconds."""
         if self._readers is None:
@@ -302,12 +311,7 @@ class SQLiteStore(Store):
                 with immediate(conn):  # a bulk create is all or nothing
                     conn.executemany(sql, rows)
 
-        try:
-            await self._write(job)
-        except sqlite3.IntegrityError as exc:
-            raise self._duplicate(exc) from None
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        await self._checked_write(job)
         return [Record(id_, 1, doc) for id_, doc in docs]
 
     async def get(self, spec: ResourceSpec, id: str) -> Record:
@@ -336,12 +340,7 @@ class SQLiteStore(Store):
                 raise _missing_or_stale(conn, table, id)
             return int(row[0])
 
-        try:
-            version = await self._write(job)
-        except sqlite3.IntegrityError as exc:
-            raise self._duplicate(exc) from None
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        version = await self._checked_write(job)
         return Record(id, version, doc)
 
     async def delete(self, spec: ResourceSpec, id: str, expected_version: int | None) -> None:
@@ -384,12 +383,7 @@ class SQLiteStore(Store):
                     if changed == 0:
                         raise _missing_or_stale(conn, table, write.id)  # rolls the whole transaction back
 
-        try:
-            await self._write(job)
-        except sqlite3.IntegrityError as exc:
-            raise self._duplicate(exc) from None
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+        await self._checked_write(job)
 
     # -- reads -------------------------------------------------------------------
 
