@@ -318,6 +318,7 @@ def test_oversized_header_block_is_431() -> None:
         status, headers, body = read_response(sock)
         assert status == 431
         assert headers["content-type"] == "application/problem+json"
+        assert "header block" in json.loads(body)["detail"]
         assert closed_by_server(sock)
 
 
@@ -342,7 +343,7 @@ def test_oversized_request_line_is_414() -> None:
 
 
 def test_idle_keep_alive_connections_are_closed_after_the_idle_timeout() -> None:
-    with serving(idle_timeout=0.3) as (port, server), connect(port) as sock:
+    with serving(idle_timeout=0.3) as (port, _), connect(port) as sock:
         sock.sendall(get("/echo"))
         assert read_response(sock)[0] == 200
         started = time.monotonic()
@@ -358,8 +359,9 @@ def test_a_client_trickling_its_headers_gets_408() -> None:
             for _ in range(30):
                 sock.sendall(b"X-Slow: 1\r\n")
                 time.sleep(0.05)
-        status, headers, _ = read_response(sock)
+        status, _, body = read_response(sock)
         assert status == 408
+        assert "head" in json.loads(body)["detail"]
         assert time.monotonic() - started < 3
 
 
@@ -537,3 +539,93 @@ def test_aiohttp_client(note_app: App) -> None:
                     assert (await response.json())["total"] == 1
 
         asyncio.run(main())
+
+
+def test_an_extension_method_reaches_the_application_like_any_token() -> None:
+    with serving() as (port, _), connect(port) as sock:
+        sock.sendall(b"BREW /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}" + get("/echo?after=brew"))
+        buffer = bytearray()
+        assert read_response(sock, buffer)[0] == 405  # Tornado's answer: the handler has no brew()
+        status, _, body = read_response(sock, buffer)
+        assert (status, json.loads(body)["query"]) == (200, "after=brew")
+
+
+# -- the command line's graceful stop, on both servers ---------------------------------------
+
+SLOW_APP = """
+import asyncio
+from pydantic import BaseModel
+from bzzlite import App, Registry
+
+registry = Registry()
+
+@registry.resource
+class Thing(BaseModel):
+    name: str
+
+@registry.on("pre_create_instance")
+async def slow(sender, arguments, handler):
+    await asyncio.sleep(1.0)
+
+app = App(registry=registry, db="sqlite:///drain.db")
+"""
+
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("server_kind", ["httptools", "tornado"])
+def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flight(
+        tmp_path: Any, server_kind: str) -> None:
+    import signal
+    import sys
+
+    (tmp_path / "app.py").write_text(SLOW_APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
+                             "--http", server_kind, "--log-level", "warning"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": CHECKOUT})  # this checkout's bzzlite
+    try:
+        for _ in range(400):
+            try:
+                idle = connect(port)
+                break
+            except OSError:
+                time.sleep(0.05)
+        idle.sendall(get("/_health"))
+        assert read_response(idle)[0] == 200  # a keep-alive connection, now between requests
+        busy = connect(port)
+        body = b'{"name": "x"}'
+        busy.sendall(b"POST /thing HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        time.sleep(0.3)  # in its slow receiver
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert closed_by_server(idle)
+        status, headers, _ = read_response(busy)
+        assert status == 201
+        assert headers["connection"] == "close"
+        assert closed_by_server(busy)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - started < 5  # not the 30 s grace period
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_header_values_lose_surrounding_whitespace_and_control_characters_are_refused() -> None:
+    class Headers(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write({"x": self.request.headers.get("X-Padded")})
+
+    with serving(tornado.web.Application([("/h", Headers)])) as (port, _), connect(port) as sock:
+        sock.sendall(b"GET /h HTTP/1.1\r\nHost: t\r\nX-Padded: \t value \t\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert (status, json.loads(body)) == (200, {"x": "value"})
+        sock.sendall(b"GET /h HTTP/1.1\r\nHost: t\r\nX-Ctl: a\x01b\r\n\r\n")
+        status, headers, _ = read_response(sock)
+        assert (status, headers["content-type"]) == (400, "application/problem+json")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ log = logging.getLogger("bzzlite.http")
 
 
 _METHODS: dict[bytes, str] = {}
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
+_STAND_IN = b"PROPPATCH"  # a method llhttp knows and treats like any other
 
 
 class Context:
@@ -69,6 +72,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers: httputil.HTTPHeaders | None = None
         self._header_bytes = 0
         self._head_size = 0
+        self._begun = 0  # requests begun on this connection
+        self._method: str | None = None
         self.upgrade_tail: bytes | None = None  # bytes after a WebSocket upgrade request
         self._reading = True
         self._write_paused = False
@@ -90,8 +95,15 @@ class HTTPProtocol(asyncio.Protocol):
             if self.upgrade_tail is not None:
                 self.upgrade_tail += data  # the WebSocket's first frames, kept for its stream
             return
+        begun = self._begun
+        fresh = self.message_started is None and self.parsing is None
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserInvalidMethodError:
+            # llhttp knows a fixed list of methods; Tornado routes any token (404, 405 + Allow).
+            if not (fresh and self._begun - begun == 1 and self._extension_method(data)):
+                self.fail(ProtocolError(400, "Malformed request: invalid method."))
+            return
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade(data[upgrade.args[0]:])
             return
@@ -100,7 +112,13 @@ class HTTPProtocol(asyncio.Protocol):
             return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self.fail(cause if isinstance(cause, ProtocolError) else ProtocolError(400, "Malformed request."))
+            if isinstance(cause, ProtocolError):
+                self.fail(cause)
+            elif isinstance(cause, httputil.HTTPInputError):
+                self.fail(ProtocolError(400, f"Malformed request: {cause}."))
+            else:
+                log.error("the request's head could not be read", exc_info=cause)
+                self.fail(ProtocolError(400, "Malformed request."))
             return
         except httptools.HttpParserError as exc:
             self.fail(ProtocolError(400, f"Malformed request: {exc}."))
@@ -109,6 +127,18 @@ class HTTPProtocol(asyncio.Protocol):
             self._header_bytes += len(data)
             if self._header_bytes > self.server.max_header_size:
                 self.fail(ProtocolError(431, f"The request's header block exceeds {self.server.max_header_size} bytes."))
+
+    def _extension_method(self, data: bytes) -> bool:
+        """Parse a request whose method llhttp does not know (``data`` starts with it) under a
+        stand-in method, and give the handler the real one."""
+        method, space, _ = data.partition(b" ")
+        if not space or not _TOKEN.fullmatch(method):
+            return False
+        self.parser = httptools.HttpRequestParser(self)  # the old one stopped at the error
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self._method = method.decode("ascii")
+        self.data_received(_STAND_IN + data[len(method):])
+        return True
 
     def eof_received(self) -> bool | None:
         # The client is gone (as for Tornado and uvicorn: a half-close is not told apart from
@@ -142,6 +172,7 @@ class HTTPProtocol(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._begun += 1
         self.message_started = time.monotonic()
         self._url = b""
         self._headers = httputil.HTTPHeaders()
@@ -157,7 +188,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.server.max_header_size:
             raise ProtocolError(431, f"The request's header block exceeds {self.server.max_header_size} bytes.")
-        self._headers.add(name.decode("latin1"), value.decode("latin1"))  # type: ignore[union-attr]
+        # Leading and trailing whitespace is not part of the value (RFC 9110 5.5), as Tornado strips it.
+        self._headers.add(name.decode("latin1"), value.decode("latin1").strip(" \t"))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
         headers: httputil.HTTPHeaders = self._headers  # type: ignore[assignment]
@@ -168,6 +200,8 @@ class HTTPProtocol(asyncio.Protocol):
         method = _METHODS.get(raw_method)
         if method is None:
             method = _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
+        if self._method is not None:  # an extension method parsed under the stand-in
+            method, self._method = self._method, None
         hosts = headers.get_list("Host")
         if len(hosts) > 1 or (not hosts and version == "1.1"):
             raise ProtocolError(400, "An HTTP/1.1 request needs exactly one Host header.")
