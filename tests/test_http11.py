@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import http.client
 import json
 import os
@@ -629,3 +630,35 @@ def test_header_values_lose_surrounding_whitespace_and_control_characters_are_re
         sock.sendall(b"GET /h HTTP/1.1\r\nHost: t\r\nX-Ctl: a\x01b\r\n\r\n")
         status, headers, _ = read_response(sock)
         assert (status, headers["content-type"]) == (400, "application/problem+json")
+
+
+def test_without_httptools_auto_falls_back_to_tornado_with_one_log_line(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    import bzzlite.http as chooser
+    from bzzlite._server import Server as TornadoServer
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("httptools", "uvloop") else real(name, *a))
+    with caplog.at_level("INFO", logger="bzzlite"):
+        assert chooser.resolve("auto") == "tornado"
+    assert [r.getMessage() for r in caplog.records] == ["httptools is not installed: serving with Tornado's HTTP server"]
+    assert isinstance(chooser.make_server("auto", tornado_app(), max_body_size=100), TornadoServer)
+    assert chooser.loop_factory("auto") is None
+    with pytest.raises(ValueError, match="needs the httptools package"):
+        chooser.resolve("httptools")
+
+
+def test_the_default_server_is_bzzlites_on_uvloop_when_installed() -> None:
+    import bzzlite.http as chooser
+
+    assert isinstance(chooser.make_server("auto", tornado_app(), max_body_size=100), HTTPServer)
+    factory = chooser.loop_factory("auto")
+    if importlib.util.find_spec("uvloop") is not None:
+        assert factory is not None
+        loop = factory()
+        assert type(loop).__module__.startswith("uvloop")
+        loop.close()
+    assert chooser.loop_factory("tornado") is None
