@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
 import http.client
+import importlib.util
 import json
 import os
 import shutil
