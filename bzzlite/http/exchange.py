@@ -42,13 +42,14 @@ class Exchange(httputil.HTTPConnection):
     """A request being read and answered; Tornado's ``request.connection``."""
 
     def __init__(self, protocol: HTTPProtocol, start_line: httputil.RequestStartLine,
-                 headers: httputil.HTTPHeaders, keep_alive: bool) -> None:
+                 headers: httputil.HTTPHeaders, keep_alive: bool, expects_continue: bool = False) -> None:
         self.protocol = protocol
         self.context = protocol.context
         self.stream = protocol  # a change feed bounds its buffer through ``max_write_buffer_size``
         self.start_line = start_line
         self.headers = headers
         self.keep_alive = keep_alive
+        self.expects_continue = expects_continue  # the client waits for "100 Continue" to send its body
         self.delegate: httputil.HTTPMessageDelegate | None = None
         self.max_body_size = protocol.server.max_body_size
         self.received = 0  # body bytes read
@@ -86,8 +87,8 @@ class Exchange(httputil.HTTPConnection):
 
     def _prepared(self) -> None:
         self._ready = True
-        if not self.complete and not self.headers_written and self.received == 0 and not self.gone and \
-                self.headers.get("Expect", "").lower() == "100-continue":
+        if self.expects_continue and not self.complete and not self.headers_written and self.received == 0 \
+                and not self.gone:
             self.protocol.transport.write(CONTINUE)  # the handler accepted it: now send the body
         self._pump()
 
@@ -173,10 +174,11 @@ class Exchange(httputil.HTTPConnection):
         request = self.start_line
         http11 = request.version == "HTTP/1.1"
         bodiless = request.method == "HEAD" or code in (204, 304) or code < 200
-        self._chunking = http11 and not bodiless and "Content-Length" not in headers
+        sized = "Content-Length" in headers
+        self._chunking = http11 and not bodiless and not sized
         if self.protocol.server.draining:
             self.keep_alive = False  # shutting down: this is the connection's last response
-        elif not http11 and not bodiless and "Content-Length" not in headers:
+        elif not http11 and not bodiless and not sized:
             self.keep_alive = False  # HTTP/1.0 without a length: the end of the body is the close
         if code == 101:
             pass
@@ -190,14 +192,14 @@ class Exchange(httputil.HTTPConnection):
         if request.method == "HEAD" or code == 304:
             self._remaining = 0
         else:
-            length = headers.get("Content-Length")
-            self._remaining = None if length is None else int(length)
+            self._remaining = int(headers["Content-Length"]) if sized else None
         lines = [f"HTTP/1.1 {code} {start_line.reason}\r\n"]
-        lines.extend([f"{name}: {value}\r\n" for name, value in headers.get_all()])
+        lines += [f"{name}: {value}\r\n" for name, value in headers.get_all()]
+        lines.append("\r\n")
         text = "".join(lines)
-        if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        if text.count("\n") != len(lines) or text.count("\r") != len(lines):  # a CR or LF in a header
             raise ValueError(f"illegal characters (CR or LF) in the response's headers: {text!r}")
-        data = text.encode("latin1") + b"\r\n"
+        data = text.encode("latin1")
         if chunk:
             data += self._frame(chunk)
         if code == 101:

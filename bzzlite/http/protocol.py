@@ -36,7 +36,9 @@ log = logging.getLogger("bzzlite.http")
 
 _METHODS: dict[bytes, str] = {}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
-_STAND_IN = b"PROPPATCH"  # a method llhttp knows and treats like any other
+_STAND_IN = b"PROPPATCH"
+_FRAMING = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
+_FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)  # a method llhttp knows and treats like any other
 
 
 class Context:
@@ -72,6 +74,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers: httputil.HTTPHeaders | None = None
         self._header_bytes = 0
         self._head_size = 0
+        self._framing: list[bytes] = []
         self._begun = 0  # requests begun on this connection
         self._method: str | None = None
         self.upgrade_tail: bytes | None = None  # bytes after a WebSocket upgrade request
@@ -178,6 +181,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers = httputil.HTTPHeaders()
         self._header_bytes = 0  # bytes received while the head is incomplete (a head never ending)
         self._head_size = 0  # the size of the header lines parsed
+        self._framing = []  # the names of the framing headers seen (lowercase)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -188,6 +192,8 @@ class HTTPProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.server.max_header_size:
             raise ProtocolError(431, f"The request's header block exceeds {self.server.max_header_size} bytes.")
+        if len(name) in _FRAMING_LENGTHS and name.lower() in _FRAMING:
+            self._framing.append(name.lower())  # checked once the head is complete
         # Leading and trailing whitespace is not part of the value (RFC 9110 5.5), as Tornado strips it.
         self._headers.add(name.decode("latin1"), value.decode("latin1").strip(" \t"))  # type: ignore[union-attr]
 
@@ -202,24 +208,32 @@ class HTTPProtocol(asyncio.Protocol):
             method = _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
         if self._method is not None:  # an extension method parsed under the stand-in
             method, self._method = self._method, None
-        hosts = headers.get_list("Host")
-        if len(hosts) > 1 or (not hosts and version == "1.1"):
-            raise ProtocolError(400, "An HTTP/1.1 request needs exactly one Host header.")
-        coding = headers.get("Transfer-Encoding")
-        if coding is not None and coding.lower() != "chunked":
-            raise ProtocolError(501, f"Transfer-Encoding {coding!r} is not supported; send the body chunked or with Content-Length.")
-        length = headers.get("Content-Length")
-        if length is not None and int(length) > self.server.max_body_size:
-            raise ProtocolError(413, f"The body is larger than the server's limit of {self.server.max_body_size} bytes.")
+        framing = self._framing
+        expects = False
+        if framing != [b"host"]:  # not the usual case: one Host, no body, no Expect
+            self._check_framing(framing, headers, version)
+            expects = b"expect" in framing and headers["Expect"].lower() == "100-continue"
         start_line = httputil.RequestStartLine(method, self._url.decode("latin1"), "HTTP/" + version)
         keep_alive = parser.should_keep_alive() and not self._closing and not self.server.draining
-        exchange = Exchange(self, start_line, headers, keep_alive)
+        exchange = Exchange(self, start_line, headers, keep_alive, expects)
         self.parsing = exchange
         self.exchanges.append(exchange)
         if len(self.exchanges) == 1:
             exchange.start()
         else:
             self.pause_reading()  # one request waits its turn; the next are not read yet
+
+    def _check_framing(self, framing: list[bytes], headers: httputil.HTTPHeaders, version: str) -> None:
+        hosts = framing.count(b"host")
+        if hosts > 1 or (not hosts and version == "1.1"):
+            raise ProtocolError(400, "An HTTP/1.1 request needs exactly one Host header.")
+        if b"transfer-encoding" in framing:
+            coding = headers["Transfer-Encoding"]
+            if coding.lower() != "chunked":
+                raise ProtocolError(501, f"Transfer-Encoding {coding!r} is not supported; "
+                                         "send the body chunked or with Content-Length.")
+        if b"content-length" in framing and int(headers["Content-Length"]) > self.server.max_body_size:
+            raise ProtocolError(413, f"The body is larger than the server's limit of {self.server.max_body_size} bytes.")
 
     def on_body(self, body: bytes) -> None:
         exchange = self.parsing
@@ -240,15 +254,16 @@ class HTTPProtocol(asyncio.Protocol):
     # -- used by exchanges -------------------------------------------------------------------
 
     def drained(self) -> asyncio.Future[None]:
-        """A future done once the transport's buffer is below its high-water mark."""
+        """A future done once the transport's buffer is below its high-water mark (the server's
+        one done future when it already is: most writes)."""
+        if not self._write_paused and not self._lost:
+            return self.server.done
         waiter = self.loop.create_future()
         if self._write_paused:
             self._drain_waiters.append(waiter)
-        elif self._lost:
+        else:
             waiter.set_exception(StreamClosedError())
             waiter.exception()
-        else:
-            waiter.set_result(None)
         return waiter
 
     def pause_reading(self) -> None:

@@ -51,6 +51,7 @@ class HTTPServer:
         self.connections: set[HTTPProtocol] = set()
         self.draining = False  # stopping: answer what is in flight, start nothing new
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.done: asyncio.Future[None] = None  # type: ignore[assignment]
         self._listeners: list[asyncio.AbstractServer] = []
         self._starting: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.TimerHandle | None = None
@@ -58,6 +59,8 @@ class HTTPServer:
     def add_sockets(self, sockets: list[socket.socket]) -> None:
         """Serve on bound, listening sockets (from within the running event loop)."""
         self.loop = asyncio.get_running_loop()
+        self.done = self.loop.create_future()  # what a write returns when nothing waits: done
+        self.done.set_result(None)
         for sock in sockets:
             self._starting.append(self.loop.create_task(self._listen(sock)))
         if self._sweeper is None:
