@@ -84,7 +84,6 @@ class Exchange(httputil.HTTPConnection):
             self._prepared()
         else:
             _add_done_callback(prepared, lambda _: self._prepared())
-            self._pump()  # a pipelined request may be complete already
 
     def _prepared(self) -> None:
         self._ready = True
@@ -132,10 +131,7 @@ class Exchange(httputil.HTTPConnection):
                 self._deliver(chunk)
         if not self._chunks and len(self.protocol.exchanges) <= 1:
             self.protocol.resume_reading()
-        if self.complete and not self._delivered and self.delegate is not None and (
-                (self._ready and not self._blocked and not self._chunks) or self.received == 0):
-            # A request without a body is handed over whole at once: its handler need not be
-            # prepared first (no body bytes to hold back), so it runs without another loop turn.
+        if self.complete and self._ready and not self._blocked and not self._chunks and not self._delivered:
             self._delivered = True
             if not self.response_done and not self.gone:
                 try:
