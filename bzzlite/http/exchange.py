@@ -238,6 +238,9 @@ class Exchange(httputil.HTTPConnection):
         self.response_done = True
         self._close_callback = None
         if self._upgrade_head is None:  # a WebSocket handshake goes on in detach()
+            # The delegate holds the handler, which holds the request, which holds this: let
+            # reference counting free them all now rather than the garbage collector later.
+            self.delegate = None
             self.protocol.finished(self)
 
     def detach(self) -> IOStream:
