@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import Measurement, Results
-from bench.stacks import BASELINE
+from bench.stacks import BASELINE, RIVAL
 
 
 def summarize(results: Results) -> list[dict[str, Any]]:
@@ -32,6 +32,7 @@ def summarize(results: Results) -> list[dict[str, Any]]:
                     "cpu_us_min": min(m.cpu_us_per_request for m in ms),
                     "cpu_us_max": max(m.cpu_us_per_request for m in ms),
                     "cpu_ratio_to_baseline": cpu[stack] / cpu[BASELINE] if BASELINE in cpu else None,
+                    "cpu_ratio_to_rival": cpu[stack] / cpu[RIVAL] if RIVAL in cpu else None,
                     "cpu_busy": statistics.median(m.cpu_busy for m in ms),
                     "requests_per_second": statistics.median(m.requests_per_second for m in ms),
                     "p50_ms": statistics.median(m.p50_ms for m in ms),
@@ -62,16 +63,18 @@ def markdown(results: Results, rows: list[dict[str, Any]], machine: dict[str, An
         "",
         (
             "CPU µs/req is the server's user+system CPU time over the measured run ÷ requests completed"
-            f" (median over reps, min–max in brackets); × {BASELINE} is its ratio to the {BASELINE} stack;"
+            f" (median over reps, min–max in brackets); × {BASELINE} and × {RIVAL} are its ratios to those stacks;"
             " server CPU % is that CPU time ÷ the run's wall time: well under 100 %, the server waited"
             " or another process took CPU from it or from wrk."
         ),
         "",
-        f"| workload | stack | CPU µs/req | × {BASELINE} | server CPU % | req/s | p50 ms | p99 ms | RSS MiB start → end | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (f"| workload | stack | CPU µs/req | × {BASELINE} | × {RIVAL} | server CPU % | req/s | p50 ms | p99 ms"
+         " | RSS MiB start → end | errors |"),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r['cpu_ratio_to_baseline']:.2f}" if r["cpu_ratio_to_baseline"] is not None else "–"
+        ratio += f" | {r['cpu_ratio_to_rival']:.2f}" if r["cpu_ratio_to_rival"] is not None else " | –"
         lines.append(
             f"| {r['workload']} | {r['stack']} | {r['cpu_us_per_request']:.1f}"
             f" ({r['cpu_us_min']:.1f}–{r['cpu_us_max']:.1f}) | {ratio} | {r['cpu_busy']:.0%}"

@@ -33,9 +33,15 @@ def _bzzlite(port: int, db: Path) -> list[str]:
 STACKS: dict[str, Stack] = {
     s.name: s
     for s in (
-        Stack("bzzlite", "bzzlite serve (Tornado, embedded SQLite store)", _bzzlite),
+        Stack("bzzlite", "bzzlite serve: its HTTP/1.1 server (httptools, uvloop), embedded SQLite store", _bzzlite),
+        Stack("bzzlite_tornado", "bzzlite serve --http tornado: the same app on Tornado's HTTPServer",
+              lambda port, db: [*_bzzlite(port, db), "--http", "tornado"]),
         Stack("tornado_raw", "hand-written Tornado + sqlite3", _module("bench.servers.tornado_raw")),
         Stack("fastapi", "FastAPI on uvicorn (httptools, uvloop) + sqlite3", _module("bench.servers.fastapi_app")),
+        Stack("starlette", "Starlette on uvicorn (httptools, uvloop) + sqlite3: a floor",
+              _module("bench.servers.starlette_app")),
+        Stack("asgi_raw", "a bare ASGI callable on uvicorn (httptools, uvloop) + sqlite3: the floor",
+              _module("bench.servers.asgi_raw")),
     )
 }
 def _bzzlite_no_feeds(port: int, db: Path) -> list[str]:
@@ -53,6 +59,7 @@ EXTRA_STACKS: dict[str, Stack] = {
     "bzzlite_no_feeds": Stack("bzzlite_no_feeds", "bzzlite serve, App(feeds=False)", _bzzlite_no_feeds),
 }
 BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
+RIVAL = "fastapi"  # and against the framework bzzlite is measured against (issue 16's targets)
 MIXED_STACKS = ("bzzlite", "bzzlite_gc_default", "tornado_raw")  # --mixed's default
 
 

@@ -16,6 +16,9 @@ CPU each request costs the server:
   sweep (every tenth of the timeout, at most a minute) closes the connections that have waited
   for headers longer than the timeout. A request being handled or streamed is never cut, as
   with Tornado's; an idle client is closed up to a tenth of the timeout later than Tornado would.
+- **stop() drains keep-alive connections.** Tornado's only stops accepting, so clients on open
+  connections go on being served; here the idle ones are closed and a busy one's response in
+  progress ends it (``Connection: close`` when its headers are not yet out).
 """
 
 from __future__ import annotations
@@ -66,6 +69,15 @@ class Server(HTTPServer):
                 continue
             if waiting[0]._request_start_line is None:  # its headers have not all arrived
                 _close(conn)
+
+    def stop(self) -> None:
+        super().stop()
+        for conn in list(self._connections):
+            waiting: tuple[HTTP1Connection, float] | None = getattr(conn, "bzz_waiting", None)
+            if waiting is None or waiting[0]._request_start_line is None:
+                _close(conn)  # between requests (or yet to send one): nothing is lost
+            else:
+                waiting[0]._disconnect_on_finish = True  # its response says Connection: close, then it ends
 
     async def close_all_connections(self) -> None:
         await super().close_all_connections()

@@ -117,10 +117,11 @@ def bind(host: str, port: int, reuse_port: bool = False) -> list[socket.socket]:
         raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False) -> None:
+async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False,
+                        http: str = "auto") -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish."""
-    from ._server import Server
     from .handlers.base import server_body_limit
+    from .http import make_server
 
     try:
         await app.startup()
@@ -128,7 +129,7 @@ async def serve_forever(app: Any, sockets: list[socket.socket], graceful_timeout
         if app.runtime.settings.db.startswith("sqlite"):
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
-    server = Server(app, max_body_size=server_body_limit(app.bzz_settings.max_body_size))
+    server = make_server(http, app, max_body_size=server_body_limit(app.bzz_settings.max_body_size))
     server.add_sockets(sockets)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -177,12 +178,16 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False) -> int:
-    asyncio.run(serve_forever(app, sockets, graceful_timeout, reload))
+def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, reload: bool = False,
+               http: str = "auto") -> int:
+    from .http import run
+
+    run(serve_forever(app, sockets, graceful_timeout, reload, http), http)
     return 0
 
 
-def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_timeout: float) -> int:
+def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_timeout: float,
+                http: str = "auto") -> int:
     """Fork ``workers`` children, each listening on its own SO_REUSEPORT socket; stop them
     all on SIGTERM/SIGINT.
 
@@ -210,7 +215,7 @@ def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_t
             try:
                 for inherited in sockets:  # or the parent's socket would stay in the group
                     inherited.close()
-                code = run_single(app, bind(host, port, reuse_port=True), graceful_timeout)
+                code = run_single(app, bind(host, port, reuse_port=True), graceful_timeout, http=http)
             except CLIError as exc:
                 print(f"bzzlite: error: {exc}", file=sys.stderr)
             except BaseException:  # never let a child return into the parent's code
@@ -267,6 +272,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError("--reload restarts one process; use it without --workers")
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port {args.port} is not a TCP port")
+    from .http import resolve
+
+    try:
+        http = resolve(args.http)  # once, so a fallback to Tornado is logged once
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     app = locate_app(args.target)
     if args.db:
         app.use_store(args.db)
@@ -274,8 +285,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tune_gc()  # before forking workers too: they share the frozen pages
     sockets = bind(args.host, args.port, reuse_port=args.workers > 1)
     if args.workers > 1:
-        return run_workers(app, sockets, args.workers, args.graceful_timeout)
-    return run_single(app, sockets, args.graceful_timeout, args.reload)
+        return run_workers(app, sockets, args.workers, args.graceful_timeout, http)
+    return run_single(app, sockets, args.graceful_timeout, args.reload, http)
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
@@ -308,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"])
     serve.add_argument("--graceful-timeout", type=float, default=30.0,
                        help="seconds requests in flight may take to finish on SIGTERM/SIGINT")
+    serve.add_argument("--http", choices=["auto", "httptools", "tornado"], default="auto",
+                       help="auto: bzzlite's HTTP/1.1 server on httptools (and uvloop) when installed, "
+                            "else Tornado's; tornado: Tornado's HTTPServer")
     serve.add_argument("--gc", choices=["tuned", "default"], default="tuned",
                        help="tuned: freeze start-up objects and collect the young generation less often; "
                             "default: CPython's settings")

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import http.client
 import json as jsonlib
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ import tornado.netutil
 from blinker import ANY
 
 from . import _json
-from ._server import Server
 from .handlers.base import server_body_limit
+from .http import make_server
+from .http import run as run_loop
 
 
 @dataclass
@@ -104,8 +106,13 @@ class Client:
 
 
 @contextlib.contextmanager
-def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[Client]:
-    """Run ``app`` on a free loopback port in a background thread for the block's duration."""
+def serve(app: Any, *, host: str = "127.0.0.1", http: str | None = None) -> Iterator[Client]:
+    """Run ``app`` on a free loopback port in a background thread for the block's duration.
+
+    ``http`` picks the server as ``serve --http`` does (``auto``, ``httptools``, ``tornado``);
+    without it, env ``BZZLITE_TEST_HTTP``, else ``tornado``.
+    """
+    kind = http or os.environ.get("BZZLITE_TEST_HTTP") or "tornado"
     sockets = tornado.netutil.bind_sockets(0, host)
     port = sockets[0].getsockname()[1]
     started = threading.Event()
@@ -113,7 +120,7 @@ def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[Client]:
 
     def run() -> None:
         async def main() -> None:
-            server = Server(app, max_body_size=_server_body_limit(app))
+            server = make_server(kind, app, max_body_size=_server_body_limit(app))
             server.add_sockets(sockets)
             state["loop"] = asyncio.get_running_loop()
             state["stop"] = stop = asyncio.Event()
@@ -125,7 +132,7 @@ def serve(app: Any, *, host: str = "127.0.0.1") -> Iterator[Client]:
             if shutdown is not None:
                 await shutdown()
 
-        asyncio.run(main())
+        run_loop(main(), kind)
 
     thread = threading.Thread(target=run, name=f"bzzlite-test-{port}", daemon=True)
     thread.start()

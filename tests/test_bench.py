@@ -22,7 +22,8 @@ def test_quick_benchmark_measures_every_stack(tmp_path: Path) -> None:
     assert not report["failures"]
     measured = {(row["stack"], row["workload"]) for row in report["summary"]
                 if row["cpu_us_per_request"] > 0 and row["errors"] == 0}
-    assert measured == {(s, w) for s in ("bzzlite", "tornado_raw", "fastapi") for w in ("get", "list", "create")}
+    stacks = ("bzzlite", "bzzlite_tornado", "tornado_raw", "fastapi", "starlette", "asgi_raw")
+    assert measured == {(s, w) for s in stacks for w in ("get", "list", "create")}
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install-test-deps installs it)")

@@ -46,7 +46,27 @@ class ResourceHandler(BaseHandler):
         super().initialize(runtime)
         self.spec = spec
         self.model = spec.model
-        self.docs: Documents[Any] = Documents(runtime, spec, self)
+        self._docs: Documents[Any] | None = None
+
+    @property
+    def docs(self) -> Documents[Any]:
+        """The resource's documents bound to this request (made on first use, let go when the
+        request ends: holding the handler, it would otherwise make a cycle per request)."""
+        if self._docs is None:
+            self._docs = Documents(self.runtime, self.spec, self)
+        return self._docs
+
+    @docs.setter
+    def docs(self, value: Documents[Any]) -> None:
+        self._docs = value
+
+    def on_finish(self) -> None:
+        self._docs = None
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._docs = None
+        super().on_connection_close()
 
     async def authorize(self, operation: str) -> None:
         """Ask the app's auth policy (if any) whether this request may do ``operation``."""
