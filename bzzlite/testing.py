@@ -110,9 +110,10 @@ def serve(app: Any, *, host: str = "127.0.0.1", http: str | None = None) -> Iter
     """Run ``app`` on a free loopback port in a background thread for the block's duration.
 
     ``http`` picks the server as ``serve --http`` does (``auto``, ``httptools``, ``tornado``);
-    without it, env ``BZZLITE_TEST_HTTP``, else ``tornado``.
+    without it, env ``BZZLITE_TEST_HTTP``, else ``auto`` (the server ``serve`` uses: bzzlite's
+    own on httptools when installed, Tornado's otherwise).
     """
-    kind = http or os.environ.get("BZZLITE_TEST_HTTP") or "tornado"
+    kind = http or os.environ.get("BZZLITE_TEST_HTTP") or "auto"
     sockets = tornado.netutil.bind_sockets(0, host)
     port = sockets[0].getsockname()[1]
     started = threading.Event()

@@ -237,7 +237,9 @@ def test_a_content_length_of_unicode_digits_is_a_400(sqlite_url, path):
             reply = raw_request(client, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                                 b"Content-Length: " + length + b"\r\n\r\n")
             assert b"application/problem+json" in reply
-            if path == "/nowhere":  # no route: a 404 comes first, whatever the headers
+            if b"Malformed request" in reply:  # bzzlite's own server refuses the framing itself
+                assert reply.startswith(b"HTTP/1.1 400") and b"Content-Length" in reply, reply[:300]
+            elif path == "/nowhere":  # Tornado's: no route, a 404 comes first, whatever the headers
                 assert reply.startswith(b"HTTP/1.1 404"), reply[:200]
             else:
                 assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
@@ -391,7 +393,8 @@ def test_hostile_queries_are_answered_without_a_500(store_url):
         client.post("/item", json={"name": "a", "extra": {"a": {"b": {"c": 1}}}})
         for query in HOSTILE_QUERIES:
             response = client.get(f"/item?{query}")
-            assert response.code in (200, 400), (query[:60], response.code, response.text[:200])
+            # 414: bzzlite's own server bounds the request target (16 KiB)
+            assert response.code in (200, 400, 414), (query[:60], response.code, response.text[:200])
             if response.code == 400:
                 assert_problem(response, 400)
 
