@@ -15,7 +15,7 @@ import tornado.web
 from tornado.log import access_log
 
 from .errors import StoreUnavailable
-from .handlers.base import BaseHandler, NotFoundHandler
+from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
 from .handlers.docs import docs_rules
 from .handlers.mock import MockHandler
 from .feeds.websocket import ChangesHandler
@@ -56,6 +56,8 @@ class App(tornado.web.Application):
         db: store URL; else ``BZZLITE_DB``; else ``sqlite:///bzzlite.db``.
         config: any object, reachable as ``handler.application.config``.
         auth: an :class:`bzzlite.auth.Auth` configuration, to require signed-in users.
+        cors: a :class:`bzzlite.cors.CORS` policy, or its origins (a list, ``"*"`` or a
+            pattern), to let pages of other origins call the API.
         **options: other :class:`~bzzlite.settings.Settings` fields (``max_body_size``,
             ``docs``, ``title``...); anything else is passed to Tornado.
     """
@@ -123,6 +125,14 @@ class App(tornado.web.Application):
             kwargs = {"runtime": self.runtime, "mocks": mocks}
             rules += [(url, MockHandler, kwargs) for url in group_by_url(mocks)]
         return rules
+
+    # -- what every request passes through, whatever its route (issue 18) ---------------
+
+    def find_handler(self, request: Any, **kwargs: Any) -> Any:
+        """Route a request; a CORS preflight is answered for every URL, by one handler."""
+        if self.bzz_settings.cors is not None and is_preflight(request):
+            return self.get_handler_delegate(request, PreflightHandler, {"runtime": self.runtime})
+        return super().find_handler(request, **kwargs)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""

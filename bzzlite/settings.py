@@ -32,6 +32,8 @@ class Settings:
     feed_heartbeat: float = 15.0  # seconds between keep-alive messages on a feed
     feed_buffer: int = 256 * 1024  # bytes a subscriber may fall behind before it is disconnected
     feed_poll: float = 0.01  # seconds between reads of the SQLite journal while someone subscribes
+    # -- production on the web (docs/deployment.md) --
+    cors: Any = None  # a bzzlite.cors.CORS, or its origins; BZZLITE_CORS: "*" or origins comma-separated
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
@@ -55,11 +57,16 @@ class Settings:
             raise ConfigurationError("feed_journal_size must be 1 or more and feed_buffer at least 1024 bytes")
         if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
             raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
+        from .cors import CORS
+
+        settings.cors = CORS.of(settings.cors)
         return settings
 
 
 def _parse(name: str, type_: Any, raw: str) -> Any:
     kind = str(type_)
+    if name == "cors":  # origins, not a pattern: a comma is no regular expression anyone means
+        return raw.strip() if raw.strip() == "*" else [o.strip() for o in raw.split(",") if o.strip()]
     try:
         if kind == "int":
             return int(raw)

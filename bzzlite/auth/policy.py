@@ -150,6 +150,9 @@ class AuthPolicy:
             origin = origin.strip().lower()
             if origin in self.auth.trusted_origins:
                 return None
+            cors = self.runtime.settings.cors  # pages the app lets send credentials are its own
+            if cors is not None and cors.credentials and cors.allows(origin):
+                return None
             if origin == "null" or urlsplit(origin).netloc != handler.request.host.lower():
                 return f"the Origin {origin[:100]!r} is not this API's (add it to trusted_origins if it is yours)"
             return None

@@ -23,7 +23,7 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from .. import _json
 from ..errors import HTTPError, QueryError
-from ..handlers.base import PROBLEM_JSON, as_http_error, problem
+from ..handlers.base import PROBLEM_JSON, as_http_error, cors_headers, problem
 from ..query import build_query, parse_arguments
 from ..signals import send
 from .events import Event
@@ -55,6 +55,11 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         self.subs: dict[str, SocketSubscription] = {}
         self.gone = False
 
+    def check_origin(self, origin: str) -> bool:
+        """Same-origin pages (Tornado's rule), and the origins the app's CORS policy allows."""
+        cors = self.runtime.settings.cors
+        return super().check_origin(origin) or (cors is not None and cors.allows(origin))
+
     @property
     def max_message_size(self) -> int:
         return 64 * 1024  # subscribe messages are small
@@ -79,6 +84,8 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
             error = HTTPError(status_code if status_code < 500 and exc is None else 500,
                               None if status_code < 500 and exc is None else "Internal server error.")
         self.clear()
+        if self.runtime.settings.cors is not None:  # a page of another origin may read the refusal
+            cors_headers(self)
         self.set_status(error.status)
         for name, value in error.headers.items():
             self.set_header(name, value)
