@@ -24,6 +24,7 @@ from .handlers.nested import NestedHandler, route_rows
 from .mocks import check_collisions, group_by_url, sample_paths
 from .nested import inspect_nested
 from .openapi import build_document
+from .proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .registry import Registry, default_registry
 from .runtime import Runtime
 from .settings import Settings
@@ -129,7 +130,15 @@ class App(tornado.web.Application):
     # -- what every request passes through, whatever its route (issue 18) ---------------
 
     def find_handler(self, request: Any, **kwargs: Any) -> Any:
-        """Route a request; a CORS preflight is answered for every URL, by one handler."""
+        """Route a request; a CORS preflight is answered for every URL, by one handler.
+
+        Proxy headers (from trusted peers) and the root path are applied first (bzzlite/proxy.py).
+        """
+        settings = self.bzz_settings
+        if settings.proxy_headers:
+            apply_proxy_headers(request, trusted_set(settings.forwarded_allow_ips))
+        if settings.root_path:
+            strip_root_path(request, settings.root_path)
         if self.bzz_settings.cors is not None and is_preflight(request):
             return self.get_handler_delegate(request, PreflightHandler, {"runtime": self.runtime})
         return super().find_handler(request, **kwargs)

@@ -305,6 +305,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = locate_app(args.target)
     if args.db:
         app.use_store(args.db)
+    settings = app.bzz_settings
+    if args.proxy_headers:
+        settings.proxy_headers = True
+    settings.forwarded_allow_ips = _from_env(args.forwarded_allow_ips, ("FORWARDED_ALLOW_IPS",),
+                                             settings.forwarded_allow_ips, lambda raw: raw.split(","))
+    if args.root_path is not None:
+        settings.root_path = "/" + args.root_path.strip("/") if args.root_path.strip("/") else ""
     if args.gc == "tuned":
         tune_gc()  # before forking workers too: they share the frozen pages
     sockets = bind(host, port, reuse_port=workers > 1)
@@ -369,6 +376,12 @@ def parser() -> argparse.ArgumentParser:
                        help="seconds requests in flight may take to finish on SIGTERM/SIGINT")
     serve.add_argument("--certfile", help="serve HTTPS with this PEM certificate (chain)")
     serve.add_argument("--keyfile", help="the private key of --certfile, if not in the same file")
+    serve.add_argument("--proxy-headers", action="store_true",
+                       help="trust X-Forwarded-For/-Proto/-Host and Forwarded from --forwarded-allow-ips")
+    serve.add_argument("--forwarded-allow-ips", type=lambda raw: raw.split(","),
+                       help="comma-separated proxy addresses to trust, '*' for any "
+                            "(env FORWARDED_ALLOW_IPS; default 127.0.0.1)")
+    serve.add_argument("--root-path", help="the path prefix the proxy mounts the app under, e.g. /api")
     serve.add_argument("--gc", choices=["tuned", "default"], default="tuned",
                        help="tuned: freeze start-up objects and collect the young generation less often; "
                             "default: CPython's settings")

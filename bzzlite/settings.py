@@ -34,6 +34,9 @@ class Settings:
     feed_poll: float = 0.01  # seconds between reads of the SQLite journal while someone subscribes
     # -- production on the web (docs/deployment.md) --
     cors: Any = None  # a bzzlite.cors.CORS, or its origins; BZZLITE_CORS: "*" or origins comma-separated
+    proxy_headers: bool = False  # believe X-Forwarded-* / Forwarded from forwarded_allow_ips
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # "*": any peer
+    root_path: str = ""  # the path prefix a proxy mounts the app under ("/api")
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
@@ -58,6 +61,8 @@ class Settings:
         if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
             raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
         from .cors import CORS
+
+        settings.root_path = "/" + settings.root_path.strip("/") if settings.root_path.strip("/") else ""
 
         settings.cors = CORS.of(settings.cors)
         return settings

@@ -69,7 +69,7 @@ class ResourceHandler(BaseHandler):
         self.write_json(body if body is not None else documents.as_json(self.spec, record), status)
 
     def location(self, id_: str) -> str:
-        return f"{self.spec.path}/{id_}"
+        return f"{self.runtime.settings.root_path}{self.spec.path}/{id_}"  # root_path: behind a proxy
 
     def _precondition(self, record: Record) -> bool:
         """Whether ``If-Match`` (if sent) holds for ``record``: strong comparison, ``*`` = any."""
@@ -172,7 +172,7 @@ class CollectionHandler(ResourceHandler):
 
         def url(**extra: Any) -> str:
             params = [(k, v) for k, vs in base.items() for v in vs] + list(extra.items())
-            return f"{self.request.path}?{urlencode(params)}"
+            return f"{self.runtime.settings.root_path}{self.request.path}?{urlencode(params)}"
 
         if query.keyset:
             links = [("first", url(after=""))]
