@@ -119,7 +119,7 @@ def served(tmp_path: Path):
 
 def test_headers_are_believed_from_trusted_peers_only(served: int) -> None:
     forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.example"}
-    status, _, body = get(served, "/whoami", forged, source="127.0.0.2")  # not a trusted proxy
+    _, _, body = get(served, "/whoami", forged, source="127.0.0.2")  # not a trusted proxy
     assert json.loads(body) == {"ip": "127.0.0.2", "scheme": "http", "host": f"127.0.0.1:{served}"}
     _, _, body = get(served, "/api/whoami", forged)  # from the trusted proxy, under the root path
     assert json.loads(body) == {"ip": "203.0.113.9", "scheme": "https", "host": "api.example"}
