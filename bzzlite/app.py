@@ -49,6 +49,15 @@ class HealthHandler(BaseHandler):
         self.write_json({"status": "ok", "store": details})
 
 
+class LiveHandler(BaseHandler):
+    """``GET /_health/live``: 200 while the process serves, whatever the store's state."""
+
+    ALLOWED = ("GET",)
+
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
 class App(tornado.web.Application):
     """The web application serving every resource of a registry.
 
@@ -78,7 +87,7 @@ class App(tornado.web.Application):
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
         self.registry.freeze("an App")
-        rules = self._resource_rules()
+        rules = self._production_rules() + self._resource_rules()
         if auth is not None:
             rules = auth.install(self.runtime) + rules
         rules += self._extra_rules(rules)
@@ -126,6 +135,12 @@ class App(tornado.web.Application):
             kwargs = {"runtime": self.runtime, "mocks": mocks}
             rules += [(url, MockHandler, kwargs) for url in group_by_url(mocks)]
         return rules
+
+    def _production_rules(self) -> list[Any]:
+        """Probes for orchestrators (issue 18): liveness answers while the process does;
+        readiness is ``/_health``'s answer (503 while the store does not answer)."""
+        return [(r"/_health/live/?", LiveHandler, {"runtime": self.runtime}),
+                (r"/_health/ready/?", HealthHandler, {"runtime": self.runtime})]
 
     # -- what every request passes through, whatever its route (issue 18) ---------------
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from ._process import PARENT_ENV, Workers, die_with_parent, run_reloader, watch_parent
 from .errors import BzzliteError, StoreUnavailable
+from .observability import configure_logging
 
 log = logging.getLogger("bzzlite")
 
@@ -281,12 +282,21 @@ def _log_level(raw: str) -> str:
 _log_level.__name__ = "one of " + ", ".join(LOG_LEVELS)
 
 
+def _log_format(raw: str) -> str:
+    if raw not in ("text", "json"):
+        raise ValueError(raw)
+    return raw
+
+
+_log_format.__name__ = "text or json"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     host = _from_env(args.host, ("BZZLITE_HOST",), "127.0.0.1")
     port = _from_env(args.port, ("BZZLITE_PORT", "PORT"), 8888, int)
     workers = _from_env(args.workers, ("BZZLITE_WORKERS", "WEB_CONCURRENCY"), 1, int)
     level = _from_env(args.log_level, ("BZZLITE_LOG_LEVEL",), "info", _log_level)
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, _from_env(args.log_format, ("BZZLITE_LOG_FORMAT",), "text", _log_format))
     if workers < 1:
         raise CLIError("--workers must be 1 or more")
     if args.reload and workers > 1:
@@ -306,6 +316,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.db:
         app.use_store(args.db)
     settings = app.bzz_settings
+    if args.log_format is None and settings.log_format != "text":  # App(log_format="json")
+        configure_logging(level, settings.log_format)
     if args.proxy_headers:
         settings.proxy_headers = True
     settings.forwarded_allow_ips = _from_env(args.forwarded_allow_ips, ("FORWARDED_ALLOW_IPS",),
@@ -372,6 +384,8 @@ def parser() -> argparse.ArgumentParser:
                        help="processes sharing the port (env BZZLITE_WORKERS, then WEB_CONCURRENCY; default 1)")
     serve.add_argument("--reload", action="store_true", help="restart when a .py file changes (development)")
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="env BZZLITE_LOG_LEVEL; default info")
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="text, or one JSON object per line (env BZZLITE_LOG_FORMAT; App(log_format=...))")
     serve.add_argument("--graceful-timeout", type=float, default=30.0,
                        help="seconds requests in flight may take to finish on SIGTERM/SIGINT")
     serve.add_argument("--certfile", help="serve HTTPS with this PEM certificate (chain)")

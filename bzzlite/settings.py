@@ -37,6 +37,7 @@ class Settings:
     proxy_headers: bool = False  # believe X-Forwarded-* / Forwarded from forwarded_allow_ips
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # "*": any peer
     root_path: str = ""  # the path prefix a proxy mounts the app under ("/api")
+    log_format: str = "text"  # or "json": the server's log lines (serve --log-format)
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
@@ -60,6 +61,8 @@ class Settings:
             raise ConfigurationError("feed_journal_size must be 1 or more and feed_buffer at least 1024 bytes")
         if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
             raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
+        if settings.log_format not in ("text", "json"):
+            raise ConfigurationError(f"log_format is 'text' or 'json', not {settings.log_format!r}")
         from .cors import CORS
 
         settings.root_path = "/" + settings.root_path.strip("/") if settings.root_path.strip("/") else ""

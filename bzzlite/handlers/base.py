@@ -26,6 +26,7 @@ from ..errors import (
     StoreUnavailable,
     VersionConflict,
 )
+from ..observability import HEADER, current_request_id, request_id
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -108,6 +109,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def initialize(self, runtime: Runtime, **kwargs: Any) -> None:
         self.runtime = runtime
+        # runs before Tornado starts the request's task, which copies the context: every log
+        # line of the request carries its id (bzzlite/observability.py)
+        current_request_id.set(self._headers[HEADER])
         if runtime.settings.cors is not None:  # clear() ran before the runtime was known
             cors_headers(self)
         self._chunks: list[bytes] = []
@@ -132,6 +136,7 @@ class BaseHandler(tornado.web.RequestHandler):
         header that is then removed and a ``Date`` that changes once a second."""
         self._headers = httputil.HTTPHeaders({"Content-Type": "text/html; charset=UTF-8", "Date": http_date()})
         self.set_default_headers()
+        self._headers[HEADER] = request_id(self.request)
         runtime = getattr(self, "runtime", None)
         if runtime is not None and runtime.settings.cors is not None:  # errors keep them too
             cors_headers(self)
