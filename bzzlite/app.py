@@ -21,6 +21,7 @@ from .handlers.mock import MockHandler
 from .feeds.websocket import ChangesHandler
 from .handlers.resource import CollectionHandler, ItemHandler
 from .handlers.nested import NestedHandler, route_rows
+from .metrics import CONTENT_TYPE, Metrics
 from .mocks import check_collisions, group_by_url, sample_paths
 from .nested import inspect_nested
 from .openapi import build_document
@@ -58,6 +59,20 @@ class LiveHandler(BaseHandler):
         self.write_json({"status": "ok"})
 
 
+class MetricsHandler(BaseHandler):
+    """``GET /_metrics``: the Prometheus text exposition of this process's metrics."""
+
+    ALLOWED = ("GET",)
+
+    def initialize(self, runtime: Runtime, metrics: Metrics, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(runtime)
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.metrics.exposition())
+
+
 class App(tornado.web.Application):
     """The web application serving every resource of a registry.
 
@@ -87,6 +102,7 @@ class App(tornado.web.Application):
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
         self.registry.freeze("an App")
+        self.bzz_metrics = Metrics(self.runtime) if self.bzz_settings.metrics else None
         rules = self._production_rules() + self._resource_rules()
         if auth is not None:
             rules = auth.install(self.runtime) + rules
@@ -139,8 +155,11 @@ class App(tornado.web.Application):
     def _production_rules(self) -> list[Any]:
         """Probes for orchestrators (issue 18): liveness answers while the process does;
         readiness is ``/_health``'s answer (503 while the store does not answer)."""
-        return [(r"/_health/live/?", LiveHandler, {"runtime": self.runtime}),
-                (r"/_health/ready/?", HealthHandler, {"runtime": self.runtime})]
+        rules: list[Any] = [(r"/_health/live/?", LiveHandler, {"runtime": self.runtime}),
+                 (r"/_health/ready/?", HealthHandler, {"runtime": self.runtime})]
+        if self.bzz_metrics is not None:
+            rules.append((r"/_metrics/?", MetricsHandler, {"runtime": self.runtime, "metrics": self.bzz_metrics}))
+        return rules
 
     # -- what every request passes through, whatever its route (issue 18) ---------------
 
@@ -160,6 +179,8 @@ class App(tornado.web.Application):
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""
+        if self.bzz_metrics is not None:
+            self.bzz_metrics.observe(handler)
         if "log_function" not in self.settings:
             status = handler.get_status()
             level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR

@@ -38,6 +38,7 @@ class Settings:
     forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # "*": any peer
     root_path: str = ""  # the path prefix a proxy mounts the app under ("/api")
     log_format: str = "text"  # or "json": the server's log lines (serve --log-format)
+    metrics: bool = False  # Prometheus metrics at /_metrics (the extra bzzlite[metrics])
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:

@@ -108,3 +108,48 @@ def test_json_log_lines_carry_the_request_id(tmp_path: Path, where: str) -> None
     others = [e for e in lines if e["logger"] == "tornado.access" and "GET /thing" in e["message"]]
     assert len(others) == 1 and re.fullmatch(r"[0-9a-f]{16}", others[0]["request_id"])
     assert any(e["request_id"] == "-" and "serving" in e["message"] for e in lines)  # outside any request
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+def test_metrics_by_route_template_and_status(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client", reason="the metrics extra: pip install 'bzzlite[metrics]'")
+    dead = App(Registry(), db=f"sqlite:///{tmp_path}/missing/dir/x.db", metrics=True)  # the store cannot open
+    with serve(make_app(metrics=True)) as client, serve(dead) as broken:
+        ids = [client.post("/thing", json={"name": str(i)}).json()["id"] for i in range(3)]
+        for id_ in ids:
+            assert client.get(f"/thing/{id_}").code == 200
+        assert client.get("/thing/000000000000000000000000").code == 404
+        assert client.get("/no/such/1").code == 404 and client.get("/no/such/2").code == 404
+        reply = client.get("/_metrics")
+        assert reply.code == 200 and reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = reply.text
+        assert sample(text, "bzzlite_requests_total", method="POST", route="/thing", status="201") == 3
+        assert sample(text, "bzzlite_requests_total", method="GET", route="/thing/{id}", status="200") == 3
+        assert sample(text, "bzzlite_requests_total", method="GET", route="/thing/{id}", status="404") == 1
+        assert sample(text, "bzzlite_requests_total", method="GET", route="(unmatched)", status="404") == 2
+        assert sample(text, "bzzlite_request_duration_seconds_count", method="GET", route="/thing/{id}") == 4
+        assert sample(text, "bzzlite_feed_subscribers") == 0
+        import socket
+
+        with socket.create_connection(("127.0.0.1", client.port), timeout=10) as stream:
+            stream.sendall(b"GET /thing HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            assert stream.recv(4096).startswith(b"HTTP/1.1 200")
+            assert sample(client.get("/_metrics").text, "bzzlite_feed_subscribers") == 1
+        assert sample(text, "bzzlite_store_errors_total") == 0
+        assert "/no/such/1" not in text
+
+        assert broken.get("/_health/ready").code == 503
+        assert broken.get("/_health/live").code == 200
+        assert sample(broken.get("/_metrics").text, "bzzlite_store_errors_total") == 1
+    with serve(make_app()) as client:
+        assert client.get("/_metrics").code == 404  # off by default
