@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import signal
@@ -94,3 +95,51 @@ def test_server_sent_events_stream_under_uvicorn(uvicorn: int) -> None:
         while b'"live"' not in received and time.monotonic() < deadline:
             received += stream.recv(4096)
         assert b'"live"' in received
+
+
+# -- the in-process test clients (bzzlite/testclient.py) -------------------------------------
+
+httpx = pytest.importorskip("httpx", reason="the test clients need httpx")
+
+from bzzlite.fixtures import client  # noqa: F401 - the fixture users import
+from bzzlite.testclient import AsyncTestClient, TestClient
+from tests.test_cors import make_app as auth_app
+
+
+@pytest.fixture
+def app():
+    return auth_app(cors=None, auth=True)
+
+
+def test_fixture_client_with_login_and_cookies(client: TestClient) -> None:  # noqa: F811 - the imported fixture
+    assert client.get("/secret").status_code == 401
+    assert client.get("/auth/me/").json() == {"authenticated": False}
+    client.login({"id": "ann", "name": "Ann"})
+    me = client.get("/auth/me/").json()
+    assert me["authenticated"] is True and me["userData"]["name"] == "Ann"
+    created = client.post("/secret", json={"text": "s"})
+    assert created.status_code == 201 and created.headers["location"] == f"/secret/{created.json()['id']}"
+    assert client.get(f"/secret/{created.json()['id']}").json()["text"] == "s"
+    assert client.post("/secret", json={"text": "s"}, headers={"X-Requested-With": ""}).status_code == 403
+    assert client.post("/auth/signout/").json() == {"loggedOut": True}  # the server clears the cookie
+    assert client.get("/secret").status_code == 401
+    bad = client.post("/order", content=b"{", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+
+
+def test_async_client() -> None:
+    async def main() -> None:
+        async with AsyncTestClient(auth_app(cors=None, auth=True)) as in_process:
+            created = await in_process.post("/order", json={"lines": [{"sku": "a"}]})
+            assert created.status_code == 201
+            lines = await in_process.get(f"/order/{created.json()['id']}/lines")
+            assert lines.status_code == 200 and lines.json()["items"] == [{"sku": "a"}]
+            with pytest.raises(ValueError, match="'id'"):
+                in_process.login({"name": "nobody"})
+
+    asyncio.run(main())
+
+
+def test_login_needs_auth() -> None:
+    with TestClient(auth_app(cors=None)) as in_process, pytest.raises(RuntimeError, match="auth=Auth"):
+        in_process.login({"id": "x"})
