@@ -191,6 +191,7 @@ def test_websocket_feed_accepts_the_allowed_origins_only() -> None:
 
 def test_feed_refusals_carry_the_headers() -> None:
     with serve(make_app()) as client:
-        reply = client.get("/order/_changes", headers={"Origin": SHOP})  # not an upgrade
+        reply = client.get("/order/_changes", headers={"Origin": SHOP, "X-Request-ID": "ws-1"})  # not an upgrade
         assert reply.code == 400
+        assert reply.headers["X-Request-ID"] == "ws-1"
         assert reply.headers["Access-Control-Allow-Origin"] == SHOP

@@ -24,6 +24,7 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 from .. import _json
 from ..errors import HTTPError, QueryError
 from ..handlers.base import PROBLEM_JSON, as_http_error, cors_headers, problem
+from ..observability import HEADER, current_request_id, request_id
 from ..query import build_query, parse_arguments
 from ..signals import send
 from .events import Event
@@ -49,6 +50,7 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
 
     def initialize(self, runtime: Runtime, spec: ResourceSpec, **kwargs: Any) -> None:
         self.runtime = runtime
+        current_request_id.set(request_id(self.request))  # in the log lines of this socket
         self.spec = spec
         self.model = spec.model
         self.feeds: Feeds = runtime.feeds
@@ -84,6 +86,7 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
             error = HTTPError(status_code if status_code < 500 and exc is None else 500,
                               None if status_code < 500 and exc is None else "Internal server error.")
         self.clear()
+        self.set_header(HEADER, request_id(self.request))
         if self.runtime.settings.cors is not None:  # a page of another origin may read the refusal
             cors_headers(self)
         self.set_status(error.status)
