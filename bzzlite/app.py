@@ -17,15 +17,17 @@ from tornado.log import access_log
 
 from .errors import ConfigurationError, StoreUnavailable
 from .feeds.websocket import ChangesHandler
-from .handlers.base import BaseHandler, NotFoundHandler
+from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
 from .handlers.custom import RouteHandler
 from .handlers.docs import docs_rules
 from .handlers.mock import MockHandler
 from .handlers.nested import NestedHandler, route_rows
 from .handlers.resource import CollectionHandler, ItemHandler
+from .metrics import CONTENT_TYPE, Metrics
 from .mocks import check_collisions, group_by_url, sample_paths
 from .nested import inspect_nested
 from .openapi import build_document
+from .proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .registry import Registry, default_registry
 from .routing import CustomRoute, Route
 from .runtime import Runtime
@@ -58,6 +60,29 @@ class HealthHandler(BaseHandler):
         self.write_json({"status": "ok", "store": details})
 
 
+class LiveHandler(BaseHandler):
+    """``GET /_health/live``: 200 while the process serves, whatever the store's state."""
+
+    ALLOWED = ("GET",)
+
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+class MetricsHandler(BaseHandler):
+    """``GET /_metrics``: the Prometheus text exposition of this process's metrics."""
+
+    ALLOWED = ("GET",)
+
+    def initialize(self, runtime: Runtime, metrics: Metrics, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(runtime)
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.metrics.exposition())
+
+
 class App(tornado.web.Application):
     """The web application serving every resource of a registry.
 
@@ -66,6 +91,8 @@ class App(tornado.web.Application):
         db: store URL; else ``BZZLITE_DB``; else ``sqlite:///bzzlite.db``.
         config: any object, reachable as ``handler.application.config``.
         auth: an :class:`bzzlite.auth.Auth` configuration, to require signed-in users.
+        cors: a :class:`bzzlite.cors.CORS` policy, or its origins (a list, ``"*"`` or a
+            pattern), to let pages of other origins call the API.
         **options: other :class:`~bzzlite.settings.Settings` fields (``max_body_size``,
             ``docs``, ``title``...); anything else is passed to Tornado.
     """
@@ -85,6 +112,7 @@ class App(tornado.web.Application):
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
         self.registry.freeze("an App")
+        self.bzz_metrics = Metrics(self.runtime) if self.bzz_settings.metrics else None
         self.routes: list[Route] = self._routes(auth)
         options.setdefault("serve_traceback", False)
         super().__init__(
@@ -96,7 +124,8 @@ class App(tornado.web.Application):
 
     def _routes(self, auth: Any) -> list[Route]:
         """The route table: every URL pattern of the app, in the order Tornado tries them."""
-        routes = [Route("/_health", ("GET",), "health", HealthHandler, {"runtime": self.runtime})]
+        routes = [Route("/_health", ("GET",), "health", HealthHandler, {"runtime": self.runtime}),
+                  *self._production_routes()]
         if auth is not None:
             routes += [_wrapped(rule, "auth") for rule in auth.install(self.runtime)]
         # Custom routes and actions before the resources': /order/stats is not an item's id,
@@ -153,8 +182,37 @@ class App(tornado.web.Application):
         return Route(route.template, route.methods, route.kind, RouteHandler,
                      {"runtime": self.runtime, "route": route}, route.spec, operations)
 
+    def _production_routes(self) -> list[Route]:
+        """Probes for orchestrators: liveness answers while the process does; readiness is
+        ``/_health``'s answer (503 while the store does not answer); metrics when turned on."""
+        kwargs = {"runtime": self.runtime}
+        routes = [Route("/_health/live", ("GET",), "health", LiveHandler, kwargs),
+                  Route("/_health/ready", ("GET",), "health", HealthHandler, kwargs)]
+        if self.bzz_metrics is not None:
+            routes.append(Route("/_metrics", ("GET",), "metrics", MetricsHandler,
+                                {"runtime": self.runtime, "metrics": self.bzz_metrics}))
+        return routes
+
+    # -- what every request passes through, whatever its route (issue 18) ---------------
+
+    def find_handler(self, request: Any, **kwargs: Any) -> Any:
+        """Route a request; a CORS preflight is answered for every URL, by one handler.
+
+        Proxy headers (from trusted peers) and the root path are applied first (bzzlite/proxy.py).
+        """
+        settings = self.bzz_settings
+        if settings.proxy_headers:
+            apply_proxy_headers(request, trusted_set(settings.forwarded_allow_ips))
+        if settings.root_path:
+            strip_root_path(request, settings.root_path)
+        if self.bzz_settings.cors is not None and is_preflight(request):
+            return self.get_handler_delegate(request, PreflightHandler, {"runtime": self.runtime})
+        return super().find_handler(request, **kwargs)
+
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""
+        if self.bzz_metrics is not None:
+            self.bzz_metrics.observe(handler)
         if "log_function" not in self.settings:
             status = handler.get_status()
             level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR

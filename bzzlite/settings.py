@@ -33,6 +33,13 @@ class Settings:
     feed_heartbeat: float = 15.0  # seconds between keep-alive messages on a feed
     feed_buffer: int = 256 * 1024  # bytes a subscriber may fall behind before it is disconnected
     feed_poll: float = 0.01  # seconds between reads of the SQLite journal while someone subscribes
+    # -- production on the web (docs/deployment.md) --
+    cors: Any = None  # a bzzlite.cors.CORS, or its origins; BZZLITE_CORS: "*" or origins comma-separated
+    proxy_headers: bool = False  # believe X-Forwarded-* / Forwarded from forwarded_allow_ips
+    forwarded_allow_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # "*": any peer
+    root_path: str = ""  # the path prefix a proxy mounts the app under ("/api")
+    log_format: str = "text"  # or "json": the server's log lines (serve --log-format)
+    metrics: bool = False  # Prometheus metrics at /_metrics (the extra bzzlite[metrics])
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
@@ -58,11 +65,20 @@ class Settings:
             raise ConfigurationError("query_timeout is a number of seconds (0 turns the budget off)")
         if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
             raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
+        if settings.log_format not in ("text", "json"):
+            raise ConfigurationError(f"log_format is 'text' or 'json', not {settings.log_format!r}")
+        from .cors import CORS
+
+        settings.root_path = "/" + settings.root_path.strip("/") if settings.root_path.strip("/") else ""
+
+        settings.cors = CORS.of(settings.cors)
         return settings
 
 
 def _parse(name: str, type_: Any, raw: str) -> Any:
     kind = str(type_)
+    if name == "cors":  # origins, not a pattern: a comma is no regular expression anyone means
+        return raw.strip() if raw.strip() == "*" else [o.strip() for o in raw.split(",") if o.strip()]
     try:
         if kind == "int":
             return int(raw)

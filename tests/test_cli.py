@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -39,6 +40,11 @@ APP = textwrap.dedent(
 )
 
 
+#: subprocesses run from a temporary directory import this checkout, not an installed bzzlite
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,7 +53,7 @@ def free_port() -> int:
 
 def bzzlite(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bzzlite", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=ENV)
 
 
 def request(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
@@ -69,7 +75,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bzzlite", "serve", target, "--port", str(self.port), "--log-level", "warning",
              *extra],
-            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

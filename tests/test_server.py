@@ -73,7 +73,7 @@ def test_responses_are_tornados() -> None:
         head = response.split(b"\r\n\r\n")[0].split(b"\r\n")
         assert head[0] == b"HTTP/1.1 404 Not Found"
         names = [line.split(b":")[0] for line in head[1:]]
-        assert names == [b"Content-Type", b"Date", b"Content-Length"]  # no Server header
+        assert names == [b"Content-Type", b"Date", b"X-Request-Id", b"Content-Length"]  # no Server header
         writer.close()
 
     _served(check)

@@ -153,6 +153,9 @@ class AuthPolicy:
             origin = origin.strip().lower()
             if origin in self.auth.trusted_origins:
                 return None
+            cors = self.runtime.settings.cors  # pages the app lets send credentials are its own
+            if cors is not None and cors.credentials and cors.allows(origin):
+                return None
             own = f"{handler.request.protocol}://{handler.request.host}".lower()
             if origin == "null" or _origin_of(origin) != own:  # the scheme counts: http:// is another site
                 return f"the Origin {origin[:100]!r} is not this API's (add it to trusted_origins if it is yours)"

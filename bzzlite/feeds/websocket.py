@@ -24,7 +24,8 @@ from tornado.iostream import StreamBufferFullError, StreamClosedError
 from .. import _json
 from ..documents import Documents
 from ..errors import HTTPError, QueryError
-from ..handlers.base import PROBLEM_JSON, as_http_error, problem
+from ..handlers.base import PROBLEM_JSON, as_http_error, cors_headers, problem
+from ..observability import HEADER, current_request_id, request_id
 from ..query import parse_arguments
 from .events import Event
 from .hub import Subscription
@@ -49,11 +50,17 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
 
     def initialize(self, runtime: Runtime, spec: ResourceSpec, **kwargs: Any) -> None:
         self.runtime = runtime
+        current_request_id.set(request_id(self.request))  # in the log lines of this socket
         self.spec = spec
         self.model = spec.model
         self.feeds: Feeds = runtime.feeds
         self.subs: dict[str, SocketSubscription] = {}
         self.gone = False
+
+    def check_origin(self, origin: str) -> bool:
+        """Same-origin pages (Tornado's rule), and the origins the app's CORS policy allows."""
+        cors = self.runtime.settings.cors
+        return super().check_origin(origin) or (cors is not None and cors.allows(origin))
 
     @property
     def max_message_size(self) -> int:
@@ -79,6 +86,9 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
             error = HTTPError(status_code if status_code < 500 and exc is None else 500,
                               None if status_code < 500 and exc is None else "Internal server error.")
         self.clear()
+        self.set_header(HEADER, request_id(self.request))
+        if self.runtime.settings.cors is not None:  # a page of another origin may read the refusal
+            cors_headers(self)
         self.set_status(error.status)
         for name, value in error.headers.items():
             self.set_header(name, value)

@@ -30,6 +30,7 @@ from ..errors import (
     TransactionIncomplete,
     VersionConflict,
 )
+from ..observability import HEADER, current_request_id, request_id
 from ..signals import failed_signal
 
 if TYPE_CHECKING:
@@ -148,6 +149,11 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def initialize(self, runtime: Runtime, **kwargs: Any) -> None:
         self.runtime = runtime
+        # runs before Tornado starts the request's task, which copies the context: every log
+        # line of the request carries its id (bzzlite/observability.py)
+        current_request_id.set(self._headers[HEADER])
+        if runtime.settings.cors is not None:  # clear() ran before the runtime was known
+            cors_headers(self)
         self._chunks: list[bytes] = []
         self._size = 0
         self._too_large = False
@@ -182,6 +188,10 @@ class BaseHandler(tornado.web.RequestHandler):
         header that is then removed and a ``Date`` that changes once a second."""
         self._headers = httputil.HTTPHeaders({"Content-Type": "text/html; charset=UTF-8", "Date": http_date()})
         self.set_default_headers()
+        self._headers[HEADER] = request_id(self.request)
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None and runtime.settings.cors is not None:  # errors keep them too
+            cors_headers(self)
         self._write_buffer: list[bytes] = []
         self._status_code = 200
         self._reason = httputil.responses[200]
@@ -317,6 +327,46 @@ class BaseHandler(tornado.web.RequestHandler):
             log.warning("%s %s: %s", self.request.method, self.request.path, error.log_message or error.message)
         elif error.log_message:
             log.info("%s %s: %s", self.request.method, self.request.path, error.log_message)
+
+
+# -- cross-origin requests (bzzlite/cors.py decides) ------------------------------------------
+
+
+def cors_headers(handler: tornado.web.RequestHandler) -> None:
+    """Add the CORS headers of the app's policy for this request's Origin (none if not allowed)."""
+    cors = handler.runtime.settings.cors  # type: ignore[attr-defined]
+    if cors.varies:
+        handler.add_header("Vary", "Origin")
+    origin = handler.request.headers.get("Origin")
+    if origin is not None and cors.allows(origin):
+        for name, value in cors.response_headers(origin).items():
+            handler.set_header(name, value)
+
+
+def is_preflight(request: httputil.HTTPServerRequest) -> bool:
+    return (request.method == "OPTIONS" and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers)
+
+
+class PreflightHandler(BaseHandler):
+    """A CORS preflight, for any URL: the app routes every one here (``App.find_handler``)."""
+
+    SUPPORTED_METHODS = ("OPTIONS",)  # type: ignore[assignment]
+
+    def clear(self) -> None:
+        super().clear()
+        for name in ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Expose-Headers"):
+            self.clear_header(name)  # a preflight's are set by options()
+
+    def options(self, *args: Any) -> None:
+        cors = self.runtime.settings.cors
+        origin = self.request.headers["Origin"]
+        if not cors.allows(origin):
+            raise HTTPError(403, f"CORS: the origin {origin[:100]!r} is not allowed to call this API.")
+        for name, value in cors.preflight_headers(origin, self.request.headers.get("Access-Control-Request-Headers")).items():
+            self.set_header(name, value)
+        self.set_status(204)
+        self.finish()
 
 
 class NotFoundHandler(BaseHandler):

@@ -99,7 +99,7 @@ class ResourceHandler(BaseHandler):
         self.write_json(body if body is not None else documents.as_json(self.spec, record), status)
 
     def location(self, id_: str) -> str:
-        return f"{self.spec.path}/{id_}"
+        return f"{self.runtime.settings.root_path}{self.spec.path}/{id_}"  # root_path: behind a proxy
 
     @property
     def if_match(self) -> str | None:
@@ -167,7 +167,7 @@ class CollectionHandler(ResourceHandler):
 
         def url(**extra: Any) -> str:
             params = [(k, v) for k, vs in base.items() for v in vs] + list(extra.items())
-            return f"{self.request.path}?{urlencode(params, safe=',')}"  # commas of __in stay 1 byte
+            return f"{self.runtime.settings.root_path}{self.request.path}?{urlencode(params, safe=',')}"  # commas stay 1 byte
 
         if query.keyset:
             links = [("first", url(after=""))]

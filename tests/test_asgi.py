@@ -1,0 +1,145 @@
+"""bzzlite.asgi under uvicorn: the same App, its routes, errors, CORS and Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import ENV, free_port
+from tests.test_process import answers, wait_for
+
+pytest.importorskip("uvicorn", reason="the ASGI test runs uvicorn (the bench extra)")
+
+APP = textwrap.dedent(
+    """
+    from pydantic import BaseModel
+    from bzzlite import App, Registry
+    from bzzlite.asgi import ASGIAdapter
+
+    registry = Registry()
+
+    @registry.resource
+    class Thing(BaseModel):
+        name: str
+
+    app = App(registry=registry, db="sqlite:///asgi.db", cors=["http://shop.example"])
+    application = ASGIAdapter(app)
+    """
+)
+
+
+@pytest.fixture
+def uvicorn(tmp_path: Path):
+    (tmp_path / "app.py").write_text(APP)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app:application", "--port", str(port),
+                             "--log-level", "warning"], cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: answers(port) == 200, "uvicorn serves the app")
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once stopped
+
+
+def call(port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        reply = conn.getresponse()
+        return reply.status, reply.headers, reply.read()
+    finally:
+        conn.close()
+
+
+def test_crud_errors_and_cors_under_uvicorn(uvicorn: int) -> None:
+    status, headers, body = call(uvicorn, "POST", "/thing", {"name": "a"}, {"X-Request-ID": "asgi-1"})
+    created = json.loads(body)
+    assert status == 201
+    assert headers["Location"] == f"/thing/{created['id']}" and headers["X-Request-ID"] == "asgi-1"
+    assert headers.get_all("Date") and len(headers.get_all("Date")) == 1
+    status, headers, body = call(uvicorn, "GET", f"/thing/{created['id']}")
+    assert status == 200 and json.loads(body) == created
+    assert call(uvicorn, "GET", f"/thing/{created['id']}", headers={"If-None-Match": headers["ETag"]})[0] == 304
+    assert call(uvicorn, "PATCH", f"/thing/{created['id']}", {"name": "b"})[0] == 200
+    status, headers, body = call(uvicorn, "GET", "/thing?nope=1")
+    assert status == 400 and headers["Content-Type"] == "application/problem+json"
+    status, headers, _ = call(uvicorn, "PUT", "/thing")
+    assert status == 405 and headers["Allow"]
+    status, headers, _ = call(uvicorn, "OPTIONS", "/thing", headers={"Origin": "http://shop.example",
+                                                                     "Access-Control-Request-Method": "PATCH"})
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "http://shop.example"
+    assert call(uvicorn, "DELETE", f"/thing/{created['id']}")[0] == 204
+    _, _, body = call(uvicorn, "GET", "/thing")
+    assert json.loads(body)["total"] == 0
+
+
+def test_server_sent_events_stream_under_uvicorn(uvicorn: int) -> None:
+    with socket.create_connection(("127.0.0.1", uvicorn), timeout=10) as stream:
+        stream.sendall(b"GET /thing HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        received = stream.recv(4096)
+        assert received.startswith(b"HTTP/1.1 200")
+        assert call(uvicorn, "POST", "/thing", {"name": "live"})[0] == 201
+        deadline = time.monotonic() + 10
+        while b'"live"' not in received and time.monotonic() < deadline:
+            received += stream.recv(4096)
+        assert b'"live"' in received
+
+
+# -- the in-process test clients (bzzlite/testclient.py) -------------------------------------
+
+httpx = pytest.importorskip("httpx", reason="the test clients need httpx")
+
+from bzzlite.fixtures import client  # noqa: F401 - the fixture users import
+from bzzlite.testclient import AsyncTestClient, TestClient
+from tests.test_cors import make_app as auth_app
+
+
+@pytest.fixture
+def app():
+    return auth_app(cors=None, auth=True)
+
+
+def test_fixture_client_with_login_and_cookies(client: TestClient) -> None:  # noqa: F811 - the imported fixture
+    assert client.get("/secret").status_code == 401
+    assert client.get("/auth/me/").json() == {"authenticated": False}
+    client.login({"id": "ann", "name": "Ann"})
+    me = client.get("/auth/me/").json()
+    assert me["authenticated"] is True and me["userData"]["name"] == "Ann"
+    created = client.post("/secret", json={"text": "s"})
+    assert created.status_code == 201 and created.headers["location"] == f"/secret/{created.json()['id']}"
+    assert client.get(f"/secret/{created.json()['id']}").json()["text"] == "s"
+    assert client.post("/secret", json={"text": "s"}, headers={"X-Requested-With": ""}).status_code == 403
+    assert client.post("/auth/signout/").json() == {"loggedOut": True}  # the server clears the cookie
+    assert client.get("/secret").status_code == 401
+    bad = client.post("/order", content=b"{", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
+
+
+def test_async_client() -> None:
+    async def main() -> None:
+        async with AsyncTestClient(auth_app(cors=None, auth=True)) as in_process:
+            created = await in_process.post("/order", json={"lines": [{"sku": "a"}]})
+            assert created.status_code == 201
+            lines = await in_process.get(f"/order/{created.json()['id']}/lines")
+            assert lines.status_code == 200 and lines.json()["items"] == [{"sku": "a"}]
+            with pytest.raises(ValueError, match="'id'"):
+                in_process.login({"name": "nobody"})
+
+    asyncio.run(main())
+
+
+def test_login_needs_auth() -> None:
+    with TestClient(auth_app(cors=None)) as in_process, pytest.raises(RuntimeError, match="auth=Auth"):
+        in_process.login({"id": "x"})

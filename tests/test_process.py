@@ -1,0 +1,229 @@
+"""Processes of ``serve``: SIGHUP reloads, orphans, --reload through errors, environment, --version,
+closed pipes, --traceback and TLS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import APP, ENV, Server, bzzlite, free_port, request
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "app.py").write_text(APP)
+    return tmp_path
+
+
+def children_of(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    return {int(p) for p in out}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def answers(port: int, path: str = "/_health") -> int:
+    try:
+        return request(port, "GET", path)[0]
+    except OSError:
+        return 0
+
+
+def test_sighup_replaces_workers_without_dropping_a_request(project: Path) -> None:
+    server = Server(project, "--db", "sqlite:///hup.db", "--workers", "2")
+    try:
+        wait_for(lambda: len(children_of(server.proc.pid)) == 2, "two workers")
+        old = children_of(server.proc.pid)
+        codes: list[int] = []
+        done = threading.Event()
+
+        def traffic() -> None:
+            while not done.is_set():
+                codes.append(request(server.port, "GET", "/thing")[0])
+
+        client = threading.Thread(target=traffic)
+        client.start()
+        time.sleep(0.3)
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_for(lambda: not any(alive(pid) for pid in old), "the old workers stop")
+        time.sleep(0.3)
+        done.set()
+        client.join(10)
+        new = children_of(server.proc.pid)
+        assert len(new) == 2 and not new & old
+        assert server.proc.poll() is None  # the parent lives on
+        assert len(codes) > 10 and set(codes) == {200}  # every request during the swap answered
+        assert request(server.port, "POST", "/thing", {"name": "after"})[0] == 201
+    finally:
+        assert server.stop() == 0
+    assert not any(alive(pid) for pid in new)
+
+
+def test_workers_exit_when_the_parent_is_killed(project: Path) -> None:
+    server = Server(project, "--db", "sqlite:///orphan.db", "--workers", "2")
+    wait_for(lambda: len(children_of(server.proc.pid)) == 2, "two workers")
+    workers = children_of(server.proc.pid)
+    server.proc.kill()  # SIGKILL: the parent cannot stop anyone
+    server.proc.wait(10)
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the workers exit with their parent", timeout=10)
+    assert answers(server.port) == 0  # nobody keeps the port
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", server.port))
+
+
+def test_reload_survives_a_syntax_error_and_resumes(project: Path) -> None:
+    server = Server(project, "--db", "sqlite:///r.db", "--reload")
+    source = project / "app.py"
+    try:
+        time.sleep(0.5)
+        source.write_text(source.read_text().replace("class Thing(BaseModel):", "class Thing(BaseModel)"))
+        wait_for(lambda: answers(server.port) == 0, "the server stops on the broken file")
+        time.sleep(1.0)
+        assert server.proc.poll() is None  # the reloader waits for a fix
+        source.write_text(source.read_text().replace("class Thing(BaseModel)", "class Widget(BaseModel):"))
+        wait_for(lambda: answers(server.port, "/widget") == 200, "the fixed app serves again")
+    finally:
+        assert server.stop() == 0
+    stderr = server.proc.stderr.read()
+    assert "SyntaxError: expected ':' (app.py:" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_the_reloaded_server_exits_with_the_reloader(project: Path) -> None:
+    server = Server(project, "--db", "sqlite:///r2.db", "--reload")
+    wait_for(lambda: len(children_of(server.proc.pid)) == 1, "the serving child")
+    (child,) = children_of(server.proc.pid)
+    server.proc.kill()
+    server.proc.wait(10)
+    wait_for(lambda: not alive(child), "the server exits with its reloader", timeout=10)
+
+
+def test_environment_gives_host_port_workers_and_level(project: Path) -> None:
+    port = free_port()
+    env = {**ENV, "PORT": str(port), "WEB_CONCURRENCY": "2", "BZZLITE_HOST": "127.0.0.1",
+           "BZZLITE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--db", "sqlite:///e.db"],
+                            cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: answers(port) == 200, "the server on $PORT")
+        wait_for(lambda: len(children_of(proc.pid)) == 2, "WEB_CONCURRENCY workers")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    assert "INFO" not in proc.stderr.read()  # BZZLITE_LOG_LEVEL=warning
+
+    flag_port = free_port()  # a flag wins over the environment; BZZLITE_PORT over PORT
+    env.update(BZZLITE_PORT=str(flag_port), WEB_CONCURRENCY="1")
+    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--db", "sqlite:///e.db"],
+                            cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: answers(flag_port) == 200, "the server on $BZZLITE_PORT")
+        assert not children_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("PORT", "http", "bzzlite: error: PORT='http' is not valid: expected int"),
+    ("WEB_CONCURRENCY", "0", "bzzlite: error: --workers must be 1 or more"),
+    ("BZZLITE_LOG_LEVEL", "loud", "bzzlite: error: BZZLITE_LOG_LEVEL='loud' is not valid: expected one of debug"),
+])
+def test_bad_environment_is_one_line(project: Path, name: str, value: str, message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "bzzlite", "serve", "app.py:app"], cwd=project,
+                            env={**ENV, name: value}, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(message)
+
+
+def test_version(project: Path) -> None:
+    import bzzlite as package
+
+    result = bzzlite("--version", cwd=project)
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"bzzlite {package.__version__} (Tornado ")
+
+
+def test_closed_pipe_is_not_a_traceback(project: Path) -> None:
+    result = subprocess.run(f"{sys.executable} -m bzzlite openapi app.py:app | head -c 20", shell=True, cwd=project, env=ENV,
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.stdout.startswith("{")
+    assert result.stderr == ""
+
+
+def test_syntax_error_is_located_in_the_users_file_and_traceback_shows_it_all(project: Path) -> None:
+    (project / "helper.py").write_text("VALUE = 1\n\ndef broken(:\n    pass\n")
+    (project / "uses.py").write_text("import helper\napp = None\n")
+    (project / "raises.py").write_text("import json\n\njson.loads('{')\n")
+    result = bzzlite("routes", "uses.py:app", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("bzzlite: error: error while importing uses.py: SyntaxError: ")
+    assert "(helper.py:3); --traceback shows the full traceback" in result.stderr
+    assert "cli.py" not in result.stderr
+
+    result = bzzlite("routes", "raises.py:app", cwd=project)  # raised inside the stdlib: the user's line
+    assert "JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1) (raises.py:3)" in result.stderr
+
+    result = bzzlite("routes", "raises.py:app", "--traceback", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):")
+    assert 'raises.py", line 3' in result.stderr and "json/decoder.py" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("bzzlite: error: error while importing raises.py")
+
+
+def test_https_with_certfile_and_keyfile(project: Path) -> None:
+    openssl = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "key.pem", "-out", "cert.pem"],
+        cwd=project, capture_output=True, check=False,
+    )
+    if openssl.returncode != 0:
+        pytest.skip(f"openssl could not make a certificate: {openssl.stderr!r}")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
+                             "--db", "sqlite:///tls.db", "--certfile", "cert.pem", "--keyfile", "key.pem"],
+                            cwd=project, env=ENV, stderr=subprocess.PIPE, text=True)
+    context = ssl.create_default_context(cafile=str(project / "cert.pem"))
+    try:
+        def https_ok() -> bool:
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/_health", context=context, timeout=5) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(https_ok, "HTTPS answers")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    result = bzzlite("serve", "app.py:app", "--certfile", "missing.pem", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "bzzlite: error: cannot load the TLS certificate missing.pem: No such file or directory"
