@@ -21,6 +21,7 @@ connection, so there everything runs on the loop, bounded by a progress handler.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -162,9 +163,22 @@ class SQLiteStore(Store):
         return conn
 
     async def open(self, specs: Sequence[ResourceSpec]) -> None:
+        """Open the file, switch it to WAL and create what the resources need. Processes
+        opening one file at the same moment can find it locked (switching the journal mode
+        does not wait for the busy timeout): they try again for up to 5 s."""
+        for attempt in range(100):
+            try:
+                return self._open(specs)
+            except StoreUnavailable as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                await asyncio.sleep(0.05)
+
+    def _open(self, specs: Sequence[ResourceSpec]) -> None:
         if self.conn is not None:
             return
         pools: list[ConnectionPool] = []
+        conn: sqlite3.Connection | None = None
         try:
             if self.path != ":memory:":
                 directory = os.path.dirname(os.path.abspath(self.path))
@@ -182,6 +196,8 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             for pool in pools:
                 pool.close()
+            if conn is not None:
+                conn.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self.conn = conn
         if pools:
