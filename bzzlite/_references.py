@@ -7,17 +7,17 @@ nested routes, custom routes and the document API all keep references whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
-from .nested import EMBEDDED, LIST, REF, REF_LIST, NestedModel, inspect_all
+from .nested import EMBEDDED, LIST, REF, REF_LIST, NestedModel
 from .query import Condition, Query
 
 if TYPE_CHECKING:
     from .registry import ResourceSpec
-    from .stores.base import Store
+    from .stores.base import Record, Store
 
 
 class Referenced(StoreError):
@@ -39,16 +39,12 @@ class Referrer:
     on_delete: str
 
 
-def trees(specs: list[ResourceSpec]) -> dict[str, NestedModel]:
-    return inspect_all(specs)
-
-
-def referrers_of(target: ResourceSpec, specs: list[ResourceSpec]) -> list[Referrer]:
+def referrers_of(target: ResourceSpec, trees: Mapping[str, NestedModel],
+                 specs: Iterable[ResourceSpec]) -> list[Referrer]:
     """The reference fields (top-level) of every resource that point at ``target``."""
     found = []
     for spec in specs:
-        tree = trees(specs)[spec.path]
-        for name, nested in tree.fields.items():
+        for name, nested in trees[spec.path].fields.items():
             if nested.kind in (REF, REF_LIST) and nested.target is target:
                 found.append(Referrer(spec, name, nested.kind == REF_LIST, nested.on_delete))
     return found
@@ -76,11 +72,11 @@ def referenced_ids(node: NestedModel, doc: Any, loc: tuple[Any, ...] = ()
                 yield from referenced_ids(nested.node, item, (*loc, name, index))
 
 
-async def existing(store: Store, target: ResourceSpec, ids: list[str]) -> set[str]:
-    """Which of ``ids`` name documents of ``target``."""
+async def existing(store: Store, target: ResourceSpec, ids: Iterable[str]) -> list[Record]:
+    """The documents of ``target`` among ``ids`` (each id once)."""
     wanted = list(dict.fromkeys(ids))
     page = await store.find(target, Query(conditions=(Condition("id", "in", wanted),), per_page=len(wanted)))
-    return {record.id for record in page.records}
+    return page.records
 
 
 def referring_query(referrer: Referrer, id_: str, per_page: int) -> Query:

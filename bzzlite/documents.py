@@ -30,15 +30,7 @@ from . import _references as references
 from ._ids import is_valid_id, new_id
 from .errors import HTTPError, NotFound, ValidationFailed, VersionConflict
 from .feeds.matcher import matches
-from .query import (
-    All,
-    Condition,
-    Query,
-    build_query,
-    encode_cursor,
-    parse_arguments,
-    sort_values,
-)
+from .query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
 from .signals import send, send_after_commit
 from .stores.base import Record, Write
 
@@ -54,9 +46,13 @@ _WRITE_ATTEMPTS = 64  # read-modify-write tries when concurrent writers keep win
 _VERSION = "_bzz_version"
 
 
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
 def etag(record: Record) -> str:
     """A strong validator of a stored document's current version."""
-    return f'"{record.version}"'
+    return _etag(record.version)
 
 
 def version_of(instance: BaseModel) -> int | None:
@@ -69,10 +65,11 @@ def version_of(instance: BaseModel) -> int | None:
 def etag_of(instance: BaseModel) -> str | None:
     """The ``ETag`` of an instance the document API returned, for ``if_match=``."""
     version = version_of(instance)
-    return None if version is None else f'"{version}"'
+    return None if version is None else _etag(version)
 
 
-def _tags(header: str) -> list[str]:
+def entity_tags(header: str) -> list[str]:
+    """The entity tags of an ``If-Match`` or ``If-None-Match`` header."""
     return [t.strip() for t in header.split(",") if t.strip()]
 
 
@@ -82,7 +79,7 @@ def precondition_holds(record: Record, if_match: str | int | None) -> bool:
         return True
     if isinstance(if_match, int):
         return record.version == if_match
-    tags = _tags(if_match)
+    tags = entity_tags(if_match)
     return "*" in tags or etag(record) in tags
 
 
@@ -115,6 +112,10 @@ class Transaction:
     def add(self, write: Write, after: Record | None) -> None:
         self.writes.append(write)
         self.pending[(write.spec.path, write.id)] = after
+
+    def deleted(self, path: str, id_: str) -> bool:
+        """Whether this transaction deleted that document."""
+        return (path, id_) in self.pending and self.pending[(path, id_)] is None
 
 
 class Documents(Generic[M]):
@@ -178,22 +179,24 @@ class Documents(Generic[M]):
         """The document ``id_`` if this caller may reach it; NotFound otherwise (same answer)."""
         if self.spec.lookup is not None:
             record = await self._by_lookup(id_)
-            if not self._in_scope(record, self._scope_query()):
-                raise NotFound(str(id_))
-            return record
-        if not is_valid_id(id_):
+        elif not is_valid_id(id_):
             raise NotFound(str(id_))
-        tx = self.runtime.current_transaction()
-        if tx is not None and (self.spec.path, id_) in tx.pending:
-            pending = tx.pending[(self.spec.path, id_)]
-            if pending is None:
-                raise NotFound(id_)
-            record = pending
         else:
-            record = await (await self.store()).get(self.spec, id_)
+            record = self._pending(id_) or await (await self.store()).get(self.spec, id_)
         if not self._in_scope(record, self._scope_query()):
-            raise NotFound(id_)
+            raise NotFound(str(id_))
         return record
+
+    def _pending(self, id_: str) -> Record | None:
+        """The document as the current transaction wrote it (None: it did not); NotFound when
+        the transaction deleted it."""
+        tx = self.runtime.current_transaction()
+        if tx is None or (self.spec.path, id_) not in tx.pending:
+            return None
+        after = tx.pending[(self.spec.path, id_)]
+        if after is None:
+            raise NotFound(id_)
+        return after
 
     async def _by_lookup(self, value: Any) -> Record:
         """The document whose lookup field holds ``value`` (as text from a URL, coerced)."""
@@ -208,14 +211,7 @@ class Documents(Generic[M]):
         found = await (await self.store()).find(spec, query)
         if not found.records:
             raise NotFound(value)
-        record = found.records[0]
-        tx = self.runtime.current_transaction()
-        if tx is not None and (spec.path, record.id) in tx.pending:
-            pending = tx.pending[(spec.path, record.id)]
-            if pending is None:
-                raise NotFound(value)
-            return pending
-        return record
+        return self._pending(found.records[0].id) or found.records[0]
 
     def url_key(self, record: Record) -> str:
         """What item URLs name this document by: its id, or its lookup field's value."""
@@ -324,7 +320,7 @@ class Documents(Generic[M]):
         await self.authorize("delete")
         arguments: dict[str, Any] = {"id": id_}
         await send(self.runtime.signals.pre_delete_instance, self.model, arguments=arguments, handler=self.handler)
-        referrers = references.referrers_of(self.spec, list(self.runtime.registry.resources.values()))
+        referrers = self.runtime.referrers(self.spec)
         if referrers and self.runtime.current_transaction() is None:
             async with self.runtime.transaction():  # the referrers' changes and the delete, together
                 record = await self._delete(arguments.get("id"), if_match, referrers)
@@ -353,8 +349,7 @@ class Documents(Generic[M]):
                 page = await store.find(referrer.spec, references.referring_query(referrer, current.id, 10_000))
                 tx = self.runtime.current_transaction()
                 for record in page.records:
-                    if tx is not None and (referrer.spec.path, record.id) in tx.pending \
-                            and tx.pending[(referrer.spec.path, record.id)] is None:
+                    if tx is not None and tx.deleted(referrer.spec.path, record.id):
                         continue  # already deleted by this transaction (a cascade through another field)
                     if referrer.on_delete == "cascade":
                         await others.delete_record(record.id)
@@ -372,7 +367,7 @@ class Documents(Generic[M]):
         reach, when bound: someone else's document does not exist for them either). References
         the document already held (``before``) are not judged again: removing one dangling
         reference must not fail because another dangles."""
-        tree = references.trees(list(self.runtime.registry.resources.values())).get(self.spec.path)
+        tree = self.runtime.nested_trees.get(self.spec.path)
         found = list(references.referenced_ids(tree, doc)) if tree is not None and tree.fields else []
         if found and before is not None:
             held = {(t.path, i) for _, t, i in references.referenced_ids(tree, before)}  # type: ignore[arg-type]
@@ -384,9 +379,8 @@ class Documents(Generic[M]):
         errors = []
         for target in {id(t): t for _, t, _ in found}.values():
             ids = [i for _, t, i in found if t is target]
-            known = {r.id for r in Documents(self.runtime, target, self.handler).visible(
-                [r for r in (await store.find(target, Query(conditions=(Condition("id", "in", list(set(ids))),),
-                                                           per_page=len(set(ids))))).records])}
+            found_records = await references.existing(store, target, ids)
+            known = {r.id for r in Documents(self.runtime, target, self.handler).visible(found_records)}
             if tx is not None:  # the transaction's own inserts and deletes count
                 for (path, pending_id), after in tx.pending.items():
                     if path == target.path:

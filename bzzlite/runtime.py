@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from ._references import referrers_of
 from .errors import StoreUnavailable
+from .nested import inspect_all
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
+    from ._references import Referrer
     from .documents import Documents, Transaction
-    from .registry import Registry
+    from .nested import NestedModel
+    from .registry import Registry, ResourceSpec
     from .settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -44,6 +49,7 @@ class Runtime:
             self.feeds = Feeds(self)
         self._open = False
         self._opening: asyncio.Lock | None = None
+        self._referrers: dict[str, list[Referrer]] = {}  # collection path -> who refers to it
         # the transaction the current task is inside, if any (each app its own)
         self._transaction: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
             f"bzzlite-transaction-{id(self)}", default=None)
@@ -57,6 +63,20 @@ class Runtime:
         except KeyError:
             raise KeyError(f"{getattr(model, '__name__', model)!r} is not a resource of this app") from None
         return Documents(self, spec, handler)
+
+    @functools.cached_property
+    def nested_trees(self) -> dict[str, NestedModel]:
+        """Every resource's nested tree (references resolved), by collection path: built once,
+        the registry being frozen once an App exists."""
+        return inspect_all(list(self.registry.resources.values()))
+
+    def referrers(self, spec: ResourceSpec) -> list[Referrer]:
+        """The top-level reference fields of every resource that point at ``spec`` (found once)."""
+        found = self._referrers.get(spec.path)
+        if found is None:
+            found = self._referrers[spec.path] = referrers_of(spec, self.nested_trees,
+                                                              self.registry.resources.values())
+        return found
 
     def current_transaction(self) -> Transaction | None:
         return self._transaction.get()

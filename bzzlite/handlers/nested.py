@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 from pydantic import BaseModel, ValidationError
 
 from .. import _documents as documents
+from .. import _references as references
 from .._ids import is_valid_id, new_id
 from ..documents import Documents
 from ..errors import HTTPError, NotFound, QueryError, ValidationFailed
@@ -42,7 +43,7 @@ from ..nested import (
     routes,
     set_in,
 )
-from ..query import Condition, Query, build_query, parse_arguments
+from ..query import build_query, parse_arguments
 from ..signals import send, send_after_commit
 from ..stores.base import Record, Store
 from .base import _AnyMethod
@@ -264,9 +265,8 @@ class NestedHandler(ResourceHandler):
         wanted = list(dict.fromkeys(i for i in ids if isinstance(i, str) and is_valid_id(i)))
         if not wanted:
             return []
-        query = Query(conditions=(Condition("id", "in", wanted),), per_page=len(wanted))
-        page = await (await self.store()).find(target, query)
-        by_id = {r.id: r for r in Documents(self.runtime, target, self).visible(page.records)}
+        found = await references.existing(await self.store(), target, wanted)
+        by_id = {r.id: r for r in Documents(self.runtime, target, self).visible(found)}
         return [by_id[i] for i in ids if i in by_id]
 
     async def _ref_instance(self, target: ResourceSpec, ref_id: str) -> BaseModel:

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 from .. import _documents as documents
 from .._ids import is_valid_id
-from ..documents import Documents, etag
+from ..documents import Documents, entity_tags, etag
 from ..errors import HTTPError
 from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
     from ..stores.base import Record, Store
 
 T = TypeVar("T")
-
-
-def _tags(header: str) -> list[str]:
-    return [t.strip() for t in header.split(",") if t.strip()]
 
 
 class ResourceHandler(BaseHandler):
@@ -110,7 +106,7 @@ class ResourceHandler(BaseHandler):
         header = self.request.headers.get("If-None-Match")
         if header is None:
             return False
-        wanted = {t.removeprefix("W/") for t in _tags(header)}
+        wanted = {t.removeprefix("W/") for t in entity_tags(header)}
         if "*" in wanted or tag in wanted:
             self.set_header("ETag", tag)
             self.set_status(304)
