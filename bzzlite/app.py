@@ -19,7 +19,7 @@ from .errors import ConfigurationError, StoreUnavailable
 from .feeds.websocket import ChangesHandler
 from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
 from .handlers.custom import RouteHandler
-from .handlers.docs import docs_rules
+from .handlers.docs import docs_routes
 from .handlers.mock import MockHandler
 from .handlers.nested import NestedHandler, route_rows
 from .handlers.resource import CollectionHandler, ItemHandler
@@ -127,14 +127,14 @@ class App(tornado.web.Application):
         routes = [Route("/_health", ("GET",), "health", HealthHandler, {"runtime": self.runtime}),
                   *self._production_routes()]
         if auth is not None:
-            routes += [_wrapped(rule, "auth") for rule in auth.install(self.runtime)]
+            routes += auth.install(self.runtime)
         # Custom routes and actions before the resources': /order/stats is not an item's id,
         # /order/{id}/pay not a nested path.
         routes += [self._custom(route) for route in self.registry.routes]
         routes += self._resource_routes()
         extra: list[Route] = []
         if self.bzz_settings.docs:
-            extra += [_wrapped(rule, "docs") for rule in docs_rules(self.runtime, lambda: build_document(self))]
+            extra += docs_routes(self.runtime, lambda: build_document(self))
         mocks = self.registry.mocks
         if mocks:
             served = [(_served_by(route), path) for route in routes + extra for path in sample_paths(route.rule()[0])]
@@ -269,11 +269,3 @@ def _served_by(route: Route) -> str:
         return f"the resource {route.spec.model.__name__}"
     return f"the route {route.template}"
 
-
-def _wrapped(rule: tuple[Any, ...], kind: str) -> Route:
-    """A rule of an optional part (auth, docs) in the route table: its template read off
-    its pattern (``/auth/me/?`` → ``/auth/me``), its methods off the handler's ``ALLOWED``."""
-    pattern, handler = rule[0], rule[1]
-    kwargs = rule[2] if len(rule) > 2 else {}
-    template = re.sub(r"\([^)]*\)", "{param}", pattern.rstrip("$").replace("/?", "").replace("\\", ""))
-    return Route(template, tuple(getattr(handler, "ALLOWED", ())) or ("*",), kind, handler, kwargs, pattern=pattern)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
 from ..registry import OPERATIONS
+from ..routing import Route
 from .providers import AuthProvider
 from .revocation import Revocations
 from .tokens import TokenSigner
@@ -145,7 +146,7 @@ class Auth:
         """Which operations on ``spec`` need a signed-in user."""
         return required_operations(spec.auth, self.require, f"@resource(auth=...) of {spec.model.__name__}")
 
-    def install(self, runtime: Runtime) -> list[Any]:
+    def install(self, runtime: Runtime) -> list[Route]:
         """Bind to an app: ``runtime.auth`` becomes the policy; returns the auth routes."""
         from .handlers import MeHandler, SignInHandler, SignOutHandler
         from .policy import AuthPolicy
@@ -153,12 +154,8 @@ class Auth:
         policy = AuthPolicy(self, runtime)
         runtime.auth = policy
         kwargs = {"runtime": runtime, "policy": policy}
-        prefix = re.escape(self.prefix)
-        return [
-            (rf"{prefix}/signin/?", SignInHandler, kwargs),
-            (rf"{prefix}/signout/?", SignOutHandler, kwargs),
-            (rf"{prefix}/me/?", MeHandler, kwargs),
-        ]
+        return [Route(f"{self.prefix}/{name}", handler.ALLOWED, "auth", handler, kwargs)
+                for name, handler in (("signin", SignInHandler), ("signout", SignOutHandler), ("me", MeHandler))]
 
 
 def _origin(value: str) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _json
 from ..errors import HTTPError
+from ..routing import Route
 from .base import BaseHandler
 
 if TYPE_CHECKING:
@@ -139,12 +140,13 @@ class AssetHandler(BaseHandler):
         self.finish(_asset(name))
 
 
-def docs_rules(runtime: Runtime, build: Callable[[], dict[str, Any]]) -> list[Any]:
+def docs_routes(runtime: Runtime, build: Callable[[], dict[str, Any]]) -> list[Route]:
     """The routes of ``/openapi.json``, ``/docs`` and its files; ``build`` makes the document."""
     document = functools.cache(lambda: _json.dumps(build()))
     kwargs = {"runtime": runtime}
     return [
-        (r"/openapi\.json", OpenAPIHandler, {**kwargs, "document": document}),
-        (r"/docs/?", DocsHandler, kwargs),
-        (r"/docs/static/([^/]+)", AssetHandler, kwargs),
+        Route("/openapi.json", ("GET",), "docs", OpenAPIHandler, {**kwargs, "document": document},
+              pattern=r"/openapi\.json"),  # no trailing slash: a file's name
+        Route("/docs", ("GET",), "docs", DocsHandler, kwargs),
+        Route("/docs/static/{name}", ("GET",), "docs", AssetHandler, kwargs, pattern=r"/docs/static/([^/]+)"),
     ]
