@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from bzzlite.feeds.testing import EventStream
+from tests._processes import serve_workers, stop
 
 APP = '''
 import os
@@ -53,12 +50,6 @@ def store_url(store_url):
     return store_url
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(port: int, body: dict) -> tuple[int, dict, str]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/todo", data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -68,34 +59,7 @@ def post(port: int, body: dict) -> tuple[int, dict, str]:
 
 def start(tmp_path: Path, db: str, workers: int = 2) -> tuple[subprocess.Popen, int]:
     (tmp_path / "feedapp.py").write_text(APP)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bzzlite", "serve", "feedapp.py:app", "--port", str(port), "--db", db,
-         "--workers", str(workers), "--log-level", "warning"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_health", timeout=5) as reply:
-                if reply.status == 200:
-                    return proc, port
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return serve_workers(tmp_path, "feedapp.py:app", db, workers=workers, timeout=20)
 
 
 def test_a_change_through_either_worker_reaches_subscribers_of_both(tmp_path, store_url):

@@ -9,12 +9,9 @@ import contextlib
 import gc
 import importlib.util
 import logging
-import os
-import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +25,7 @@ from bzzlite.feeds.testing import EventStream
 from bzzlite.handlers.base import BaseHandler
 from bzzlite.query import All
 from bzzlite.testing import serve
+from tests._processes import serve_workers, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,12 +97,6 @@ app = App(registry, auth=Auth(providers=[GoogleProvider(userinfo_url=os.environ[
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
                                      headers={"Content-Type": "application/json", **(headers or {})})
@@ -117,34 +109,7 @@ def http(port: int, method: str, path: str, body: bytes | None = None, headers: 
 
 def start_workers(tmp_path: Path, db: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     (tmp_path / "authapp.py").write_text(AUTH_APP)
-    port = free_port()
-    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bzzlite", "serve", "authapp.py:app", "--port", str(port), "--db", db,
-         "--workers", "2", "--log-level", "warning"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read()}")
-        try:
-            if http(port, "GET", "/_health")[0] == 200:
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return serve_workers(tmp_path, "authapp.py:app", db, env=env)
 
 
 def test_sign_out_holds_on_every_worker_by_default(tmp_path, store_url):
