@@ -9,22 +9,30 @@
 Each ASGI ``http`` request becomes a Tornado request handled by the app's own handlers, so
 routing, errors, CORS, auth and signals are the ones ``bzzlite serve`` runs; the response is
 sent back as ASGI messages (streamed responses such as Server-Sent Events included). The
-``lifespan`` protocol opens and closes the store. WebSocket connections are refused (close
-code 1003) for now: follow change feeds over Server-Sent Events under ASGI servers.
+``lifespan`` protocol opens and closes the store.
+
+An ASGI ``websocket`` connection is routed the same way: a Tornado ``WebSocketHandler`` (the
+``/{name}/_changes`` feeds, or your own) runs its ``prepare`` and origin check, a refusal is
+answered as an HTTP response (problem+json) where the server offers the
+``websocket.http.response`` extension and as a closed handshake (403) elsewhere, then
+``open``/``on_message``/``on_close`` run on ASGI messages instead of Tornado's frames. Ping
+and pong frames are the ASGI server's business; a route without a WebSocket handler is
+refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from types import SimpleNamespace
+import logging
 from typing import Any
 
+import tornado.websocket
 from tornado import httputil
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+from ._asgi_connection import Connection, Receive, Scope, Send
+from ._asgi_websocket import SocketConnection, socket_class
+
+log = logging.getLogger("bzzlite")
 
 
 class ASGIAdapter:
@@ -32,6 +40,7 @@ class ASGIAdapter:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._socket_classes: dict[type, type] = {}  # WebSocketHandler -> its ASGI-speaking subclass
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -40,8 +49,7 @@ class ASGIAdapter:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await receive()  # websocket.connect
-            await send({"type": "websocket.close", "code": 1003})
+            await self._websocket(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -53,9 +61,7 @@ class ASGIAdapter:
                         await startup()
                 except Exception as exc:  # noqa: BLE001 - a store that is down: 503s until it answers
                     await send({"type": "lifespan.startup.complete"})
-                    import logging
-
-                    logging.getLogger("bzzlite").warning("store unavailable at start-up (%s)", exc)
+                    log.warning("store unavailable at start-up (%s)", exc)
                     continue
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -66,19 +72,12 @@ class ASGIAdapter:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        connection = _Connection(scope, send)
-        headers = httputil.HTTPHeaders()
-        for name, value in scope["headers"]:
-            headers.add(name.decode("latin-1"), value.decode("latin-1"))
-        path = scope.get("raw_path") or scope["path"].encode("utf-8")
-        query = scope.get("query_string") or b""
-        uri = (path + (b"?" + query if query else b"")).decode("latin-1")
-        start_line = httputil.RequestStartLine(scope["method"], uri, "HTTP/" + scope.get("http_version", "1.1"))
-        request = httputil.HTTPServerRequest(method=scope["method"], uri=uri, version=start_line.version,
-                                             headers=headers, connection=connection,
-                                             start_line=start_line)
+        if scope.get("root_path"):
+            self._mounted(scope["root_path"])
+        connection = Connection(scope, send)
+        start_line, request = _request(scope, connection, scope["method"])
         delegate = self.app.find_handler(request)
-        ready = delegate.headers_received(start_line, headers)
+        ready = delegate.headers_received(start_line, request.headers)
         if ready is not None:
             await ready
         more = True
@@ -101,61 +100,62 @@ class ASGIAdapter:
         finally:
             watcher.cancel()
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        if scope.get("root_path"):
+            self._mounted(scope["root_path"])
+        connection = SocketConnection(scope, receive, send)
+        start_line, request = _request(scope, connection, "GET")
+        for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade")):
+            if name not in request.headers:  # implied by the ASGI scope; Tornado's handler checks them
+                request.headers[name] = value
+        delegate = self.app.find_handler(request)
+        handler_class = getattr(delegate, "handler_class", None)
+        if not (isinstance(handler_class, type) and issubclass(handler_class, tornado.websocket.WebSocketHandler)):
+            await send({"type": "websocket.close", "code": 1000})  # no WebSocket here: the server answers 403
+            return
+        delegate.handler_class = self._socket_classes.get(handler_class) or socket_class(handler_class)
+        self._socket_classes[handler_class] = delegate.handler_class
+        ready = delegate.headers_received(start_line, request.headers)
+        if ready is not None:
+            await ready
+        delegate.finish()
+        await connection.done
 
-async def _wait_disconnect(receive: Receive, connection: _Connection) -> None:
+
+
+    def _mounted(self, root_path: str) -> None:
+        """The ASGI server's root path (``uvicorn --root-path /api``) becomes the app's own
+        (``App(root_path=...)``): routes match without it, ``Location``/``Link`` URLs and the
+        OpenAPI ``servers`` carry it. A root path the app was given is left as it is."""
+        settings = getattr(self.app, "bzz_settings", None)
+        root_path = "/" + root_path.strip("/") if root_path.strip("/") else ""
+        if settings is not None and not settings.root_path and root_path:
+            settings.root_path = root_path
+
+
+def _request(scope: Scope, connection: httputil.HTTPConnection,
+             method: str) -> tuple[httputil.RequestStartLine, httputil.HTTPServerRequest]:
+    """The Tornado request an ASGI scope describes, answered through ``connection``."""
+    headers = httputil.HTTPHeaders()
+    for name, value in scope["headers"]:
+        headers.add(name.decode("latin-1"), value.decode("latin-1"))
+    path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    root = (scope.get("root_path") or "").encode("utf-8")
+    if root and not path.startswith(root):  # servers differ: the path may or may not carry the root path
+        path = root + path
+    query = scope.get("query_string") or b""
+    uri = (path + (b"?" + query if query else b"")).decode("latin-1")
+    start_line = httputil.RequestStartLine(method, uri, "HTTP/" + scope.get("http_version", "1.1"))
+    request = httputil.HTTPServerRequest(method=method, uri=uri, version=start_line.version, headers=headers,
+                                         connection=connection, start_line=start_line)
+    return start_line, request
+
+
+async def _wait_disconnect(receive: Receive, connection: Connection) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             connection.closed()
             return
-
-
-class _Connection(httputil.HTTPConnection):
-    """What a Tornado request writes its response to, sent on as ASGI messages in order."""
-
-    def __init__(self, scope: Scope, send: Send) -> None:
-        client = scope.get("client") or ("127.0.0.1", 0)
-        self.context = SimpleNamespace(remote_ip=client[0], protocol=scope.get("scheme", "http"))
-        self._send = send
-        self._lock = asyncio.Lock()
-        self._close_callback: Callable[[], None] | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def _queue(self, message: dict[str, Any]) -> asyncio.Future[None]:
-        async def send() -> None:
-            async with self._lock:  # FIFO: messages leave in the order they were written
-                if not self.done.done() or message.get("more_body") is False:
-                    await self._send(message)
-
-        return asyncio.ensure_future(send())
-
-    def write_headers(self, start_line: Any, headers: httputil.HTTPHeaders,
-                      chunk: bytes | None = None) -> asyncio.Future[None]:
-        pairs = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.get_all()
-                 if k != "Date"]  # the ASGI server sends its own
-        sent = self._queue({"type": "http.response.start", "status": start_line.code, "headers": pairs})
-        if chunk:
-            sent = self._queue({"type": "http.response.body", "body": chunk, "more_body": True})
-        return sent
-
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        return self._queue({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    def finish(self) -> None:
-        finished = self._queue({"type": "http.response.body", "body": b"", "more_body": False})
-        finished.add_done_callback(self._finished)
-
-    def _finished(self, sent: asyncio.Future[None]) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
-        self._close_callback = callback
-
-    def closed(self) -> None:
-        """The client went away: tell the handler (a stream stops), end the request."""
-        callback, self._close_callback = self._close_callback, None
-        if callback is not None:
-            callback()
-        if not self.done.done():
-            self.done.set_result(None)
