@@ -16,6 +16,7 @@ import http.client
 import json as jsonlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,11 +110,16 @@ class Client:
 def serve(app: Any, *, host: str = "127.0.0.1", http: str | None = None) -> Iterator[Client]:
     """Run ``app`` on a free loopback port in a background thread for the block's duration.
 
-    ``http`` picks the server as ``serve --http`` does (``auto``, ``httptools``, ``tornado``);
+    ``http`` picks the server as ``serve --http`` does (``auto``, ``httptools``, ``tornado``), or
+    ``asgi``: the app through :class:`bzzlite.asgi.ASGIAdapter` under uvicorn (needs uvicorn);
     without it, env ``BZZLITE_TEST_HTTP``, else ``auto`` (the server ``serve`` uses: bzzlite's
     own on httptools when installed, Tornado's otherwise).
     """
     kind = http or os.environ.get("BZZLITE_TEST_HTTP") or "auto"
+    if kind == "asgi":
+        with _serve_asgi(app, host) as client:
+            yield client
+        return
     sockets = tornado.netutil.bind_sockets(0, host)
     port = sockets[0].getsockname()[1]
     started = threading.Event()
@@ -143,6 +149,47 @@ def serve(app: Any, *, host: str = "127.0.0.1", http: str | None = None) -> Iter
         yield Client(host, port)
     finally:
         state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def _serve_asgi(app: Any, host: str) -> Iterator[Client]:
+    """``app`` through :class:`bzzlite.asgi.ASGIAdapter` under uvicorn (its lifespan included)."""
+    import uvicorn
+
+    from .asgi import ASGIAdapter
+
+    class Server(uvicorn.Server):
+        stop: asyncio.Event
+
+        async def main_loop(self) -> None:  # stop when told, not at uvicorn's next 0.1 s tick
+            await self.stop.wait()
+
+    sockets = tornado.netutil.bind_sockets(0, host)
+    port = sockets[0].getsockname()[1]
+    # h11: any method token ("BREW" gets its 405 from the app, not httptools' 400); streams
+    # still open when the block ends are cancelled after 1 s (uvicorn waits for them)
+    config = uvicorn.Config(ASGIAdapter(app), lifespan="on", log_level="warning", http="h11",
+                            timeout_graceful_shutdown=1)
+    server = Server(config)
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        state["loop"] = asyncio.get_running_loop()
+        server.stop = asyncio.Event()
+        await server.serve(sockets=sockets)
+
+    thread = threading.Thread(target=run_loop, args=(main(), "httptools"), name=f"bzzlite-asgi-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start the test server")
+        time.sleep(0.005)
+    try:
+        yield Client(host, port)
+    finally:
+        state["loop"].call_soon_threadsafe(server.stop.set)
         thread.join(10)
 
 
