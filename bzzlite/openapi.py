@@ -140,6 +140,8 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     }
     if settings.servers:
         document["servers"] = [{"url": url} for url in settings.servers]
+    elif settings.root_path:  # mounted under a prefix: clients and /docs call the API through it
+        document["servers"] = [{"url": settings.root_path}]
     document["paths"] = paths
     document["components"] = components
     if tags:

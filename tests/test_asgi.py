@@ -143,3 +143,92 @@ def test_async_client() -> None:
 def test_login_needs_auth() -> None:
     with TestClient(auth_app(cors=None)) as in_process, pytest.raises(RuntimeError, match="auth=Auth"):
         in_process.login({"id": "x"})
+
+
+# -- WebSocket scopes driven by hand (bzzlite/_asgi_websocket.py) ----------------------------
+
+
+def drive_socket(app, path: str, incoming: list[dict], extensions: dict | None = None) -> list[dict]:
+    """Run one ``websocket`` scope through the adapter; what it sent, once it returned."""
+    from bzzlite.asgi import ASGIAdapter
+
+    sent: list[dict] = []
+
+    async def main() -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+        for message in [{"type": "websocket.connect"}, *incoming]:
+            queue.put_nowait(message)
+
+        async def receive() -> dict:
+            if queue.empty() and sent and sent[-1]["type"] in ("websocket.close", "websocket.http.response.body"):
+                return {"type": "websocket.disconnect", "code": 1000}
+            return await asyncio.wait_for(queue.get(), 5)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            await asyncio.sleep(0)
+
+        scope = {"type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 5000), "scheme": "ws",
+                 "extensions": extensions or {}}
+        await asyncio.wait_for(ASGIAdapter(app)(scope, receive, send), 10)
+
+    asyncio.run(main())
+    return sent
+
+
+def test_a_refused_upgrade_without_the_http_response_extension_is_a_closed_handshake() -> None:
+    sent = drive_socket(auth_app(cors=None, auth=True), "/secret/_changes", [])
+    assert [m["type"] for m in sent] == ["websocket.close"]  # the server answers 403
+
+
+def test_a_refused_upgrade_with_the_extension_is_problem_json() -> None:
+    sent = drive_socket(auth_app(cors=None, auth=True), "/secret/_changes", [],
+                        extensions={"websocket.http.response": {}})
+    assert [m["type"] for m in sent] == ["websocket.http.response.start", "websocket.http.response.body"]
+    assert sent[0]["status"] == 401 and (b"content-type", b"application/problem+json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["status"] == 401
+
+
+def test_a_route_without_a_websocket_handler_is_refused() -> None:
+    sent = drive_socket(auth_app(cors=None), "/order", [], extensions={"websocket.http.response": {}})
+    assert [m["type"] for m in sent] == ["websocket.close"]
+
+
+def test_messages_over_the_handlers_limit_close_the_socket_with_1009() -> None:
+    big = json.dumps({"type": "subscribe", "id": "x", "query": "a" * 70_000})
+    sent = drive_socket(auth_app(cors=None), "/order/_changes", [{"type": "websocket.receive", "text": big}])
+    assert sent[0]["type"] == "websocket.accept"
+    assert sent[-1] == {"type": "websocket.close", "code": 1009, "reason": "message too big"}
+
+
+# -- the ASGI server's root path ------------------------------------------------------------
+
+
+def test_the_servers_root_path_is_the_apps_whether_or_not_the_path_carries_it() -> None:
+    from bzzlite.asgi import ASGIAdapter
+
+    async def main() -> None:
+        application = ASGIAdapter(auth_app(cors=None))
+        # httpx's transport leaves the root path out of scope["path"]; uvicorn puts it in
+        for path in ("/order", "/api/order"):
+            transport = httpx.ASGITransport(app=application, root_path="/api")
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as in_process:
+                created = await in_process.post(path, json={"lines": []})
+                assert created.status_code == 201
+                assert created.headers["location"] == f"/api/order/{created.json()['id']}"
+                listed = await in_process.get(path + "?per_page=1")
+                assert listed.status_code == 200 and "</api/order?" in listed.headers["link"]
+                document = (await in_process.get(path.replace("order", "openapi.json"))).json()
+                assert document["servers"] == [{"url": "/api"}]
+
+    asyncio.run(main())
+
+
+def test_an_apps_own_root_path_and_servers_are_kept() -> None:
+    from bzzlite.openapi import build_document
+
+    assert build_document(auth_app(cors=None, root_path="/v1"))["servers"] == [{"url": "/v1"}]
+    assert build_document(auth_app(cors=None, root_path="/v1", servers=["https://api.example"]))["servers"] == \
+        [{"url": "https://api.example"}]
+    assert "servers" not in build_document(auth_app(cors=None))

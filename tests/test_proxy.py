@@ -166,6 +166,8 @@ def test_behind_nginx(nginx: int) -> None:
     reply = conn.getresponse()
     reply.read()
     assert '</api/thing?per_page=1&page=2>; rel="next"' in reply.headers["Link"]
+    conn.request("GET", "/api/openapi.json")  # /docs calls the API through the prefix
+    assert json.loads(conn.getresponse().read())["servers"] == [{"url": "/api"}]
     conn.close()
 
     # SSE: an event arrives through nginx while the stream stays open (not buffered)
