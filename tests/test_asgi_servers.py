@@ -14,13 +14,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests._processes import ROOT, free_port
+from tests._processes import ROOT, free_port, http
 
 websockets_sync = pytest.importorskip("websockets.sync.client", reason="the WebSocket client of these tests")
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -66,14 +64,7 @@ SERVERS = {
 
 
 def request(port: int, method: str, path: str, body: dict | None = None, headers: dict | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as reply:
-            return reply.status, reply.headers, reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+    return http(port, method, path, json.dumps(body).encode() if body is not None else None, headers)
 
 
 @pytest.fixture(params=list(SERVERS))

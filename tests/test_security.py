@@ -13,8 +13,6 @@ import socket
 import sqlite3
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from bzzlite.feeds.testing import EventStream
 from bzzlite.handlers.base import BaseHandler
 from bzzlite.query import All
 from bzzlite.testing import serve
-from tests._processes import serve_workers, stop
+from tests._processes import http, serve_workers, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,16 +93,6 @@ def which_worker(sender, arguments, handler):
 
 app = App(registry, auth=Auth(providers=[GoogleProvider(userinfo_url=os.environ["FAKE_USERINFO"])]))
 '''
-
-
-def http(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, reply.headers, reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
 
 
 def start_workers(tmp_path: Path, db: str, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
