@@ -70,6 +70,11 @@ class Runtime:
         the registry being frozen once an App exists."""
         return inspect_all(list(self.registry.resources.values()))
 
+    @functools.cached_property
+    def write_only(self) -> dict[type, frozenset[str]]:
+        """The fields each resource model never sends, by model class (for custom routes' answers)."""
+        return {spec.model: spec.schema.write_only for spec in self.registry.resources.values()}
+
     def referrers(self, spec: ResourceSpec) -> list[Referrer]:
         """The top-level reference fields of every resource that point at ``spec`` (found once)."""
         found = self._referrers.get(spec.path)

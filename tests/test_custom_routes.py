@@ -192,3 +192,43 @@ def test_etag_of_is_sent_by_custom_routes_returning_documents(store_url: str) ->
     import asyncio
 
     asyncio.run(main())
+
+
+def test_answers_holding_documents_are_json_without_write_only_fields(sqlite_url: str) -> None:
+    from typing import Annotated
+
+    from bzzlite import WriteOnly
+
+    registry = Registry()
+
+    @registry.resource
+    class Account(BaseModel):
+        name: str
+        password: Annotated[str, WriteOnly]
+
+    class Admin(Account):  # a subclass of a resource's model keeps its hidden fields hidden
+        level: int = 1
+
+    @registry.route("/accounts/all", methods=["GET"])
+    async def all_accounts(handler: Any) -> Any:
+        return (await handler.documents(Account).find()).items
+
+    @registry.route("/accounts/summary", methods=["GET"])
+    async def summary(handler: Any) -> Any:
+        found = await handler.documents(Account).find()
+        admin = Admin(**found.items[0].model_dump())
+        return {"first": found.items[0], "admins": (admin,), "count": found.total}
+
+    @registry.route("/accounts/page", methods=["GET"])
+    async def page(handler: Any) -> Any:
+        return await handler.documents(Account).find()
+
+    with serve(App(registry, db=sqlite_url)) as client:
+        created = client.post("/account", json={"name": "ann", "password": "s3cret"}).json()
+        assert "password" not in created
+        answers = [client.get(path) for path in ("/accounts/all", "/accounts/summary", "/accounts/page")]
+        assert [a.code for a in answers] == [200, 200, 200]
+        assert all(b"s3cret" not in a.body for a in answers)
+        assert answers[0].json() == [created]
+        assert answers[1].json() == {"first": created, "admins": [{"name": "ann", "level": 1}], "count": 1}
+        assert answers[2].json() == {"items": [created], "total": 1, "page": 1, "per_page": 20, "next": None}

@@ -9,6 +9,7 @@ is the JSON answer (a model, a dict or list; ``None`` is a 204). Errors are prob
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -92,16 +93,28 @@ class RouteHandler(BaseHandler):
             tag = etag_of(result)
             if tag is not None:
                 self.set_header("ETag", tag)
-            result = self._public(result)
-        self.write_json(result, self.route.status)
+        self.write_json(self._public(result), self.route.status)
 
-    def _public(self, value: BaseModel) -> Any:
-        """A model as JSON; a resource's document without its write-only fields."""
-        body = value.model_dump(mode="json")
-        for spec in self.runtime.registry.resources.values():
-            if isinstance(value, spec.model) and spec.schema.write_only:
-                return {k: v for k, v in body.items() if k not in spec.schema.write_only}
-        return body
+    def _public(self, value: Any) -> Any:
+        """What an endpoint returned, as JSON: models (in lists, dicts, ``Found`` pages too) are
+        dumped, a resource's documents without their write-only fields."""
+        if isinstance(value, BaseModel):
+            body = value.model_dump(mode="json")
+            hidden = self._hidden(type(value))
+            return {k: v for k, v in body.items() if k not in hidden} if hidden else body
+        if isinstance(value, list | tuple):
+            return [self._public(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self._public(item) for key, item in value.items()}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {field.name: self._public(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return value
+
+    def _hidden(self, model: type) -> frozenset[str]:
+        known = self.runtime.write_only
+        if model in known:
+            return known[model]
+        return next((fields for base, fields in known.items() if issubclass(model, base)), frozenset())
 
     async def get(self, **path: str) -> None:
         await self._serve(**path)
