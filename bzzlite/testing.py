@@ -155,7 +155,10 @@ def serve(app: Any, *, host: str = "127.0.0.1", http: str | None = None) -> Iter
 @contextlib.contextmanager
 def _serve_asgi(app: Any, host: str) -> Iterator[Client]:
     """``app`` through :class:`bzzlite.asgi.ASGIAdapter` under uvicorn (its lifespan included)."""
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise RuntimeError("serve(http='asgi') runs uvicorn: pip install uvicorn") from None
 
     from .asgi import ASGIAdapter
 
