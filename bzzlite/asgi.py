@@ -107,9 +107,8 @@ class ASGIAdapter:
             self._mounted(scope["root_path"])
         connection = SocketConnection(scope, receive, send)
         start_line, request = _request(scope, connection, "GET")
-        for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade")):
-            if name not in request.headers:  # implied by the ASGI scope; Tornado's handler checks them
-                request.headers[name] = value
+        request.headers["Upgrade"] = "websocket"  # what a websocket scope is; Tornado's handler checks them
+        request.headers["Connection"] = "Upgrade"
         delegate = self.app.find_handler(request)
         handler_class = getattr(delegate, "handler_class", None)
         if not (isinstance(handler_class, type) and issubclass(handler_class, tornado.websocket.WebSocketHandler)):

@@ -9,8 +9,15 @@
             assert response.status_code == 201
 
 No port, no thread per request: requests go straight to the app's handlers. Responses are
-read whole, so a Server-Sent Events stream cannot be followed through these clients: use
-``bzzlite.testing.serve`` for that.
+read whole, so a Server-Sent Events stream cannot be followed through these clients: follow
+changes over the WebSocket feed instead, or use ``bzzlite.testing.serve``::
+
+        with client.websocket_connect("/note/_changes") as ws:     # cookies and login() apply
+            ws.send_json({"type": "subscribe", "id": "all"})
+            assert ws.receive_json()["type"] == "ready"
+
+A refused upgrade raises ``WebSocketRefused`` (``.status``, ``.body``: the problem+json), a
+socket the app closes raises ``WebSocketClosed`` (``.code``) from ``receive_json``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,16 @@ from typing import Any
 
 import httpx
 
+from ._testsocket import (
+    AsyncWebSocket,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketRefused,
+    socket_headers,
+)
 from .asgi import ASGIAdapter
+
+__all__ = ["AsyncTestClient", "TestClient", "WebSocketClosed", "WebSocketRefused", "session_cookie"]
 
 BASE_URL = "http://testserver"
 #: sent with every request, as bzzlite pages do, so cookie-authenticated writes pass the CSRF check
@@ -48,7 +64,12 @@ class AsyncTestClient(httpx.AsyncClient):
         self.app = app
         kwargs.setdefault("base_url", BASE_URL)
         kwargs["headers"] = {**DEFAULT_HEADERS, **kwargs.get("headers", {})}
-        super().__init__(transport=httpx.ASGITransport(app=ASGIAdapter(app)), **kwargs)
+        self.adapter = ASGIAdapter(app)
+        super().__init__(transport=httpx.ASGITransport(app=self.adapter), **kwargs)
+
+    def websocket_connect(self, path: str, headers: dict[str, str] | None = None) -> AsyncWebSocket:
+        """``async with client.websocket_connect("/note/_changes") as ws``: a WebSocket to the app."""
+        return AsyncWebSocket(self.adapter, path, socket_headers(self, headers))
 
     def login(self, user_data: dict[str, Any], provider: str | None = None) -> None:
         """Sign in as ``user_data`` (``id``, ``name``, ``email``...): the session cookie is set."""
@@ -68,7 +89,8 @@ class _LoopTransport(httpx.BaseTransport):
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.asgi = httpx.ASGITransport(app=ASGIAdapter(app))
+        self.adapter = ASGIAdapter(app)
+        self.asgi = httpx.ASGITransport(app=self.adapter)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="bzzlite-testclient", daemon=True)
         self.thread.start()
@@ -101,7 +123,17 @@ class TestClient(httpx.Client):
         self.app = app
         kwargs.setdefault("base_url", BASE_URL)
         kwargs["headers"] = {**DEFAULT_HEADERS, **kwargs.get("headers", {})}
-        super().__init__(transport=_LoopTransport(app), **kwargs)
+        self.loop_transport = _LoopTransport(app)
+        super().__init__(transport=self.loop_transport, **kwargs)
+
+    def websocket_connect(self, path: str, headers: dict[str, str] | None = None) -> WebSocket:
+        """``with client.websocket_connect("/note/_changes") as ws``: a WebSocket to the app."""
+        loop = self.loop_transport.loop
+
+        async def make() -> AsyncWebSocket:  # its queues belong to the app's loop
+            return AsyncWebSocket(self.loop_transport.adapter, path, socket_headers(self, headers))
+
+        return WebSocket(asyncio.run_coroutine_threadsafe(make(), loop).result(10), loop)
 
     def login(self, user_data: dict[str, Any], provider: str | None = None) -> None:
         """Sign in as ``user_data`` (``id``, ``name``, ``email``...): the session cookie is set."""

@@ -232,3 +232,43 @@ def test_an_apps_own_root_path_and_servers_are_kept() -> None:
     assert build_document(auth_app(cors=None, root_path="/v1", servers=["https://api.example"]))["servers"] == \
         [{"url": "https://api.example"}]
     assert "servers" not in build_document(auth_app(cors=None))
+
+
+# -- WebSockets through the test clients -------------------------------------------------------
+
+
+def test_client_websocket_follows_a_feed_with_the_clients_session() -> None:
+    from bzzlite.testclient import WebSocketClosed, WebSocketRefused
+
+    with TestClient(auth_app(cors=None, auth=True)) as in_process:
+        with pytest.raises(WebSocketRefused) as refused:
+            in_process.websocket_connect("/secret/_changes").__enter__()
+        assert refused.value.status == 401 and refused.value.body["status"] == 401
+        in_process.login({"id": "ann", "name": "Ann"})  # the session cookie goes with the upgrade
+        with in_process.websocket_connect("/secret/_changes") as ws:
+            ws.send_json({"type": "subscribe", "id": "mine", "query": "text=live"})
+            assert ws.receive_json()["type"] == "ready"
+            assert in_process.post("/secret", json={"text": "other"}).status_code == 201
+            assert in_process.post("/secret", json={"text": "live"}).status_code == 201
+            event = ws.receive_json()
+            assert (event["type"], event["sub"], event["doc"]["text"]) == ("created", "mine", "live")
+            ws.send_text("not json")
+            assert ws.receive_json()["status"] == 400
+            ws.send_text("x" * 70_000)  # over the feed's message limit
+            with pytest.raises(WebSocketClosed) as closed:
+                while True:
+                    ws.receive_json()
+            assert closed.value.code == 1009 and ws.close_code == 1009
+
+
+def test_async_client_websocket() -> None:
+    async def main() -> None:
+        async with AsyncTestClient(auth_app(cors=None)) as in_process, \
+                in_process.websocket_connect("/order/_changes") as ws:
+            await ws.send_json({"type": "subscribe", "id": "o"})
+            assert (await ws.receive_json())["type"] == "ready"
+            created = await in_process.post("/order", json={"lines": [{"sku": "a"}]})
+            event = await ws.receive_json()
+            assert event["type"] == "created" and event["doc"]["id"] == created.json()["id"]
+
+    asyncio.run(main())
