@@ -122,8 +122,6 @@ class ASGIAdapter:
         delegate.finish()
         await connection.done
 
-
-
     def _mounted(self, root_path: str) -> None:
         """The ASGI server's root path (``uvicorn --root-path /api``) becomes the app's own
         (``App(root_path=...)``): routes match without it, ``Location``/``Link`` URLs and the
