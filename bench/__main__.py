@@ -45,6 +45,17 @@ def _names(choices: Mapping[str, object], known: Callable[[str], bool] | None = 
     return parse
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """An argparse type for comma-separated worker counts, each at least 1."""
+    try:
+        counts = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers of workers (got {text!r})") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"numbers of workers are 1 or more (got {text!r})")
+    return counts
+
+
 def parse_config(argv: list[str] | None = None) -> Config:
     """Command line → `Config`; `--quick` sets the small preset, explicit options still win."""
     defaults = Config(stacks=tuple(STACKS), workloads=tuple(WORKLOADS))
@@ -62,7 +73,12 @@ def parse_config(argv: list[str] | None = None) -> Config:
     p.add_argument("--mixed", type=int, metavar="SECONDS",
                    help="instead of the workloads: SECONDS of mixed load (60 %% get, 20 %% list, 20 %% create) per "
                         f"stack, with RSS and GC pauses (default stacks {','.join(MIXED_STACKS)})")
+    p.add_argument("--workers", type=_counts, metavar="N[,N...]",
+                   help="serve each bzzlite stack with `--workers N`, once per N (as NAME:wN), nothing pinned: "
+                        "for the throughput of several workers (wrk shares the CPUs)")
     args = p.parse_args(argv)
+    if args.workers is not None and args.mixed is not None:
+        p.error("--workers and --mixed do not go together")
     given = {k: v for k, v in vars(args).items() if v is not None and k != "quick"}
     if args.mixed is not None and "stacks" not in given:
         given["stacks"] = MIXED_STACKS

@@ -21,11 +21,13 @@ class Config:
     out: Path = Path("bench/results")
     quick: bool = False
     mixed: int = 0  # > 0: instead of the workloads, this many seconds of the mixed load per stack
+    workers: tuple[int, ...] = ()  # bzzlite stacks served with `serve --workers N` for each N, unpinned
 
     @property
     def name(self) -> str:
         """Results file stem: a quick run must not overwrite the full run's figures."""
-        return ("quick" if self.quick else "latest") + ("-mixed" if self.mixed else "")
+        return ("quick" if self.quick else "latest") + ("-mixed" if self.mixed else "") + \
+            ("-workers" if self.workers else "")
 
 
 def quick(config: Config) -> Config:

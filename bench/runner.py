@@ -24,7 +24,7 @@ from bench.config import Config
 from bench.data import Dataset, build_dataset
 from bench.load import LoadFailed, ensure_wrk, run_wrk
 from bench.server import Server, ServerFailed
-from bench.stacks import stack
+from bench.stacks import Stack, is_bzzlite, stack, with_workers
 from bench.workloads import MIXED, WORKLOADS, WrongAnswer
 
 
@@ -124,29 +124,47 @@ def _progress(m: Measurement, config: Config) -> None:
 
 
 def run(config: Config) -> Results:
-    """Build the data, then measure every stack and workload `config.reps` times."""
+    """Build the data, then measure every stack and workload `config.reps` times.
+
+    With `config.workers`, each bzzlite stack runs once per worker count and nothing is pinned:
+    the workers may use every CPU, and wrk (one thread) shares them.
+    """
     ensure_wrk()
-    server_cpu, load_cpu = choose_cpus()
+    server_cpu, load_cpu = choose_cpus() if not config.workers else (None, None)
     if load_cpu is not None:
         os.sched_setaffinity(0, {load_cpu})  # keep the harness off the server's CPU
     results = Results(config, (server_cpu, load_cpu))
     logs = config.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    stacks = _stacks(config)
     with tempfile.TemporaryDirectory(prefix="bzzlite-bench-") as tmp:
         data = build_dataset(Path(tmp), config.records)
         for rep in range(config.reps):
-            for number, name in enumerate(config.stacks):
+            for number, served in enumerate(stacks):
+                name = served.name
                 if name in results.failures:
                     continue
                 db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
-                log = logs / f"{name.split('@')[0]}{'' if '@' not in name else number}-rep{rep + 1}.log"
+                log = logs / f"{name.split('@')[0].replace(':', '-')}{'' if '@' not in name else number}-rep{rep + 1}.log"
                 try:
-                    with Server(stack(name), db, server_cpu, log, config.start_timeout) as server:
+                    with Server(served, db, server_cpu, log, config.start_timeout) as server:
                         results.measurements += _measure_server(server, rep, data, config, load_cpu)
                 except (ServerFailed, WrongAnswer, LoadFailed) as exc:
                     results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
                     print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
     return results
+
+
+def _stacks(config: Config) -> list[Stack]:
+    """The stacks to run, in order; a bzzlite stack once per `config.workers` count."""
+    stacks = []
+    for name in config.stacks:
+        served = stack(name)
+        if config.workers and is_bzzlite(served):
+            stacks += [with_workers(served, n) for n in config.workers]
+        else:
+            stacks.append(served)
+    return stacks
 
 
 # -- the mixed load (--mixed SECONDS) ---------------------------------------------------------

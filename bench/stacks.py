@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -61,6 +61,24 @@ EXTRA_STACKS: dict[str, Stack] = {
 BASELINE = "tornado_raw"  # CPU ratios are against what a user would write on plain Tornado
 RIVAL = "fastapi"  # and against the framework bzzlite is measured against (issue 16's targets)
 MIXED_STACKS = ("bzzlite", "bzzlite_gc_default", "tornado_raw")  # --mixed's default
+
+
+def with_workers(stack: Stack, workers: int) -> Stack:
+    """A bzzlite stack served by ``serve --workers N``, named ``NAME:wN`` in the tables.
+
+    Raises:
+        ValueError: not a bzzlite stack (the baselines have no workers option here).
+    """
+    if not is_bzzlite(stack):
+        raise ValueError(f"{stack.name} is not served by bzzlite: --workers applies to bzzlite stacks only")
+    command = stack.command
+    return replace(stack, name=f"{stack.name}:w{workers}", label=f"{stack.label}, --workers {workers}",
+                   command=lambda port, db: [*command(port, db), "--workers", str(workers)])
+
+
+def is_bzzlite(stack: Stack) -> bool:
+    """Whether the stack is ``python -m bzzlite serve`` (the ones ``--workers`` applies to)."""
+    return stack.command(0, Path("x.db"))[1:4] == ["-m", "bzzlite", "serve"]
 
 
 def probed(command: list[str], gc_stats: Path) -> list[str]:

@@ -1,7 +1,8 @@
 """Request ids and log formats: every log line of a request names it, in text or JSON.
 
 A request's id is its ``X-Request-ID`` header when that is sane (1 to 128 characters of
-letters, digits and ``-_.:``), else a new random one; it is sent back in ``X-Request-ID`` and
+letters, digits and ``-_.:``), else a new random one (64 bits from ``random``, which is
+reseeded in each forked worker: a log correlation id, not a secret); it is sent back in ``X-Request-ID`` and
 set in a context variable that :class:`RequestIdFilter` copies onto each log record made while
 the request is handled (access log line included).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
+import random
 import re
 import sys
 import time
@@ -27,10 +28,14 @@ def request_id(request: Any) -> str:
     """The id of ``request`` (a Tornado request), chosen once and remembered on it."""
     rid: str | None = getattr(request, "bzz_request_id", None)
     if rid is None:
-        given = request.headers.get(HEADER)
-        rid = given if given is not None and _SANE.fullmatch(given) else os.urandom(8).hex()
+        headers = request.headers
+        given = headers[HEADER] if HEADER in headers else None  # noqa: SIM401 (get() raises and catches a KeyError)
+        rid = given if given is not None and _SANE.fullmatch(given) else f"{_random_bits(64):016x}"
         request.bzz_request_id = rid
     return rid
+
+
+_random_bits = random.getrandbits  # no system call per request, unlike os.urandom
 
 
 class RequestIdFilter(logging.Filter):

@@ -37,3 +37,30 @@ def test_quick_mixed_load_reports_memory_and_collections(tmp_path: Path) -> None
     assert row["stack"] == "bzzlite" and row["errors"] == 0 and row["requests_per_second"] > 0
     assert row["rss_start_mib"] > 0 and row["rss_end_mib"] > 0
     assert set(row["gc"]["generations"]) == {"0", "1", "2"}
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install-test-deps installs it)")
+def test_quick_workers_run_serves_bzzlite_once_per_worker_count(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--workers", "1,2", "--stacks", "bzzlite,fastapi",
+                             "--workloads", "get", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "quick-workers.json").read_text())
+    assert not report["failures"]
+    assert report["config"]["workers"] == [1, 2]
+    assert report["pinning"] == {"server_cpu": None, "load_cpu": None}
+    measured = {row["stack"] for row in report["summary"] if row["cpu_us_per_request"] > 0 and row["errors"] == 0}
+    assert measured == {"bzzlite:w1", "bzzlite:w2", "fastapi"}
+
+
+def test_workers_apply_to_bzzlite_stacks_only() -> None:
+    from bench.__main__ import parse_config
+    from bench.stacks import stack, with_workers
+
+    assert with_workers(stack("bzzlite"), 2).command(8000, Path("x.db"))[-2:] == ["--workers", "2"]
+    with pytest.raises(ValueError, match="bzzlite stacks only"):
+        with_workers(stack("fastapi"), 2)
+    assert parse_config(["--workers", "1,2"]).workers == (1, 2)
+    for bad in (["--workers", "0"], ["--workers", "two"], ["--workers", "2", "--mixed", "5"]):
+        with pytest.raises(SystemExit):
+            parse_config(bad)

@@ -92,8 +92,12 @@ class SQLiteJournal(Journal):
         for spec in specs:
             wanted.update(trigger_sql(spec))
         try:
+            # seq is the rowid, max(seq) + 1 on insert: the trim trigger never deletes the newest
+            # row, so a seq is never reused. Not AUTOINCREMENT, which makes every write update
+            # sqlite_sequence too (one more page per commit: ~5 µs of a create, bench/README.md).
+            # A file journaled by an older bzzlite keeps its AUTOINCREMENT table; both work.
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (seq INTEGER PRIMARY KEY, "
                 "collection TEXT NOT NULL, op TEXT NOT NULL, doc_id TEXT NOT NULL, doc TEXT NOT NULL, "
                 "old TEXT, at TEXT NOT NULL)"
             )

@@ -20,7 +20,7 @@ from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
 from ..query import encode_cursor, parse_arguments, project, sort_values
 from ..registry import RESOURCE_METHODS
-from .base import BaseHandler, link_header
+from .base import BaseHandler, header, link_header
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -99,14 +99,14 @@ class ResourceHandler(BaseHandler):
 
     @property
     def if_match(self) -> str | None:
-        return self.request.headers.get("If-Match")
+        return header(self.request, "If-Match")
 
     def not_modified(self, tag: str) -> bool:
         """Answer 304 (and return True) when ``If-None-Match`` names ``tag`` (weakly) or ``*``."""
-        header = self.request.headers.get("If-None-Match")
-        if header is None:
+        value = header(self.request, "If-None-Match")
+        if value is None:
             return False
-        wanted = {t.removeprefix("W/") for t in entity_tags(header)}
+        wanted = {t.removeprefix("W/") for t in entity_tags(value)}
         if "*" in wanted or tag in wanted:
             self.set_header("ETag", tag)
             self.set_status(304)
