@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from tornado.log import access_log
 
+from ._dispatch import SegmentIndex
 from .errors import ConfigurationError, StoreUnavailable
 from .feeds.websocket import ChangesHandler
 from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
@@ -115,6 +116,7 @@ class App(tornado.web.Application):
         self.bzz_metrics = Metrics(self.runtime) if self.bzz_settings.metrics else None
         self.routes: list[Route] = self._routes(auth)
         options.setdefault("serve_traceback", False)
+        self._index: SegmentIndex | None = None  # the rules by first path segment, built at the first request
         super().__init__(
             [route.rule() for route in self.routes],
             default_handler_class=NotFoundHandler,
@@ -207,7 +209,16 @@ class App(tornado.web.Application):
             strip_root_path(request, settings.root_path)
         if self.bzz_settings.cors is not None and is_preflight(request):
             return self.get_handler_delegate(request, PreflightHandler, {"runtime": self.runtime})
-        return super().find_handler(request, **kwargs)
+        index = self._index
+        if index is None or index.stale() or len(self.default_router.rules) != 1:
+            if len(self.default_router.rules) != 1:  # add_handlers() for a host: Tornado's own way
+                return super().find_handler(request, **kwargs)
+            index = self._index = SegmentIndex(self.wildcard_router)
+        delegate = index.find(request)
+        if delegate is None:
+            delegate = self.get_handler_delegate(request, self.settings["default_handler_class"],
+                                                 self.settings.get("default_handler_args", {}))
+        return delegate
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""

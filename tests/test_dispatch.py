@@ -1,0 +1,81 @@
+"""App.find_handler's index of rules by first path segment (bzzlite/_dispatch.py) picks what
+Tornado's own router picks, for every route of real apps and for paths nothing serves."""
+
+from __future__ import annotations
+
+import pytest
+import tornado.web
+from pydantic import BaseModel, create_model
+from tornado import httputil
+
+from bzzlite import App, Registry
+from bzzlite._dispatch import first_segment
+from bzzlite.mocks import sample_paths
+from tests.test_cors import make_app
+from tests.test_custom_routes import load_shop
+
+
+class _Connection:
+    context = None
+
+    def set_close_callback(self, callback) -> None:
+        pass
+
+
+def request(path: str, method: str = "GET") -> httputil.HTTPServerRequest:
+    return httputil.HTTPServerRequest(start_line=httputil.RequestStartLine(method, path, "HTTP/1.1"),
+                                      headers=httputil.HTTPHeaders({"Host": "x"}), connection=_Connection())
+
+
+def many_resources() -> App:
+    registry = Registry()
+    for i in range(12):
+        registry.resource(create_model(f"Thing{i}", name=(str, ...)))
+
+    class Page(BaseModel):
+        text: str
+
+    registry.resource(Page)
+    registry.mock([("GET", "/thing3/special", {"body": "mocked"}), ("GET", "/legacy/(.*)", {"body": "old"}),
+                   ("GET", "/old/other", {"body": "literal"}), ("GET", "/(old|older)/page", {"body": "any"})])
+    return App(registry, db="sqlite:///:memory:")
+
+
+@pytest.mark.parametrize("build", [many_resources, lambda: load_shop().app, lambda: make_app(auth=True)],
+                         ids=["many", "shop", "auth"])
+def test_the_index_picks_what_tornado_picks(build) -> None:
+    app = build()
+    paths = {"/", "", "/nope", "/nope/x", "/%74hing0", "/THING0", "/thing0x", "/thing", "/openapi.json",
+             "/openapi.jsonx", "/docs", "/legacy/a/b", "/old/page", "/older/page", "/old/other"}
+    for route in app.routes:
+        for path in sample_paths(route.rule()[0]):
+            paths.update({path, path + "/", path + "/extra", path.upper()})
+    for path in sorted(paths):
+        for method in ("GET", "POST"):
+            ours = app.find_handler(request(path or "/", method))
+            tornados = tornado.web.Application.find_handler(app, request(path or "/", method))
+            assert ours.handler_class is tornados.handler_class, path
+            assert (ours.path_args, ours.path_kwargs, ours.handler_kwargs) == \
+                (tornados.path_args, tornados.path_kwargs, tornados.handler_kwargs), path
+
+
+def test_rules_added_later_are_routed() -> None:
+    app = many_resources()
+    app.find_handler(request("/thing0"))  # the index is built
+
+    class Late(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write("late")
+
+    app.wildcard_router.add_rules([(r"/late", Late)])
+    assert app.find_handler(request("/late")).handler_class is Late
+    app.add_handlers(r"other\.example", [(r"/thing0", Late)])  # a host's rules: Tornado's own routing
+    assert app.find_handler(request("/late")).handler_class is Late
+
+
+@pytest.mark.parametrize(("pattern", "segment"), [
+    ("/thing0/(?P<id>[^/]+)/?$", "thing0"), ("/thing0$", "thing0"), ("/$", ""), ("/openapi.json$", None),
+    ("/(?P<x>.*)$", None), ("/auth/signin/$", "auth"), ("thing$", None),
+])
+def test_first_segment(pattern: str, segment: str | None) -> None:
+    assert first_segment(tornado.routing.Rule(tornado.routing.PathMatches(pattern), object)) == segment
