@@ -257,7 +257,13 @@ class HTTPProtocol(asyncio.Protocol):
         """A future done once the transport's buffer is below its high-water mark (the server's
         one done future when it already is: most writes)."""
         if not self._write_paused and not self._lost:
-            return self.server.done
+            if self.max_write_buffer_size is None or not self.transport.get_write_buffer_size():
+                return self.server.done
+            # A change feed waiting with bytes queued: uvloop before 0.23 sends queued writes at
+            # the end of the loop's turn (and only then pauses), so look again after it.
+            waiter = self.loop.create_future()
+            self.loop.call_soon(self._drained_after_turn, waiter)
+            return waiter
         waiter = self.loop.create_future()
         if self._write_paused:
             self._drain_waiters.append(waiter)
@@ -265,6 +271,17 @@ class HTTPProtocol(asyncio.Protocol):
             waiter.set_exception(StreamClosedError())
             waiter.exception()
         return waiter
+
+    def _drained_after_turn(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            return
+        if self._write_paused:
+            self._drain_waiters.append(waiter)
+        elif self._lost:
+            waiter.set_exception(StreamClosedError())
+            waiter.exception()
+        else:
+            waiter.set_result(None)
 
     def pause_reading(self) -> None:
         if self._reading and not self._lost:
