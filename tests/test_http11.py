@@ -31,6 +31,8 @@ from tornado.netutil import bind_sockets
 from bzzlite import App, Registry
 from bzzlite.http import run
 from bzzlite.http.server import HTTPServer
+from tests._processes import free_port
+from tests.test_cli import APP, ENV
 
 pytest.importorskip("httptools")
 
@@ -554,42 +556,17 @@ def test_an_extension_method_reaches_the_application_like_any_token() -> None:
 
 # -- the command line's graceful stop, on both servers ---------------------------------------
 
-SLOW_APP = """
-import asyncio
-from pydantic import BaseModel
-from bzzlite import App, Registry
-
-registry = Registry()
-
-@registry.resource
-class Thing(BaseModel):
-    name: str
-
-@registry.on("pre_create_instance")
-async def slow(sender, arguments, handler):
-    await asyncio.sleep(1.0)
-
-app = App(registry=registry, db="sqlite:///drain.db")
-"""
-
-
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 @pytest.mark.parametrize("server_kind", ["httptools", "tornado"])
 def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flight(
         tmp_path: Any, server_kind: str) -> None:
     import signal
     import sys
 
-    (tmp_path / "app.py").write_text(SLOW_APP)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (tmp_path / "app.py").write_text(APP)  # its receiver sleeps 1 s on a thing named "slow"
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
                              "--http", server_kind, "--log-level", "warning"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": CHECKOUT})  # this checkout's bzzlite
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
         for _ in range(400):
             try:
@@ -600,7 +577,7 @@ def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flig
         idle.sendall(get("/_health"))
         assert read_response(idle)[0] == 200  # a keep-alive connection, now between requests
         busy = connect(port)
-        body = b'{"name": "x"}'
+        body = b'{"name": "slow"}'
         busy.sendall(b"POST /thing HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         time.sleep(0.3)  # in its slow receiver
