@@ -31,6 +31,7 @@ from tornado import httputil
 
 from ._asgi_connection import Connection, Receive, Scope, Send
 from ._asgi_websocket import SocketConnection, socket_class
+from .settings import mount_path
 
 log = logging.getLogger("bzzlite")
 
@@ -72,8 +73,7 @@ class ASGIAdapter:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("root_path"):
-            self._mounted(scope["root_path"])
+        self._mounted(scope)
         connection = Connection(scope, send)
         start_line, request = _request(scope, connection, scope["method"])
         delegate = self.app.find_handler(request)
@@ -103,8 +103,7 @@ class ASGIAdapter:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        if scope.get("root_path"):
-            self._mounted(scope["root_path"])
+        self._mounted(scope)
         connection = SocketConnection(scope, receive, send)
         start_line, request = _request(scope, connection, "GET")
         request.headers["Upgrade"] = "websocket"  # what a websocket scope is; Tornado's handler checks them
@@ -122,14 +121,13 @@ class ASGIAdapter:
         delegate.finish()
         await connection.done
 
-    def _mounted(self, root_path: str) -> None:
+    def _mounted(self, scope: Scope) -> None:
         """The ASGI server's root path (``uvicorn --root-path /api``) becomes the app's own
         (``App(root_path=...)``): routes match without it, ``Location``/``Link`` URLs and the
         OpenAPI ``servers`` carry it. A root path the app was given is left as it is."""
         settings = getattr(self.app, "bzz_settings", None)
-        root_path = "/" + root_path.strip("/") if root_path.strip("/") else ""
-        if settings is not None and not settings.root_path and root_path:
-            settings.root_path = root_path
+        if settings is not None and not settings.root_path and scope.get("root_path"):
+            settings.root_path = mount_path(scope["root_path"])
 
 
 def _request(scope: Scope, connection: httputil.HTTPConnection,
@@ -145,8 +143,7 @@ def _request(scope: Scope, connection: httputil.HTTPConnection,
     query = scope.get("query_string") or b""
     uri = (path + (b"?" + query if query else b"")).decode("latin-1")
     start_line = httputil.RequestStartLine(method, uri, "HTTP/" + scope.get("http_version", "1.1"))
-    request = httputil.HTTPServerRequest(method=method, uri=uri, version=start_line.version, headers=headers,
-                                         connection=connection, start_line=start_line)
+    request = httputil.HTTPServerRequest(headers=headers, connection=connection, start_line=start_line)
     return start_line, request
 
 

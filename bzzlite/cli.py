@@ -28,6 +28,7 @@ from typing import Any
 from ._process import PARENT_ENV, Workers, die_with_parent, run_reloader, watch_parent
 from .errors import BzzliteError, StoreUnavailable
 from .observability import configure_logging
+from .settings import mount_path
 
 log = logging.getLogger("bzzlite")
 
@@ -344,7 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.forwarded_allow_ips = _from_env(args.forwarded_allow_ips, ("FORWARDED_ALLOW_IPS",),
                                              settings.forwarded_allow_ips, lambda raw: raw.split(","))
     if args.root_path is not None:
-        settings.root_path = "/" + args.root_path.strip("/") if args.root_path.strip("/") else ""
+        settings.root_path = mount_path(args.root_path)
     if args.gc == "tuned":
         tune_gc()  # before forking workers too: they share the frozen pages
     sockets = bind(host, port, reuse_port=workers > 1)

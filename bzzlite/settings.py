@@ -69,10 +69,16 @@ class Settings:
             raise ConfigurationError(f"log_format is 'text' or 'json', not {settings.log_format!r}")
         from .cors import CORS
 
-        settings.root_path = "/" + settings.root_path.strip("/") if settings.root_path.strip("/") else ""
+        settings.root_path = mount_path(settings.root_path)
 
         settings.cors = CORS.of(settings.cors)
         return settings
+
+
+def mount_path(root_path: str) -> str:
+    """A root path as routes and URLs use it: ``api/`` → ``/api``; ``/`` or nothing → ``""``."""
+    inner = root_path.strip("/")
+    return "/" + inner if inner else ""
 
 
 def _parse(name: str, type_: Any, raw: str) -> Any:
