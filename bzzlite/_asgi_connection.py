@@ -62,9 +62,7 @@ class Outbox:
         """Only ``write(b"")`` (wait until what is queued is sent): data goes through the handler."""
         assert not data, "write through the handler"
         if self._last is None or self._last.done():
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+            return already_done()
         return asyncio.ensure_future(asyncio.shield(self._last))
 
     def close(self) -> None:
@@ -116,6 +114,13 @@ class Connection(httputil.HTTPConnection):
             callback()
         if not self.done.done():
             self.done.set_result(None)
+
+
+def already_done() -> asyncio.Future[None]:
+    """A future already done: a write with nothing to wait for."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
 
 
 def header_pairs(headers: httputil.HTTPHeaders, leave: tuple[str, ...] = ()) -> list[tuple[bytes, bytes]]:

@@ -16,7 +16,14 @@ import tornado.escape
 import tornado.websocket
 from tornado import httputil
 
-from ._asgi_connection import Connection, Receive, Scope, Send, header_pairs
+from ._asgi_connection import (
+    Connection,
+    Receive,
+    Scope,
+    Send,
+    already_done,
+    header_pairs,
+)
 
 #: what the handshake answer carries that the ASGI server writes itself
 _HANDSHAKE = ("Upgrade", "Connection", "Sec-Websocket-Accept")
@@ -54,27 +61,21 @@ class SocketConnection(Connection):
             return self.stream.put({"type": "websocket.close", "code": 1008})
         self.refusal = {"type": "websocket.http.response.start", "status": start_line.code,
                         "headers": header_pairs(headers)}
-        return self.write(chunk) if chunk else _done()
+        return self.write(chunk) if chunk else already_done()
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         if self.refusal is not None:  # a refusal's body is sent whole (granian reads one body message)
             self.body.append(chunk)
-        return _done()  # an open socket writes messages, not HTTP body
+        return already_done()  # an open socket writes messages, not HTTP body
 
     def finish(self) -> None:
         if self.accepted:
             return  # the socket is open: its protocol ends the request when it closes
-        finished = _done()
+        finished = already_done()
         if self.refusal is not None:
             self.stream.put(self.refusal)
             finished = self.stream.put({"type": "websocket.http.response.body", "body": b"".join(self.body)})
         finished.add_done_callback(self._finished)
-
-
-def _done() -> asyncio.Future[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
 
 
 class SocketProtocol:
