@@ -209,10 +209,10 @@ class App(tornado.web.Application):
             strip_root_path(request, settings.root_path)
         if self.bzz_settings.cors is not None and is_preflight(request):
             return self.get_handler_delegate(request, PreflightHandler, {"runtime": self.runtime})
+        if len(self.default_router.rules) != 1:  # add_handlers() for a host: Tornado's own way
+            return super().find_handler(request, **kwargs)
         index = self._index
-        if index is None or index.stale() or len(self.default_router.rules) != 1:
-            if len(self.default_router.rules) != 1:  # add_handlers() for a host: Tornado's own way
-                return super().find_handler(request, **kwargs)
+        if index is None or index.stale():
             index = self._index = SegmentIndex(self.wildcard_router)
         delegate = index.find(request)
         if delegate is None:
