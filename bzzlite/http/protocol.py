@@ -262,17 +262,14 @@ class HTTPProtocol(asyncio.Protocol):
             # A change feed waiting with bytes queued: uvloop before 0.23 sends queued writes at
             # the end of the loop's turn (and only then pauses), so look again after it.
             waiter = self.loop.create_future()
-            self.loop.call_soon(self._drained_after_turn, waiter)
+            self.loop.call_soon(self._settle, waiter)
             return waiter
         waiter = self.loop.create_future()
-        if self._write_paused:
-            self._drain_waiters.append(waiter)
-        else:
-            waiter.set_exception(StreamClosedError())
-            waiter.exception()
+        self._settle(waiter)
         return waiter
 
-    def _drained_after_turn(self, waiter: asyncio.Future[None]) -> None:
+    def _settle(self, waiter: asyncio.Future[None]) -> None:
+        """Wait for resume_writing when paused, fail when the connection is gone, else done."""
         if waiter.done():
             return
         if self._write_paused:
