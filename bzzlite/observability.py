@@ -24,12 +24,18 @@ _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 
+def header(request: Any, name: str) -> str | None:
+    """A request header's value, or None: ``headers.get()`` raises and catches a KeyError for
+    every absent header, and most requests lack most of the headers bzzlite looks for."""
+    headers = request.headers
+    return headers[name] if name in headers else None  # noqa: SIM401 (the point of this function)
+
+
 def request_id(request: Any) -> str:
     """The id of ``request`` (a Tornado request), chosen once and remembered on it."""
     rid: str | None = getattr(request, "bzz_request_id", None)
     if rid is None:
-        headers = request.headers
-        given = headers[HEADER] if HEADER in headers else None  # noqa: SIM401 (get() raises and catches a KeyError)
+        given = header(request, HEADER)
         rid = given if given is not None and _SANE.fullmatch(given) else f"{_random_bits(64):016x}"
         request.bzz_request_id = rid
     return rid

@@ -30,7 +30,7 @@ from ..errors import (
     TransactionIncomplete,
     VersionConflict,
 )
-from ..observability import HEADER, current_request_id, request_id
+from ..observability import HEADER, current_request_id, header, request_id
 from ..signals import failed_signal
 
 if TYPE_CHECKING:
@@ -113,13 +113,6 @@ def http_date() -> str:
         text = httputil.format_timestamp(now)
         _date = (now, text)
     return text
-
-
-def header(request: httputil.HTTPServerRequest, name: str) -> str | None:
-    """A request header's value, or None: ``headers.get()`` raises and catches a KeyError for
-    every absent header, and most requests lack most of the headers bzzlite looks for."""
-    headers = request.headers
-    return headers[name] if name in headers else None  # noqa: SIM401 (the point of this function)
 
 
 def server_body_limit(limit: int) -> int:

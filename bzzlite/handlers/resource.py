@@ -18,9 +18,10 @@ from ..documents import Documents, entity_tags, etag
 from ..errors import HTTPError
 from ..feeds.sse import stream as feed_stream
 from ..feeds.sse import wants_event_stream
+from ..observability import header
 from ..query import encode_cursor, parse_arguments, project, sort_values
 from ..registry import RESOURCE_METHODS
-from .base import BaseHandler, header, link_header
+from .base import BaseHandler, link_header
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
