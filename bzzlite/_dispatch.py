@@ -1,5 +1,5 @@
-"""Tornado's rules indexed by their first path segment, so a request tries only those that
-can match it (``App.find_handler``).
+"""How ``App`` hands a request to its handler: the rules indexed by their first path segment
+(``App.find_handler``), and the delegate that starts the handler (``App.get_handler_delegate``).
 
 Tornado tries an app's rules one by one, two routers deep, for every request: with a dozen
 resources that is dozens of regular expressions before ``/item/{id}`` is found. A rule whose
@@ -11,9 +11,13 @@ keeps the rules' order, so the first rule that matches is the one Tornado would 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
-from tornado import httputil
+import tornado.web
+from tornado import gen, httputil
+from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.routing import PathMatches, Rule, RuleRouter
 
 _SPECIAL = set(".^$*+?{}[]\\|()")
@@ -62,3 +66,83 @@ class SegmentIndex:
                 if delegate is not None:
                     return delegate
         return None
+
+
+class HandlerDelegate(httputil.HTTPMessageDelegate):
+    """One request to a ``RequestHandler``: Tornado's ``tornado.web._HandlerDelegate``, with one
+    shortcut on bzzlite's HTTP/1.1 server.
+
+    A handler that streams its request body (every bzzlite handler) is started by Tornado when
+    the request's head arrives: its task runs ``prepare()``, tells the connection it is ready
+    for the body, then waits for the body's end. A request without a body (a GET, a DELETE:
+    ``request.connection.bodiless``) has nothing to stream, so it is started once it is
+    complete, with its body already ended: one task, no waits in between, and the handler sees
+    the same calls in the same order.
+    """
+
+    def __init__(self, application: Any, request: httputil.HTTPServerRequest, handler_class: Any,
+                 handler_kwargs: dict[str, Any] | None, path_args: list[bytes] | None,
+                 path_kwargs: dict[str, bytes] | None) -> None:
+        self.application = application
+        self.connection = request.connection
+        self.request = request
+        self.handler_class = handler_class
+        self.handler_kwargs = handler_kwargs or {}
+        self.path_args = path_args or []
+        self.path_kwargs = path_kwargs or {}
+        self.chunks = bytearray()
+        self.stream_request_body = getattr(handler_class, "_stream_request_body", False)
+        self.handler: Any = None
+        self.whole = False  # started by finish(): the request has no body to stream
+
+    def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+        if self.stream_request_body:
+            self.request._body_future = Future()
+            if getattr(self.connection, "bodiless", False):
+                self.whole = True
+                return None
+            return self.execute()
+        return None
+
+    def data_received(self, data: bytes) -> Awaitable[None] | None:
+        if self.stream_request_body:
+            return self.handler.data_received(data)  # type: ignore[no-any-return]
+        self.chunks += data
+        return None
+
+    def finish(self) -> None:
+        if self.whole:
+            self.request._body_future.set_result(None)
+            self.execute()
+        elif self.stream_request_body:
+            future_set_result_unless_cancelled(self.request._body_future, None)
+        else:
+            self.request.body = bytes(self.chunks)
+            self.execute()
+
+    def on_connection_close(self) -> None:
+        if not self.stream_request_body:
+            self.chunks = None  # type: ignore[assignment]
+        elif self.handler is not None:  # else not started: a request cut before its end never is
+            self.handler.on_connection_close()
+
+    def execute(self) -> Awaitable[None] | None:
+        settings = self.application.settings
+        if not settings.get("compiled_template_cache", True):
+            with tornado.web.RequestHandler._template_loader_lock:
+                for loader in tornado.web.RequestHandler._template_loaders.values():
+                    loader.reset()
+        if not settings.get("static_hash_cache", True):
+            settings.get("static_handler_class", tornado.web.StaticFileHandler).reset()
+        handler = self.handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
+        transforms = [t(self.request) for t in self.application.transforms]
+        if self.stream_request_body and not self.whole:
+            handler._prepared_future = Future()  # done when prepare() has run: the body may come
+        future = gen.convert_yielded(handler._execute(transforms, *self.path_args, **self.path_kwargs))
+        future.add_done_callback(_raise_failure)
+        return handler._prepared_future  # type: ignore[no-any-return]
+
+
+def _raise_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.result()  # what _execute let out is logged by the loop, as under Tornado

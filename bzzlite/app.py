@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from tornado.log import access_log
 
-from ._dispatch import SegmentIndex
+from ._dispatch import HandlerDelegate, SegmentIndex
 from .errors import ConfigurationError, StoreUnavailable
 from .feeds.websocket import ChangesHandler
 from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
@@ -219,6 +219,10 @@ class App(tornado.web.Application):
             delegate = self.get_handler_delegate(request, self.settings["default_handler_class"],
                                                  self.settings.get("default_handler_args", {}))
         return delegate
+
+    def get_handler_delegate(self, request: Any, target_class: Any, target_kwargs: dict[str, Any] | None = None,
+                             path_args: list[bytes] | None = None, path_kwargs: dict[str, bytes] | None = None) -> Any:
+        return HandlerDelegate(self, request, target_class, target_kwargs, path_args, path_kwargs)
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's access log line, not even formatted when its level is off (``--log-level warning``)."""

@@ -1,5 +1,6 @@
-"""App.find_handler's index of rules by first path segment (bzzlite/_dispatch.py) picks what
-Tornado's own router picks, for every route of real apps and for paths nothing serves."""
+"""bzzlite/_dispatch.py: App.find_handler's index of rules by first path segment picks what
+Tornado's own router picks, for every route of real apps and for paths nothing serves; the
+handler delegate starts a request without a body whole on bzzlite's server."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import tornado.web
 from pydantic import BaseModel, create_model
 from tornado import httputil
 
-from bzzlite import App, Registry
+from bzzlite import App, Handler, Registry
 from bzzlite._dispatch import first_segment
 from bzzlite.mocks import sample_paths
+from bzzlite.observability import current_request_id
+from bzzlite.testing import serve
 from tests.test_cors import make_app
 from tests.test_custom_routes import load_shop
 
@@ -79,3 +82,41 @@ def test_rules_added_later_are_routed() -> None:
 ])
 def test_first_segment(pattern: str, segment: str | None) -> None:
     assert first_segment(tornado.routing.Rule(tornado.routing.PathMatches(pattern), object)) == segment
+
+
+def _seen_app() -> tuple[App, list[tuple[str, bool, bool]]]:
+    """An app whose handler notes, at prepare(), whether the request's body had ended and
+    whether Tornado waits for prepare() before sending it the body."""
+    seen: list[tuple[str, bool, bool]] = []
+    registry = Registry()
+
+    @registry.route("/probe", methods=["GET", "POST", "DELETE"])
+    class Probe(Handler):
+        ALLOWED = ("GET", "POST", "DELETE")
+
+        def prepare(self) -> None:
+            super().prepare()
+            seen.append((self.request.method, self.request._body_future.done(), self._prepared_future is not None))
+
+        def get(self) -> None:
+            self.write_json({"context": current_request_id.get()})
+
+        def post(self) -> None:
+            self.write_json({"size": len(self.body)})
+
+        def delete(self) -> None:
+            self.set_status(204)
+
+    return App(registry, db="sqlite:///:memory:"), seen
+
+
+@pytest.mark.parametrize("http", ["httptools", "tornado"])
+def test_a_request_without_a_body_starts_whole_on_bzzlites_server(http: str) -> None:
+    app, seen = _seen_app()
+    with serve(app, http=http) as client:
+        got = client.get("/probe", headers={"X-Request-Id": "probe-1"})
+        assert (got.code, got.json()) == (200, {"context": "probe-1"})  # initialize()'s context reaches the task
+        assert client.post("/probe", body=b"x" * 1000).json() == {"size": 1000}
+        assert client.delete("/probe").code == 204
+    whole = http == "httptools"  # Tornado's own server keeps Tornado's way for every request
+    assert seen == [("GET", whole, not whole), ("POST", False, True), ("DELETE", whole, not whole)]

@@ -42,7 +42,8 @@ class Exchange(httputil.HTTPConnection):
     """A request being read and answered; Tornado's ``request.connection``."""
 
     def __init__(self, protocol: HTTPProtocol, start_line: httputil.RequestStartLine,
-                 headers: httputil.HTTPHeaders, keep_alive: bool, expects_continue: bool = False) -> None:
+                 headers: httputil.HTTPHeaders, keep_alive: bool, expects_continue: bool = False,
+                 bodiless: bool = False) -> None:
         self.protocol = protocol
         self.context = protocol.context
         self.stream = protocol  # a change feed bounds its buffer through ``max_write_buffer_size``
@@ -50,6 +51,9 @@ class Exchange(httputil.HTTPConnection):
         self.headers = headers
         self.keep_alive = keep_alive
         self.expects_continue = expects_continue  # the client waits for "100 Continue" to send its body
+        # No body and no upgrade: its handler starts once the request is complete, with nothing
+        # to stream (bzzlite._dispatch.HandlerDelegate).
+        self.bodiless = bodiless
         self.delegate: httputil.HTTPMessageDelegate | None = None
         self.max_body_size = protocol.server.max_body_size
         self.received = 0  # body bytes read

@@ -210,12 +210,14 @@ class HTTPProtocol(asyncio.Protocol):
             method, self._method = self._method, None
         framing = self._framing
         expects = False
+        bodiless = True
         if framing != [b"host"]:  # not the usual case: one Host, no body, no Expect
             self._check_framing(framing, headers, version)
             expects = b"expect" in framing and headers["Expect"].lower() == "100-continue"
+            bodiless = b"content-length" not in framing and b"transfer-encoding" not in framing
         start_line = httputil.RequestStartLine(method, self._url.decode("latin1"), "HTTP/" + version)
         keep_alive = parser.should_keep_alive() and not self._closing and not self.server.draining
-        exchange = Exchange(self, start_line, headers, keep_alive, expects)
+        exchange = Exchange(self, start_line, headers, keep_alive, expects, bodiless and not parser.should_upgrade())
         self.parsing = exchange
         self.exchanges.append(exchange)
         if len(self.exchanges) == 1:
