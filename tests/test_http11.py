@@ -453,6 +453,73 @@ def test_a_streamed_response_waits_for_a_slow_reader() -> None:
         assert app.settings["streamed"] == 800
 
 
+def test_a_stream_of_small_writes_still_waits_for_a_slow_reader() -> None:
+    # Small writes are held for the end of the loop's turn (HTTPProtocol.send) and the handler's
+    # flush() does not wait while the transport has room: past HOLD_LIMIT they must go to the
+    # transport at once, or the whole answer would pile up in memory.
+    app = tornado_app()
+    with serving(app) as (port, _), connect(port, timeout=10) as sock:
+        sock.sendall(get("/stream?n=12800&size=4096"))  # 52 MB in 4 KiB writes
+        time.sleep(0.5)
+        assert "streamed" not in app.settings
+        status, headers, body = read_response(sock)
+        assert status == 200 and len(body) == 12800 * 4097 + sum(len(b"%d:" % i) for i in range(12800))
+        assert app.settings["streamed"] == 12800
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 4000) if name == "peername" else default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_answers_of_one_turn_leave_in_one_write_per_connection() -> None:
+    from bzzlite.http.protocol import HOLD_LIMIT, HTTPProtocol
+
+    async def main() -> None:
+        server = HTTPServer(tornado_app(), max_body_size=1024)
+        server.loop = asyncio.get_running_loop()
+        one, two = HTTPProtocol(server), HTTPProtocol(server)
+        transports = [_Transport(), _Transport()]
+        one.connection_made(transports[0])
+        two.connection_made(transports[1])
+        one.send(b"a")
+        two.send(b"b")
+        one.send(b"c")
+        assert transports[0].writes == transports[1].writes == []  # held until the turn ends
+        await asyncio.sleep(0)
+        assert (transports[0].writes, transports[1].writes) == ([b"ac"], [b"b"])
+        one.send(b"d")
+        one.send(b"x" * HOLD_LIMIT)  # large: written now, after what was held
+        assert transports[0].writes[1:] == [b"d", b"x" * HOLD_LIMIT]
+        two.send(b"e")
+        two.close()  # what was held goes before the close
+        assert transports[1].writes[1:] == [b"e"] and transports[1].closed
+        one.max_write_buffer_size = 1024  # a change feed's stream: every write at once
+        one.send(b"f")
+        assert transports[0].writes[-1] == b"f"
+        await asyncio.sleep(0)
+        assert len(transports[0].writes) == 4 and len(transports[1].writes) == 2  # nothing twice
+
+    asyncio.run(main())
+
+
 # -- a bzzlite App through it, and real clients -------------------------------------------------
 
 

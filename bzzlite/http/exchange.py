@@ -93,7 +93,7 @@ class Exchange(httputil.HTTPConnection):
         self._ready = True
         if self.expects_continue and not self.complete and not self.headers_written and self.received == 0 \
                 and not self.gone:
-            self.protocol.transport.write(CONTINUE)  # the handler accepted it: now send the body
+            self.protocol.send(CONTINUE)  # the handler accepted it: now send the body
         self._pump()
 
     def body_received(self, chunk: bytes) -> None:
@@ -209,7 +209,7 @@ class Exchange(httputil.HTTPConnection):
         if code == 101:
             self._upgrade_head = data  # written by detach(), on the WebSocket's own stream
             return self.protocol.drained()
-        self.protocol.transport.write(data)
+        self.protocol.send(data)
         return self.protocol.drained()
 
     def write(self, chunk: bytes) -> Future[None]:
@@ -220,7 +220,7 @@ class Exchange(httputil.HTTPConnection):
             bound = self.protocol.max_write_buffer_size
             if bound is not None and self.protocol.transport.get_write_buffer_size() + len(data) > bound:
                 raise StreamBufferFullError("the client reads slower than the response is written")
-            self.protocol.transport.write(data)
+            self.protocol.send(data)
         return self.protocol.drained()
 
     def _frame(self, chunk: bytes) -> bytes:
@@ -238,7 +238,7 @@ class Exchange(httputil.HTTPConnection):
             self.protocol.close()
             raise httputil.HTTPOutputError(f"Tried to write {self._remaining} bytes less than Content-Length")
         if self._chunking and not self.gone and not self.protocol.closed():
-            self.protocol.transport.write(b"0\r\n\r\n")
+            self.protocol.send(b"0\r\n\r\n")
         self.response_done = True
         self._close_callback = None
         if self._upgrade_head is None:  # a WebSocket handshake goes on in detach()
@@ -257,6 +257,7 @@ class Exchange(httputil.HTTPConnection):
         protocol.detached = True
         protocol.server.connections.discard(protocol)
         transport = protocol.transport
+        protocol.flush()  # the answers before this one
         fd = os.dup(transport.get_extra_info("socket").fileno())
         tail = protocol.upgrade_tail or b""
         transport.close()

@@ -49,6 +49,7 @@ class HTTPServer:
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.connections: set[HTTPProtocol] = set()
+        self._held: list[HTTPProtocol] = []  # connections with bytes to write at the end of the turn
         self.draining = False  # stopping: answer what is in flight, start nothing new
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.done: asyncio.Future[None] = None  # type: ignore[assignment]
@@ -65,6 +66,17 @@ class HTTPServer:
             self._starting.append(self.loop.create_task(self._listen(sock)))
         if self._sweeper is None:
             self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
+
+    def hold(self, connection: HTTPProtocol) -> None:
+        """``connection`` has bytes to write at the end of this turn of the loop."""
+        if not self._held:
+            self.loop.call_soon(self.flush)
+        self._held.append(connection)
+
+    def flush(self) -> None:
+        held, self._held = self._held, []
+        for connection in held:
+            connection.flush()
 
     async def _listen(self, sock: socket.socket) -> None:
         self._listeners.append(await self.loop.create_server(lambda: HTTPProtocol(self), sock=sock, backlog=1024))
