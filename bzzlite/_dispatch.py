@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import tornado.web
-from tornado import gen, httputil
+from tornado import httputil
 from tornado.concurrent import Future, future_set_result_unless_cancelled
 from tornado.routing import PathMatches, Rule, RuleRouter
 
@@ -138,11 +138,18 @@ class HandlerDelegate(httputil.HTTPMessageDelegate):
         transforms = [t(self.request) for t in self.application.transforms]
         if self.stream_request_body and not self.whole:
             handler._prepared_future = Future()  # done when prepare() has run: the body may come
-        future = gen.convert_yielded(handler._execute(transforms, *self.path_args, **self.path_kwargs))
-        future.add_done_callback(_raise_failure)
+        # A task, as Tornado's gen.convert_yielded makes, held here rather than in the IOLoop's
+        # set, which costs a second done callback (and a lookup of the IOLoop) per request.
+        task = asyncio.get_running_loop().create_task(handler._execute(transforms, *self.path_args, **self.path_kwargs))
+        _running.add(task)  # asyncio keeps only a weak reference to a task
+        task.add_done_callback(_ended)
         return handler._prepared_future  # type: ignore[no-any-return]
 
 
-def _raise_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.result()  # what _execute let out is logged by the loop, as under Tornado
+_running: set[asyncio.Task[None]] = set()
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    _running.discard(task)
+    if not task.cancelled():
+        task.result()  # what _execute let out is logged by the loop, as under Tornado

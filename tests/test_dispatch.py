@@ -4,6 +4,10 @@ handler delegate starts a request without a body whole on bzzlite's server."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
+
 import pytest
 import tornado.web
 from pydantic import BaseModel, create_model
@@ -120,3 +124,29 @@ def test_a_request_without_a_body_starts_whole_on_bzzlites_server(http: str) -> 
         assert client.delete("/probe").code == 204
     whole = http == "httptools"  # Tornado's own server keeps Tornado's way for every request
     assert seen == [("GET", whole, not whole), ("POST", False, True), ("DELETE", whole, not whole)]
+
+
+def test_a_handler_waiting_on_what_only_it_holds_is_not_collected() -> None:
+    # asyncio holds tasks weakly: a handler's task waiting on a future nothing else references is
+    # garbage, unless the delegate that started it keeps it (Tornado's IOLoop did).
+    registry = Registry()
+
+    @registry.route("/wait", methods=["GET"])
+    class Wait(Handler):
+        ALLOWED = ("GET",)
+
+        async def get(self) -> None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()  # held by this coroutine only: the task is all that keeps it
+            held = weakref.ref(future)
+
+            def wake() -> None:
+                gc.collect()
+                if held() is not None:
+                    held().set_result("woken")  # type: ignore[union-attr]
+
+            loop.call_later(0.05, wake)
+            self.write_json({"result": await future})
+
+    with serve(App(registry, db="sqlite:///:memory:")) as client:
+        assert client.get("/wait", timeout=3).json() == {"result": "woken"}
