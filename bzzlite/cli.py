@@ -130,11 +130,15 @@ _NOT_USER_CODE = tuple(
 # -- serving ---------------------------------------------------------------------------
 
 
-def bind(host: str, port: int, reuse_port: bool = False) -> list[socket.socket]:
+def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> list[socket.socket]:
+    """Listening sockets for ``host:port``; with ``listen=False`` only bound, with SO_REUSEPORT:
+    how the parent of ``--workers`` claims the port (and learns a free one for port 0) while
+    each worker listens on a socket of its own. A listening socket in the parent would take
+    its share of the connections and reset them when it closed."""
     from tornado.netutil import bind_sockets
 
     try:
-        return bind_sockets(port, host, reuse_port=reuse_port)
+        return bind_sockets(port, host, reuse_port=reuse_port) if listen else _bound(host, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CLIError(f"port {port} on {host} is already in use") from None
@@ -234,6 +238,28 @@ def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, 
     return 0
 
 
+def _bound(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to ``host:port`` with SO_REUSEPORT, not listening (see ``bind``)."""
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+                host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(bound) > 1:  # one free port for every address, as Tornado does
+                address = (address[0], bound[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_timeout: float,
                 **options: Any) -> int:
     """Fork ``workers`` children, each listening on its own SO_REUSEPORT socket; SIGHUP
@@ -241,8 +267,9 @@ def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_t
 
     With one shared listening socket, whichever worker wakes first accepts, and on a busy
     machine that is the same worker again and again; with a socket each, the kernel spreads
-    connections over the workers. ``sockets`` (bound by the parent with SO_REUSEPORT, which
-    is how "port in use" is reported before any fork) are closed once the workers are forked.
+    connections over the workers. ``sockets`` (bound by the parent with SO_REUSEPORT but not
+    listening, which is how "port in use" is reported before any fork) are closed once the
+    workers are forked.
     """
     host, port = sockets[0].getsockname()[:2]
     parent = os.getpid()
@@ -348,7 +375,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.root_path = mount_path(args.root_path)
     if args.gc == "tuned":
         tune_gc()  # before forking workers too: they share the frozen pages
-    sockets = bind(host, port, reuse_port=workers > 1)
+    sockets = bind(host, port, reuse_port=workers > 1, listen=workers == 1)
     if workers > 1:
         return run_workers(app, sockets, workers, args.graceful_timeout, ssl_options=ssl_options, http=http)
     return run_single(app, sockets, args.graceful_timeout, parent_pid=parent_pid, ssl_options=ssl_options,

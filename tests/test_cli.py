@@ -240,6 +240,34 @@ def test_workers_share_the_port_and_all_stop(project: Path) -> None:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
 
 
+def test_workers_starting_reset_no_connection(project: Path) -> None:
+    # Clients connecting while --workers start (a readiness probe, a load balancer) are either
+    # refused or answered: before, the parent listened on the port until the workers were
+    # forked, and the connections it had taken in were reset when it closed its socket.
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
+                             "--log-level", "warning", "--db", "sqlite:///w.db", "--workers", "2"],
+                            cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    outcomes: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while outcomes.get("200", 0) < 50 and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    sock.sendall(b"GET /_health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answer = sock.recv(64)
+                outcome = answer[9:12].decode() if answer else "closed without an answer"
+            except ConnectionRefusedError:
+                outcome = "refused"
+            except OSError as exc:
+                outcome = type(exc).__name__
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert set(outcomes) <= {"refused", "200"} and outcomes.get("200") == 50, outcomes
+
+
 def test_bad_worker_count(project: Path) -> None:
     result = bzzlite("serve", "app.py:app", "--workers", "0", cwd=project)
     assert result.returncode == 1
