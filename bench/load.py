@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class WrkReport:
     p99_us: float
     errors: int  # connect/read/write/timeouts plus non-2xx/3xx answers
     max_us: float = 0.0
+    cpu_seconds: float = 0.0  # wrk's own user+system CPU time: what the load took from the machine
 
 
 def run_wrk(
@@ -55,6 +57,7 @@ def run_wrk(
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(script), url, "--", *args,
     ]  # fmt: skip
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk's CPU: the difference once it is reaped
     proc = subprocess.Popen(pinned(command, cpu), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(seconds + 60):
@@ -74,6 +77,8 @@ def run_wrk(
     if proc.returncode != 0 or line is None:
         raise LoadFailed(f"wrk exited {proc.returncode}: {(stderr or stdout).strip()[-300:]}")
     raw = json.loads(line.removeprefix("BENCH_RESULT "))
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = reaped.ru_utime + reaped.ru_stime - children.ru_utime - children.ru_stime
     return WrkReport(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
@@ -81,4 +86,5 @@ def run_wrk(
         p99_us=raw["p99_us"],
         errors=sum(raw["errors"].values()),
         max_us=raw["max_us"],
+        cpu_seconds=cpu_seconds,
     )

@@ -34,6 +34,7 @@ def summarize(results: Results) -> list[dict[str, Any]]:
                     "cpu_ratio_to_baseline": cpu[stack] / cpu[BASELINE] if BASELINE in cpu else None,
                     "cpu_ratio_to_rival": cpu[stack] / cpu[RIVAL] if RIVAL in cpu else None,
                     "cpu_busy": statistics.median(m.cpu_busy for m in ms),
+                    "wrk_cpu_us_per_request": statistics.median(m.load_cpu_us_per_request for m in ms),
                     "requests_per_second": statistics.median(m.requests_per_second for m in ms),
                     "p50_ms": statistics.median(m.p50_ms for m in ms),
                     "p99_ms": statistics.median(m.p99_ms for m in ms),
@@ -65,12 +66,13 @@ def markdown(results: Results, rows: list[dict[str, Any]], machine: dict[str, An
             "CPU µs/req is the server's user+system CPU time over the measured run ÷ requests completed"
             f" (median over reps, min–max in brackets); × {BASELINE} and × {RIVAL} are its ratios to those stacks;"
             " server CPU % is that CPU time ÷ the run's wall time: well under 100 %, the server waited"
-            " or another process took CPU from it or from wrk."
+            " or another process took CPU from it or from wrk; wrk µs/req is the load generator's own CPU"
+            " time per request."
         ),
         "",
-        (f"| workload | stack | CPU µs/req | × {BASELINE} | × {RIVAL} | server CPU % | req/s | p50 ms | p99 ms"
-         " | RSS MiB start → end | errors |"),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (f"| workload | stack | CPU µs/req | × {BASELINE} | × {RIVAL} | server CPU % | wrk µs/req | req/s | p50 ms"
+         " | p99 ms | RSS MiB start → end | errors |"),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r['cpu_ratio_to_baseline']:.2f}" if r["cpu_ratio_to_baseline"] is not None else "–"
@@ -78,14 +80,36 @@ def markdown(results: Results, rows: list[dict[str, Any]], machine: dict[str, An
         lines.append(
             f"| {r['workload']} | {r['stack']} | {r['cpu_us_per_request']:.1f}"
             f" ({r['cpu_us_min']:.1f}–{r['cpu_us_max']:.1f}) | {ratio} | {r['cpu_busy']:.0%}"
-            f" | {r['requests_per_second']:,.0f}"
+            f" | {r['wrk_cpu_us_per_request']:.1f} | {r['requests_per_second']:,.0f}"
             f" | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rss_start_mib']:.1f} → {r['rss_end_mib']:.1f}"
             f" | {r['errors']} |"
         )
+    if c.workers:
+        lines += scaling(rows, machine["cpus"])
     if results.failures:
         lines += ["", "Not measured:", ""]
         lines += [f"- **{stack}** failed: {why}" for stack, why in results.failures.items()]
     return "\n".join(lines) + "\n"
+
+
+def scaling(rows: list[dict[str, Any]], cpus: int) -> list[str]:
+    """Each worker count's throughput against one worker's, and against what the machine allows
+    at the CPU the requests cost: the server's plus wrk's, on the same CPUs."""
+    lines = ["", (f"Throughput by worker count (× w1), and the ceiling of {cpus} CPUs at the measured CPU cost"
+                  " per request (server + wrk): the most any number of workers could serve at that cost."), "",
+             "| workload | stack | req/s | × w1 | server + wrk µs/req | ceiling req/s | × w1 at the ceiling |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        stack, _, count = r["stack"].rpartition(":w")
+        one = next((o for o in rows if o["workload"] == r["workload"] and o["stack"] == f"{stack}:w1"), None)
+        if not count.isdigit() or one is None or not one["requests_per_second"]:
+            continue
+        cost = r["cpu_us_per_request"] + r["wrk_cpu_us_per_request"]
+        ceiling = cpus * 1e6 / cost if cost else 0.0
+        lines.append(f"| {r['workload']} | {r['stack']} | {r['requests_per_second']:,.0f}"
+                     f" | {r['requests_per_second'] / one['requests_per_second']:.2f} | {cost:.1f} | {ceiling:,.0f}"
+                     f" | {ceiling / one['requests_per_second']:.2f} |")
+    return lines
 
 
 def summarize_mixed(results: Results) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ class Measurement:
     rss_max_kib: int = 0
     rss_samples_kib: tuple[int, ...] = ()  # --mixed: VmRSS about once a second during the run
     gc: dict[str, Any] | None = None  # --mixed: the server's collections (bench.servers.gc_probe)
+    load_cpu_us_per_request: float = 0.0  # wrk's CPU time ÷ requests
 
     @property
     def requests_per_second(self) -> float:
@@ -103,6 +104,7 @@ def _measure_server(server: Server, rep: int, data: Dataset, config: Config, loa
                 seconds=report.seconds,
                 cpu_us_per_request=(cpu_after - cpu_before) * 1e6 / report.requests,
                 cpu_busy=(cpu_after - cpu_before) / report.seconds,
+                load_cpu_us_per_request=report.cpu_seconds * 1e6 / report.requests,
                 p50_ms=report.p50_us / 1000,
                 p99_ms=report.p99_us / 1000,
                 errors=report.errors,

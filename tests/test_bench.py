@@ -51,6 +51,9 @@ def test_quick_workers_run_serves_bzzlite_once_per_worker_count(tmp_path: Path) 
     assert report["pinning"] == {"server_cpu": None, "load_cpu": None}
     measured = {row["stack"] for row in report["summary"] if row["cpu_us_per_request"] > 0 and row["errors"] == 0}
     assert measured == {"bzzlite:w1", "bzzlite:w2", "fastapi"}
+    assert all(row["wrk_cpu_us_per_request"] > 0 for row in report["summary"])  # the load's own CPU
+    scaling = (tmp_path / "quick-workers.md").read_text().split("ceiling req/s")[1]
+    assert "| get | bzzlite:w2 |" in scaling and "fastapi" not in scaling  # worker counts of one stack
 
 
 def test_workers_apply_to_bzzlite_stacks_only() -> None:
