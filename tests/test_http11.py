@@ -223,7 +223,7 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent() -> None:
 def test_a_body_over_the_server_limit_gets_413_before_it_is_read() -> None:
     with serving(max_body_size=1000) as (port, _), connect(port) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
-        status, _, body = read_response(sock)
+        status, headers, body = read_response(sock)
         assert status == 413
         assert headers["content-type"] == "application/problem+json"
         assert headers["connection"] == "close"
@@ -318,7 +318,7 @@ def test_malformed_framing_is_a_problem_400_and_the_connection_closes(request_by
 def test_oversized_header_block_is_431() -> None:
     with serving() as (port, _), connect(port) as sock:
         sock.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n")
-        status, _, body = read_response(sock)
+        status, headers, body = read_response(sock)
         assert status == 431
         assert headers["content-type"] == "application/problem+json"
         assert "header block" in json.loads(body)["detail"]
@@ -447,7 +447,7 @@ def test_a_streamed_response_waits_for_a_slow_reader() -> None:
         sock.sendall(get("/stream?n=800&size=65536"))  # 52 MB: more than the kernel's socket buffers
         time.sleep(0.5)
         assert "streamed" not in app.settings  # the handler is held at flush(), not buffering it all
-        status, _, body = read_response(sock)
+        status, headers, body = read_response(sock)
         assert status == 200 and headers["transfer-encoding"] == "chunked"
         assert len(body) == 800 * (65536 + 1) + sum(len(b"%d:" % i) for i in range(800))
         assert app.settings["streamed"] == 800
