@@ -118,6 +118,43 @@ def test_pooled_connections_keep_a_small_page_cache(sqlite_url):
     assert count == 5 and sizes == {-POOL_CACHE_KIB} and loop_size == -2000
 
 
+def test_a_write_waits_for_another_processs_write_lock_then_gives_up(sqlite_url, monkeypatch):
+    # The writer's connection tries a statement refused with SQLITE_BUSY again itself (every
+    # 50 us, for BUSY_TIMEOUT) instead of SQLite's busy handler: a write lock held elsewhere
+    # for 0.2 s delays a create; one held past the timeout makes it a 503, as before.
+    import asyncio
+
+    from bzzlite.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT", 1.0)
+    app = make_app(sqlite_url)
+    other = sqlite3.connect(db_path(sqlite_url), isolation_level=None)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        busy = store._writer.connections[0].execute("PRAGMA busy_timeout").fetchone()[0]
+        docs = app.documents(Person)
+        await docs.create({"name": "before"})  # the tables exist; now another writer holds the lock
+        other.execute("BEGIN IMMEDIATE")
+        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+        waited = await docs.create({"name": "after a wait"})
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            await docs.create({"name": "never"})
+        except Exception as exc:  # noqa: BLE001 - the store's error, checked below
+            refused = exc
+        other.execute("COMMIT")
+        names = [person.name for person in (await docs.find()).items]
+        await app.shutdown()
+        return busy, waited, refused, names
+
+    busy, waited, refused, names = asyncio.run(main())
+    other.close()
+    assert busy == 0 and waited.name == "after a wait"
+    assert type(refused).__name__ == "StoreUnavailable" and "locked" in str(refused)
+    assert sorted(names) == ["after a wait", "before"]
+
+
 def test_memory_store():
     with served("sqlite:///:memory:") as (_, client):
         assert client.post("/person", json={"name": "Ann"}).code == 201
