@@ -55,9 +55,12 @@ READERS = 4  # read connections (and threads) per process: slow queries beyond t
 #: already holds, and under writes they fill over a minute (bench --mixed: +6 MiB of RSS). The
 #: connection on the loop, which answers reads by id, keeps the default.
 POOL_CACHE_KIB = 256
-#: How long a write waits for another process's (as SQLite's busy_timeout), and how often it looks.
+#: How long a write waits for another process's (as SQLite's busy_timeout), and how often it
+#: looks: after BUSY_RETRY, then twice as long each time up to BUSY_RETRY_MAX (a long write
+#: elsewhere is not polled 20,000 times a second).
 BUSY_TIMEOUT = 5.0
 BUSY_RETRY = 0.00005
+BUSY_RETRY_MAX = 0.002
 READER_NICE = 10  # the readers' CPU priority below the loop's (see ConnectionPool)
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
@@ -127,9 +130,10 @@ def _ensure_index(conn: sqlite3.Connection, name: str, sql: str) -> None:
 
 class _WriterConnection(sqlite3.Connection):
     """The writer's connection: a statement that finds the file's write lock taken (another
-    worker process is writing) is tried again every :data:`BUSY_RETRY` seconds for up to
-    :data:`BUSY_TIMEOUT`, as SQLite's busy handler would, but that handler sleeps 1, 2, 5, 10 ms
-    and longer between tries while the other process's write takes tens of microseconds.
+    worker process is writing) is tried again after :data:`BUSY_RETRY` seconds, then twice as
+    long each time up to :data:`BUSY_RETRY_MAX`, for up to :data:`BUSY_TIMEOUT`, as SQLite's busy
+    handler would; but that handler sleeps 1, 2, 5, 10 ms and longer between tries while the
+    other process's write takes tens of microseconds.
     A statement refused with SQLITE_BUSY has changed nothing, so trying it again is safe, in a
     transaction or not (SQLite's handler does the same)."""
 
@@ -142,6 +146,7 @@ class _WriterConnection(sqlite3.Connection):
 
 def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: Any) -> sqlite3.Cursor:
     deadline: float | None = None
+    pause = BUSY_RETRY
     while True:
         try:
             return run(sql, parameters)
@@ -152,7 +157,8 @@ def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: An
             deadline = deadline if deadline is not None else now + BUSY_TIMEOUT
             if now >= deadline:
                 raise
-            time.sleep(BUSY_RETRY)
+            time.sleep(pause)
+            pause = min(pause * 2, BUSY_RETRY_MAX)
 
 
 @contextlib.contextmanager
