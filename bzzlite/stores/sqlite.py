@@ -202,9 +202,10 @@ class SQLiteStore(Store):
             )
 
     def _connect(self, cache_kib: int | None = None, writer: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0,
+        # timeout is SQLite's busy timeout; the writer's is 0: it waits in _retried instead
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=0 if writer else BUSY_TIMEOUT,
                                factory=_WriterConnection if writer else sqlite3.Connection)
-        conn.execute(f"PRAGMA busy_timeout={0 if writer else int(BUSY_TIMEOUT * 1000)}")  # the writer's: _retried
         conn.execute(f"PRAGMA synchronous={self.synchronous}")  # one of _SYNCHRONOUS (the URL's ?synchronous=)
         if cache_kib is not None:
             conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
