@@ -18,7 +18,8 @@ CPU each request costs the server:
   with Tornado's; an idle client is closed up to a tenth of the timeout later than Tornado would.
 - **stop() drains keep-alive connections.** Tornado's only stops accepting, so clients on open
   connections go on being served; here the idle ones are closed and a busy one's response in
-  progress ends it (``Connection: close`` when its headers are not yet out).
+  progress ends it (``Connection: close`` when its headers are not yet out). A connection
+  accepted just before the stop has its first request answered, as with bzzlite's own server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from tornado.http1connection import HTTP1Connection, HTTP1ServerConnection
 from tornado.httpserver import HTTPServer
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
 
@@ -57,6 +58,7 @@ class Server(HTTPServer):
         super().handle_stream(stream, address)
 
     def start_request(self, server_conn: Any, request_conn: Any) -> Any:
+        server_conn.bzz_first = not hasattr(server_conn, "bzz_waiting")
         server_conn.bzz_waiting = (request_conn, time.monotonic())  # reading headers from now on
         return super().start_request(server_conn, request_conn)
 
@@ -71,19 +73,41 @@ class Server(HTTPServer):
                 _close(conn)
 
     def stop(self) -> None:
+        """Stop accepting; idle keep-alive connections close now, busy ones after their response
+        (``Connection: close``); one yet to send its first request gets ``FIRST_REQUEST_GRACE``
+        seconds to (as ``bzzlite.http.server.HTTPServer.stop``)."""
+        from .http.server import FIRST_REQUEST_GRACE
+
         super().stop()
+        self.conn_params.no_keep_alive = True  # shared by the connections: every response ends its own
         for conn in list(self._connections):
             waiting: tuple[HTTP1Connection, float] | None = getattr(conn, "bzz_waiting", None)
-            if waiting is None or waiting[0]._request_start_line is None:
-                _close(conn)  # between requests (or yet to send one): nothing is lost
-            else:
+            if waiting is not None and waiting[0]._request_start_line is not None:
                 waiting[0]._disconnect_on_finish = True  # its response says Connection: close, then it ends
+            elif not _unused(conn):
+                _close(conn)  # between requests: nothing is lost
+        IOLoop.current().call_later(FIRST_REQUEST_GRACE, self._close_unused)
+
+    def _close_unused(self) -> None:
+        for conn in list(self._connections):
+            if _unused(conn):
+                _close(conn)
+
+    def awaiting_first_requests(self) -> bool:
+        """Stopping: whether a connection accepted before the stop may still send its first request."""
+        return any(_unused(conn) for conn in self._connections)
 
     async def close_all_connections(self) -> None:
         await super().close_all_connections()
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
+
+
+def _unused(conn: HTTP1ServerConnection) -> bool:
+    """Accepted, and the head of its first request has not arrived."""
+    waiting: tuple[HTTP1Connection, float] | None = getattr(conn, "bzz_waiting", None)
+    return waiting is None or (getattr(conn, "bzz_first", False) and waiting[0]._request_start_line is None)
 
 
 def _close(conn: HTTP1ServerConnection) -> None:

@@ -647,14 +647,20 @@ def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flig
         body = b'{"name": "slow"}'
         busy.sendall(b"POST /thing HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        late, silent = connect(port), connect(port)  # accepted, first requests yet to come
         time.sleep(0.3)  # in its slow receiver
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert closed_by_server(idle)
+        late.sendall(get("/_health/live"))  # sent after the stop: a request already on its way
+        status, headers, _ = read_response(late)
+        assert (status, headers["connection"]) == (200, "close")
+        assert closed_by_server(late)
         status, headers, _ = read_response(busy)
         assert status == 201
         assert headers["connection"] == "close"
         assert closed_by_server(busy)
+        assert closed_by_server(silent)  # after FIRST_REQUEST_GRACE
         assert proc.wait(10) == 0
         assert time.monotonic() - started < 5  # not the 30 s grace period
     finally:

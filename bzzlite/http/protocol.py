@@ -386,6 +386,10 @@ class HTTPProtocol(asyncio.Protocol):
     def idle(self) -> bool:
         return not self.exchanges and self.message_started is None
 
+    def unused(self) -> bool:
+        """Accepted, and not a byte of a request has arrived yet."""
+        return self._begun == 0
+
     def closed(self) -> bool:
         return self._lost or self.transport.is_closing()
 

@@ -25,6 +25,9 @@ from .protocol import HTTPProtocol
 MAX_HEADER_SIZE = 64 * 1024
 #: The longest request target; above it: 414.
 MAX_URL_SIZE = 16 * 1024
+#: How long a stopping server waits for the first request of a connection it accepted just
+#: before it stopped (its bytes may be on their way or already in the socket, unread).
+FIRST_REQUEST_GRACE = 1.0
 
 
 class HTTPServer:
@@ -82,17 +85,36 @@ class HTTPServer:
         self._listeners.append(await self.loop.create_server(lambda: HTTPProtocol(self), sock=sock, backlog=1024))
 
     def stop(self) -> None:
-        """Stop accepting and start draining: idle connections close now, busy ones after the
-        response in progress, which says ``Connection: close``."""
+        """Stop accepting and start draining: idle keep-alive connections close now, busy ones
+        after the response in progress, which says ``Connection: close``.
+
+        A connection accepted but yet to send a request is not idle: its client has sent, or is
+        sending, a request it expects answered (closing it would reset that request, unread in
+        the socket). Its first request is answered with ``Connection: close``; if none has begun
+        ``FIRST_REQUEST_GRACE`` seconds later, it is closed.
+        """
         for task in self._starting:
             task.cancel()
         for listener in self._listeners:
             listener.close()
         self._listeners.clear()
+        if self.draining:
+            return
         self.draining = True
         for connection in list(self.connections):
-            if connection.idle():
+            if connection.idle() and not connection.unused():
                 connection.close()
+        if self.loop is not None:
+            self.loop.call_later(FIRST_REQUEST_GRACE, self._close_unused)
+
+    def _close_unused(self) -> None:
+        for connection in list(self.connections):
+            if connection.unused():
+                connection.close()
+
+    def awaiting_first_requests(self) -> bool:
+        """Stopping: whether a connection accepted before the stop may still send its first request."""
+        return any(connection.unused() for connection in self.connections)
 
     async def close_all_connections(self) -> None:
         """Close every connection (their responses sent so far are flushed first) and wait
