@@ -4,7 +4,8 @@ workers that never outlive the process that started them.
 - **The parent of workers** (gunicorn's arbiter, in small): SIGTERM/SIGINT stop every worker
   gracefully; SIGHUP starts a new generation of workers and, once all of them listen, stops
   the old ones gracefully (requests in flight finish), so ``systemctl reload`` drops nothing;
-  a worker that dies is replaced.
+  a worker that dies is replaced. Each worker fills a slot whose resources (its listening
+  sockets) the parent holds and hands to the slot's next worker.
 - **The reloader** runs the server as a child process and starts a new one when a ``.py``
   file changes; a child that cannot start (a syntax error while editing) is reported and the
   reloader waits for the next change.
@@ -60,16 +61,19 @@ async def watch_parent(parent_pid: int, stop: Callable[[], None], interval: floa
 
 
 class Workers:
-    """Fork and supervise ``count`` workers; ``serve(ready)`` is a worker's life, in the child.
+    """Fork and supervise ``count`` workers; ``serve(ready, slot)`` is a worker's life, in the child.
 
-    ``serve`` must call ``ready()`` once it listens and return the process's exit code.
+    Each worker fills a slot, 0 to ``count - 1``, and whoever replaces it (a new generation, or
+    after a crash) fills the same one: what a slot owns (its listening sockets) passes from one
+    worker to the next. ``serve`` must call ``ready()`` once it listens and return the
+    process's exit code.
     """
 
-    def __init__(self, count: int, serve: Callable[[Callable[[], None]], int]) -> None:
+    def __init__(self, count: int, serve: Callable[[Callable[[], None], int], int]) -> None:
         self.count = count
         self.serve = serve
         self.parent = os.getpid()
-        self.children: dict[int, int] = {}  # pid -> generation
+        self.children: dict[int, tuple[int, int]] = {}  # pid -> (generation, slot)
         self.ready: set[int] = set()
         self.retiring: set[int] = set()  # old workers, stopped once the new generation listens
         self.generation = 0
@@ -77,11 +81,8 @@ class Workers:
         self.failures = 0
         self._signals: list[int] = []
 
-    def run(self, after_start: Callable[[], None] | None = None) -> int:
-        """Until SIGTERM/SIGINT (then 0), or until workers keep failing (then 1).
-
-        ``after_start`` runs in the parent once the first workers are forked.
-        """
+    def run(self) -> int:
+        """Until SIGTERM/SIGINT (then 0), or until workers keep failing (then 1)."""
         ready_r, self._ready_w = os.pipe()
         wake_r, wake_w = os.pipe()
         for fd in (ready_r, wake_r, wake_w):
@@ -92,8 +93,6 @@ class Workers:
         self._fds = (ready_r, wake_r, wake_w)
         try:
             self._spawn_generation()
-            if after_start is not None:
-                after_start()
             log.info("started %d workers: %s", self.count, ", ".join(map(str, self.children)))
             while True:
                 self._handle_signals()
@@ -137,7 +136,7 @@ class Workers:
     def _retire_when_replaced(self) -> None:
         if not self.retiring:
             return
-        listening = sum(1 for pid, gen in self.children.items() if gen == self.generation and pid in self.ready)
+        listening = sum(1 for pid, (gen, _) in self.children.items() if gen == self.generation and pid in self.ready)
         if listening >= self.count:
             for pid in self.retiring:
                 _kill(pid, signal.SIGTERM)  # a graceful stop: requests in flight finish
@@ -153,14 +152,15 @@ class Workers:
                 return False
             if pid == 0:
                 return False
-            generation = self.children.pop(pid, None)
+            child = self.children.pop(pid, None)
             self.ready.discard(pid)
-            if generation is None or self.stopping:
+            if child is None or self.stopping:
                 continue
             if pid in self.retiring:  # it stopped before being asked to (a crash): not replaced
                 self.retiring.discard(pid)
                 continue
             code = os.waitstatus_to_exitcode(status)
+            generation, slot = child
             if generation < self.generation:
                 continue
             if code != 0:
@@ -170,17 +170,17 @@ class Workers:
                     self.stop_all()
                     return True
             log.warning("worker pid %d exited with %d; starting another", pid, code)
-            self._spawn(generation)
+            self._spawn(generation, slot)
         return False
 
     def _spawn_generation(self) -> None:
-        for _ in range(self.count):
-            self._spawn(self.generation)
+        for slot in range(self.count):
+            self._spawn(self.generation, slot)
 
-    def _spawn(self, generation: int) -> None:
+    def _spawn(self, generation: int, slot: int) -> None:
         pid = os.fork()
         if pid:
-            self.children[pid] = generation
+            self.children[pid] = (generation, slot)
             return
         code = 1  # the child: serve until told to stop, never return into the parent's code
         try:
@@ -196,7 +196,7 @@ class Workers:
             def ready() -> None:
                 os.write(ready_w, struct.pack("i", os.getpid()))
 
-            code = self.serve(ready)
+            code = self.serve(ready, slot)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # noqa: BLE001 - reported, and the child must end here

@@ -130,21 +130,28 @@ _NOT_USER_CODE = tuple(
 # -- serving ---------------------------------------------------------------------------
 
 
-def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> list[socket.socket]:
-    """Listening sockets for ``host:port``; with ``listen=False`` only bound, with SO_REUSEPORT:
-    how the parent of ``--workers`` claims the port (and learns a free one for port 0) while
-    each worker listens on a socket of its own. A listening socket in the parent would take
-    its share of the connections and reset them when it closed."""
+def bind(host: str, port: int, reuse_port: bool = False) -> list[socket.socket]:
+    """Listening sockets for ``host:port``; a bad address or a taken port is a CLIError."""
     from tornado.netutil import bind_sockets
 
     try:
-        return bind_sockets(port, host, reuse_port=reuse_port) if listen else _bound(host, port)
+        return bind_sockets(port, host, reuse_port=reuse_port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CLIError(f"port {port} on {host} is already in use") from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise CLIError(f"not allowed to listen on {host}:{port}") from None
         raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def bind_slots(host: str, port: int, count: int) -> list[list[socket.socket]]:
+    """``count`` sets of listening sockets on one ``host:port`` (SO_REUSEPORT), one per worker
+    slot of ``run_workers``; with port 0, all on the free port the first one found."""
+    slots = [bind(host, port, reuse_port=True)]
+    port = slots[0][0].getsockname()[1]
+    while len(slots) < count:
+        slots.append(bind(host, port, reuse_port=True))
+    return slots
 
 
 async def serve_forever(
@@ -238,57 +245,32 @@ def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, 
     return 0
 
 
-def _bound(host: str, port: int) -> list[socket.socket]:
-    """Sockets bound to ``host:port`` with SO_REUSEPORT, not listening (see ``bind``)."""
-    bound: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in socket.getaddrinfo(
-                host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE):
-            sock = socket.socket(family, kind, proto)
-            bound.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(bound) > 1:  # one free port for every address, as Tornado does
-                address = (address[0], bound[0].getsockname()[1], *address[2:])
-            sock.bind(address)
-    except OSError:
-        for sock in bound:
-            sock.close()
-        raise
-    return bound
+def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: float, **options: Any) -> int:
+    """Fork a worker for each of ``slots`` (from ``bind_slots``); SIGHUP replaces them
+    gracefully, SIGTERM/SIGINT stop them all (see bzzlite/_process.py).
 
-
-def run_workers(app: Any, sockets: list[socket.socket], workers: int, graceful_timeout: float,
-                **options: Any) -> int:
-    """Fork ``workers`` children, each listening on its own SO_REUSEPORT socket; SIGHUP
-    replaces them gracefully, SIGTERM/SIGINT stop them all (see bzzlite/_process.py).
-
-    With one shared listening socket, whichever worker wakes first accepts, and on a busy
-    machine that is the same worker again and again; with a socket each, the kernel spreads
-    connections over the workers. ``sockets`` (bound by the parent with SO_REUSEPORT but not
-    listening, which is how "port in use" is reported before any fork) are closed once the
-    workers are forked.
+    Each slot's sockets listen on the port with SO_REUSEPORT, so the kernel spreads connections
+    over the workers (with one shared socket, whichever worker wakes first accepts, and on a
+    busy machine that is the same worker again and again). The parent opens them and holds
+    them for its life, and a worker only ever closes its own copy: the connections waiting in
+    a slot's queue when its worker stops (a SIGHUP, a crash) are accepted by the worker that
+    replaces it, where closing the slot's socket would reset them; before the first workers
+    listen, connections wait rather than being refused.
     """
-    host, port = sockets[0].getsockname()[:2]
     parent = os.getpid()
 
-    def serve(ready: Callable[[], None]) -> int:
-        for inherited in sockets:  # or the parent's socket would stay in the group
-            inherited.close()
+    def serve(ready: Callable[[], None], slot: int) -> int:
+        for other, sockets in enumerate(slots):
+            if other != slot:  # an idle copy would keep another slot's connections waiting on it
+                for sock in sockets:
+                    sock.close()
         try:
-            return run_single(app, bind(host, port, reuse_port=True), graceful_timeout,
-                              parent_pid=parent, on_ready=ready, **options)
+            return run_single(app, slots[slot], graceful_timeout, parent_pid=parent, on_ready=ready, **options)
         except CLIError as exc:
             print(f"bzzlite: error: {exc}", file=sys.stderr)
             return 1
 
-    def started() -> None:  # each worker has its own socket now; the parent accepts nothing
-        for listening in sockets:
-            listening.close()
-
-    return Workers(workers, serve).run(after_start=started)
+    return Workers(len(slots), serve).run()
 
 
 # -- commands --------------------------------------------------------------------------
@@ -375,10 +357,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.root_path = mount_path(args.root_path)
     if args.gc == "tuned":
         tune_gc()  # before forking workers too: they share the frozen pages
-    sockets = bind(host, port, reuse_port=workers > 1, listen=workers == 1)
     if workers > 1:
-        return run_workers(app, sockets, workers, args.graceful_timeout, ssl_options=ssl_options, http=http)
-    return run_single(app, sockets, args.graceful_timeout, parent_pid=parent_pid, ssl_options=ssl_options,
+        return run_workers(app, bind_slots(host, port, workers), args.graceful_timeout, ssl_options=ssl_options,
+                           http=http)
+    return run_single(app, bind(host, port), args.graceful_timeout, parent_pid=parent_pid, ssl_options=ssl_options,
                       http=http)
 
 

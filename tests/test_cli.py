@@ -51,6 +51,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, or one gone while its status is read, does not)."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:  # FileNotFoundError, or ProcessLookupError (ESRCH) mid-read
+        return False
+
+
 def bzzlite(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "bzzlite", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=ENV)
@@ -236,8 +244,7 @@ def test_workers_share_the_port_and_all_stop(project: Path) -> None:
     code, body = request(server.port, "GET", "/thing")
     assert json.loads(body)["total"] == 6
     assert server.stop() == 0
-    for pid in children:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    assert not any(alive(int(pid)) for pid in children)
 
 
 def test_workers_starting_reset_no_connection(project: Path) -> None:

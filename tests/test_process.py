@@ -3,6 +3,7 @@ closed pipes, --traceback and TLS."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import APP, ENV, Server, bzzlite, free_port, request
+from tests.test_cli import APP, ENV, Server, alive, bzzlite, free_port, request
 
 
 @pytest.fixture
@@ -28,13 +29,6 @@ def project(tmp_path: Path) -> Path:
 def children_of(pid: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
     return {int(p) for p in out}
-
-
-def alive(pid: int) -> bool:
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except FileNotFoundError:
-        return False
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 15) -> None:
@@ -81,6 +75,53 @@ def test_sighup_replaces_workers_without_dropping_a_request(project: Path) -> No
     finally:
         assert server.stop() == 0
     assert not any(alive(pid) for pid in new)
+
+
+def signal_pending(pid: int, signum: int) -> bool:
+    """Whether ``signum`` waits to be delivered to process ``pid`` (a stopped one, say)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    pending = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines()
+               if line.startswith(("SigPnd:", "ShdPnd:"))}
+    return any(mask >> (signum - 1) & 1 for mask in pending.values())
+
+
+def test_sighup_answers_the_connections_queued_for_the_old_workers(project: Path) -> None:
+    # The kernel queues each new connection for one worker's socket. When that worker stops,
+    # what waits in its queue must reach the worker that replaces it: were the socket closed,
+    # those connections would be reset. Frozen old workers let connections pile up in the queues.
+    server = Server(project, "--db", "sqlite:///q.db", "--workers", "2")
+    old: set[int] = set()
+    clients: list[socket.socket] = []
+    try:
+        wait_for(lambda: len(children_of(server.proc.pid)) == 2, "two workers")
+        old = children_of(server.proc.pid)
+        for pid in old:
+            os.kill(pid, signal.SIGSTOP)
+        for _ in range(8):
+            clients.append(socket.create_connection(("127.0.0.1", server.port), timeout=20))
+            clients[-1].sendall(b"GET /thing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        os.kill(server.proc.pid, signal.SIGHUP)
+        wait_for(lambda: all(signal_pending(pid, signal.SIGTERM) for pid in old), "the old workers are told to stop")
+        for pid in old:
+            os.kill(pid, signal.SIGCONT)
+        replies = []
+        for sock in clients:
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+            replies.append(reply.split(b"\r\n", 1)[0])
+        assert replies == [b"HTTP/1.1 200 OK"] * 8
+        wait_for(lambda: not any(alive(pid) for pid in old), "the old workers stop")
+    finally:
+        for pid in old:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        for sock in clients:
+            sock.close()
+        assert server.stop() == 0
 
 
 def test_workers_exit_when_the_parent_is_killed(project: Path) -> None:
