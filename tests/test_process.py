@@ -91,10 +91,12 @@ def signal_pending(pid: int, signum: int) -> bool:
     return any(mask >> (signum - 1) & 1 for mask in pending.values())
 
 
-def test_sighup_answers_the_connections_queued_for_the_old_workers(project: Path) -> None:
-    # The kernel queues each new connection for one worker's socket. When that worker stops,
-    # what waits in its queue must reach the worker that replaces it: were the socket closed,
-    # those connections would be reset. Frozen old workers let connections pile up in the queues.
+@pytest.mark.parametrize("end", ["sighup", "crash"])
+def test_connections_queued_for_a_worker_that_ends_reach_the_next(project: Path, end: str) -> None:
+    # The kernel queues each new connection for one worker's socket. When that worker ends (a
+    # SIGHUP swap, a crash), what waits in its queue must reach the worker that replaces it:
+    # were the socket closed, those connections would be reset. Frozen workers let connections
+    # pile up in the queues.
     server = Server(project, "--db", "sqlite:///q.db", "--workers", "2")
     old: set[int] = set()
     clients: list[socket.socket] = []
@@ -106,10 +108,14 @@ def test_sighup_answers_the_connections_queued_for_the_old_workers(project: Path
         for _ in range(8):
             clients.append(socket.create_connection(("127.0.0.1", server.port), timeout=20))
             clients[-1].sendall(b"GET /thing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        os.kill(server.proc.pid, signal.SIGHUP)
-        wait_for(lambda: all(signal_pending(pid, signal.SIGTERM) for pid in old), "the old workers are told to stop")
-        for pid in old:
-            os.kill(pid, signal.SIGCONT)
+        if end == "sighup":
+            os.kill(server.proc.pid, signal.SIGHUP)
+            wait_for(lambda: all(signal_pending(pid, signal.SIGTERM) for pid in old), "the old workers are told to stop")
+            for pid in old:
+                os.kill(pid, signal.SIGCONT)
+        else:
+            for pid in old:
+                os.kill(pid, signal.SIGKILL)
         replies = []
         for sock in clients:
             reply = b""
@@ -117,7 +123,8 @@ def test_sighup_answers_the_connections_queued_for_the_old_workers(project: Path
                 reply += chunk
             replies.append(reply.split(b"\r\n", 1)[0])
         assert replies == [b"HTTP/1.1 200 OK"] * 8
-        wait_for(lambda: not any(alive(pid) for pid in old), "the old workers stop")
+        wait_for(lambda: not any(alive(pid) for pid in old), "the old workers end")
+        assert len(children_of(server.proc.pid)) == 2
     finally:
         for pid in old:
             with contextlib.suppress(ProcessLookupError):
