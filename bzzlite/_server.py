@@ -32,6 +32,8 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
+from .http import FIRST_REQUEST_GRACE
+
 
 def _nodelay_kept(value: bool) -> None:
     """``IOStream.set_nodelay`` of a stream whose no-delay flag was set once for good."""
@@ -76,8 +78,6 @@ class Server(HTTPServer):
         """Stop accepting; idle keep-alive connections close now, busy ones after their response
         (``Connection: close``); one yet to send its first request gets ``FIRST_REQUEST_GRACE``
         seconds to (as ``bzzlite.http.server.HTTPServer.stop``)."""
-        from .http.server import FIRST_REQUEST_GRACE
-
         super().stop()
         self.conn_params.no_keep_alive = True  # shared by the connections: every response ends its own
         for conn in list(self._connections):

@@ -702,6 +702,25 @@ def test_without_httptools_auto_falls_back_to_tornado_with_one_log_line(
         chooser.resolve("httptools")
 
 
+def test_tornados_server_starts_and_stops_without_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bzzlite._server import Server as TornadoServer
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # import httptools: ImportError
+    for module in ("bzzlite.http.server", "bzzlite.http.protocol"):
+        monkeypatch.delitem(sys.modules, module)
+
+    async def main() -> None:
+        server = TornadoServer(tornado_app(), max_body_size=100)
+        server.add_sockets(bind_sockets(0, "127.0.0.1"))
+        server.stop()  # the graceful stop's parts must not need bzzlite's own server
+        assert not server.awaiting_first_requests()
+        await server.close_all_connections()
+
+    asyncio.run(main())
+
+
 def test_the_default_server_is_bzzlites_on_uvloop_when_installed() -> None:
     import bzzlite.http as chooser
 

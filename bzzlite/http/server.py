@@ -18,6 +18,7 @@ import socket
 import time
 from typing import Any
 
+from . import FIRST_REQUEST_GRACE
 from .errors import ProtocolError
 from .protocol import HTTPProtocol
 
@@ -25,9 +26,6 @@ from .protocol import HTTPProtocol
 MAX_HEADER_SIZE = 64 * 1024
 #: The longest request target; above it: 414.
 MAX_URL_SIZE = 16 * 1024
-#: How long a stopping server waits for the first request of a connection it accepted just
-#: before it stopped (its bytes may be on their way or already in the socket, unread).
-FIRST_REQUEST_GRACE = 1.0
 
 
 class HTTPServer:
