@@ -261,7 +261,7 @@ def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: fl
 
     def serve(ready: Callable[[], None], slot: int) -> int:
         for other, sockets in enumerate(slots):
-            if other != slot:  # an idle copy would keep another slot's connections waiting on it
+            if other != slot:  # or, the parent gone, this worker would keep them listening, unserved
                 for sock in sockets:
                     sock.close()
         try:
