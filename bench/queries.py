@@ -44,7 +44,7 @@ def build(path: Path, docs: int) -> None:
         path.unlink()
     sys.path.insert(0, str(ROOT))
     from bench.queries_app import app
-    from bzzlite._ids import new_id
+    from bzzlite.models.ids import new_id
 
     spec = next(iter(app.registry.resources.values()))
     rng = random.Random(7)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import signals
 from .app import App
-from .documents import Documents, Found, etag_of
+from .documents.operations import Documents, Found, etag_of
 from .errors import (
     BzzliteError,
     ConfigurationError,
@@ -15,9 +15,9 @@ from .errors import (
     VersionConflict,
 )
 from .handlers.base import BaseHandler as Handler
-from .nested import Ref
+from .models.nested import Ref
 from .registry import Registry, action, default_registry, mock, on, resource, route
-from .schema import ReadOnly, Unique, WriteOnly
+from .models.schema import ReadOnly, Unique, WriteOnly
 
 __all__ = [
     "App",

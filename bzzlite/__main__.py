@@ -1,3 +1,3 @@
-from bzzlite.cli import main
+from bzzlite.cli.main import main
 
 raise SystemExit(main())

@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from tornado.log import access_log
 
-from ._dispatch import HandlerDelegate, SegmentIndex
+from .http.dispatch import HandlerDelegate, SegmentIndex
 from .errors import ConfigurationError, StoreUnavailable
-from .feeds.websocket import ChangesHandler
+from .handlers.changes import ChangesHandler
 from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
 from .handlers.custom import RouteHandler
 from .handlers.docs import docs_routes
 from .handlers.mock import MockHandler
 from .handlers.nested import NestedHandler, route_rows
 from .handlers.resource import CollectionHandler, ItemHandler
-from .metrics import CONTENT_TYPE, Metrics
+from .handlers.metrics import CONTENT_TYPE, Metrics
 from .mocks import check_collisions, group_by_url, sample_paths
-from .nested import inspect_nested
-from .openapi import build_document
-from .proxy import apply_proxy_headers, strip_root_path, trusted_set
+from .models.nested import inspect_nested
+from .openapi.document import build_document
+from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .registry import Registry, default_registry
 from .routing import CustomRoute, Route
 from .runtime import Runtime
@@ -37,7 +37,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .documents import Documents
+    from .documents.operations import Documents
 
     M = TypeVar("M", bound=BaseModel)
 
@@ -200,7 +200,7 @@ class App(tornado.web.Application):
     def find_handler(self, request: Any, **kwargs: Any) -> Any:
         """Route a request; a CORS preflight is answered for every URL, by one handler.
 
-        Proxy headers (from trusted peers) and the root path are applied first (bzzlite/proxy.py).
+        Proxy headers (from trusted peers) and the root path are applied first (bzzlite/http/proxy.py).
         """
         settings = self.bzz_settings
         if settings.proxy_headers:

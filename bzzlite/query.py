@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from ._ids import is_valid_id
+from .models.ids import is_valid_id
 from .errors import QueryError
-from .schema import FieldPath, ModelSchema
+from .models.schema import FieldPath, ModelSchema
 
 OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "startswith", "exists"})
 _ORDERING = frozenset({"gt", "gte", "lt", "lte"})

@@ -18,11 +18,11 @@ from typing import Any, Literal, TypeVar, overload
 from blinker import ANY, Signal
 from pydantic import BaseModel, create_model
 
-from . import _odmantic as odmantic
+from .models import odmantic
 from .errors import ConfigurationError
 from .mocks import MockRoute, parse_entries
 from .routing import CustomRoute, custom_route
-from .schema import ModelSchema, inspect_model
+from .models.schema import ModelSchema, inspect_model
 from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
 
 M = TypeVar("M", bound=type[BaseModel])

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .errors import ConfigurationError
-from .schema import inspect_model
+from .models.schema import inspect_model
 
 if TYPE_CHECKING:
     from .registry import ResourceSpec

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from ._references import referrers_of
+from .documents.references import referrers_of
 from .errors import StoreUnavailable
-from .nested import inspect_all
+from .models.nested import inspect_all
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
-    from ._references import Referrer
-    from .documents import Documents, Transaction
-    from .nested import NestedModel
+    from .documents.references import Referrer
+    from .documents.operations import Documents, Transaction
+    from .models.nested import NestedModel
     from .registry import Registry, ResourceSpec
     from .settings import Settings
 
@@ -56,7 +56,7 @@ class Runtime:
 
     def documents(self, model: type[M], handler: Any = None) -> Documents[M]:
         """The document API of a resource's model: bound to ``handler``'s request when given."""
-        from .documents import Documents
+        from .documents.operations import Documents
 
         try:
             spec = self.registry.spec_for(model)
@@ -95,7 +95,7 @@ class Runtime:
         commit. If the block raises, nothing is written. A document changed by someone else
         meanwhile fails the commit with VersionConflict (412/409 over HTTP): run it again.
         """
-        from .documents import Transaction
+        from .documents.operations import Transaction
 
         if self._transaction.get() is not None:
             raise RuntimeError("transactions do not nest: this task is already inside one")

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from tornado.httpclient import AsyncHTTPClient
 
 from bzzlite import App, Registry
-from bzzlite.testing import serve
+from bzzlite.testing.server import serve
 
 registry = Registry()
 

@@ -97,7 +97,7 @@ def test_server_sent_events_stream_under_uvicorn(uvicorn: int) -> None:
         assert b'"live"' in received
 
 
-# -- the in-process test clients (bzzlite/testclient.py) -------------------------------------
+# -- the in-process test clients (bzzlite/testing/client.py) -------------------------------------
 
 httpx = pytest.importorskip("httpx", reason="the test clients need httpx")
 
@@ -145,7 +145,7 @@ def test_login_needs_auth() -> None:
         in_process.login({"id": "x"})
 
 
-# -- WebSocket scopes driven by hand (bzzlite/_asgi_websocket.py) ----------------------------
+# -- WebSocket scopes driven by hand (bzzlite/asgi/websocket.py) ----------------------------
 
 
 def drive_socket(app, path: str, incoming: list[dict], extensions: dict | None = None) -> list[dict]:

@@ -1,4 +1,4 @@
-"""bzzlite/_dispatch.py: App.find_handler's index of rules by first path segment picks what
+"""bzzlite/http/dispatch.py: App.find_handler's index of rules by first path segment picks what
 Tornado's own router picks, for every route of real apps and for paths nothing serves; the
 handler delegate starts a request without a body whole on bzzlite's server."""
 
@@ -14,9 +14,9 @@ from pydantic import BaseModel, create_model
 from tornado import httputil
 
 from bzzlite import App, Handler, Registry
-from bzzlite._dispatch import first_segment
+from bzzlite.http.dispatch import first_segment
 from bzzlite.mocks import sample_paths
-from bzzlite.observability import current_request_id
+from bzzlite.http.observability import current_request_id
 from bzzlite.testing import serve
 from tests.test_cors import make_app
 from tests.test_custom_routes import load_shop

@@ -1,4 +1,4 @@
-"""The document API (bzzlite/documents.py) on each store: the same path the HTTP handlers take."""
+"""The document API (bzzlite/documents/operations.py) on each store: the same path the HTTP handlers take."""
 
 from __future__ import annotations
 

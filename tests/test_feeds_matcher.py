@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bzzlite import Registry
-from bzzlite._documents import as_json, validate
-from bzzlite.feeds.matcher import matches
+from bzzlite.documents.conversion import as_json, validate
+from bzzlite.documents.matcher import matches
 from bzzlite.query import Condition, build_query, parse_arguments
 from bzzlite.stores.base import Record
 from tests.test_queries_http import FILTERS, ROWS, Item

@@ -132,7 +132,7 @@ def test_no_route_of_the_table_sends_a_write_only_field(store_url: str) -> None:
         urls = set()
         for route in app.routes:
             if route.kind == "nested":
-                from bzzlite.nested import routes as nested_routes
+                from bzzlite.models.nested import routes as nested_routes
 
                 urls |= {f"/account/{account['id']}/{n.template}" for n in nested_routes(route.kwargs["tree"])}
             elif route.kind not in ("docs", "mock"):

@@ -1,5 +1,5 @@
 """bzz's form conventions for inner properties (``child.first_name=``, ``users[]=``) on every
-write route, over HTTP on every store; plus the pure parsing of ``bzzlite/_forms.py``."""
+write route, over HTTP on every store; plus the pure parsing of ``bzzlite/handlers/forms.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, Ref, Registry
-from bzzlite._forms import form_data
+from bzzlite.handlers.forms import form_data
 from bzzlite.errors import ValidationFailed
 from bzzlite.testing import serve
 

@@ -688,7 +688,7 @@ def test_without_httptools_auto_falls_back_to_tornado_with_one_log_line(
     import importlib.util
 
     import bzzlite.http as chooser
-    from bzzlite._server import Server as TornadoServer
+    from bzzlite.http.tornado_server import Server as TornadoServer
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -705,7 +705,7 @@ def test_without_httptools_auto_falls_back_to_tornado_with_one_log_line(
 def test_tornados_server_starts_and_stops_without_httptools(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from bzzlite._server import Server as TornadoServer
+    from bzzlite.http.tornado_server import Server as TornadoServer
 
     monkeypatch.setitem(sys.modules, "httptools", None)  # import httptools: ImportError
     for module in ("bzzlite.http.server", "bzzlite.http.protocol"):

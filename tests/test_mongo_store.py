@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, Registry, Unique
-from bzzlite._ids import new_id
+from bzzlite.models.ids import new_id
 from bzzlite.errors import DuplicateKey, NotFound, StoreUnavailable, VersionConflict
 from bzzlite.query import build_query, encode_cursor, parse_arguments, sort_values
 from bzzlite.stores import open_store

@@ -1,4 +1,4 @@
-"""Request ids, JSON logs and health probes (bzzlite/observability.py)."""
+"""Request ids, JSON logs and health probes (bzzlite/http/observability.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Behind a reverse proxy (bzzlite/proxy.py): trusted forwarded headers, the root path, and a real
+"""Behind a reverse proxy (bzzlite/http/proxy.py): trusted forwarded headers, the root path, and a real
 nginx in front (Debian's ``nginx``; skipped with the reason when /usr/sbin/nginx is missing)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tornado.websocket
 
-from bzzlite.proxy import parse_forwarded
+from bzzlite.http.proxy import parse_forwarded
 from tests.test_cli import ENV, free_port
 
 NGINX = Path("/usr/sbin/nginx")

@@ -30,7 +30,7 @@ from bzzlite.query import (
     project,
     sort_values,
 )
-from bzzlite.schema import inspect_model
+from bzzlite.models.schema import inspect_model
 
 ID = "65a1b2c3d4e5f60718293a4b"
 ID2 = "65a1b2c3d4e5f60718293a4c"

@@ -18,7 +18,7 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, Registry
-from bzzlite._ids import new_id
+from bzzlite.models.ids import new_id
 from bzzlite.stores.sqlite import READERS
 from bzzlite.testing import serve
 

@@ -91,7 +91,7 @@ def test_deletes_follow_on_delete(store_url: str) -> None:
 def test_the_document_api_keeps_references_whole(store_url: str) -> None:
     import asyncio
 
-    from bzzlite._references import Referenced
+    from bzzlite.documents.references import Referenced
     from bzzlite.errors import ValidationFailed
 
     registry = blog()

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, HTTPError, Ref, Registry
-from bzzlite.nested import PathNotFound, inspect_nested, parse_path
+from bzzlite.models.nested import PathNotFound, inspect_nested, parse_path
 from bzzlite.testing import record, serve
 from tests._direct import delete_behind_bzzlites_back
 

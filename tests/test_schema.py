@@ -1,4 +1,4 @@
-"""What bzzlite learns from a model: bzzlite.schema, pure and fast."""
+"""What bzzlite learns from a model: bzzlite.models.schema, pure and fast."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from bzzlite import ConfigurationError, Unique
-from bzzlite.schema import canonical_time, inspect_model, mentions_time, shape_of, unknown_keys, unwrap
+from bzzlite.models.schema import canonical_time, inspect_model, mentions_time, shape_of, unknown_keys, unwrap
 
 
 class Color(str, enum.Enum):

@@ -75,7 +75,7 @@ def urls_for(app: App, ids: dict[str, str]) -> list[tuple[str, str]]:
     for route in app.routes:
         template = route.template
         if route.kind == "nested":  # one URL per nested path of the resource's tree
-            from bzzlite.nested import routes as nested_routes
+            from bzzlite.models.nested import routes as nested_routes
 
             for nested in nested_routes(route.kwargs["tree"]):
                 found.append((route.kind, f"{route.spec.path}/{ids['id']}/{_fill(nested.template, ids)}"))  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""bzzlite's HTTP server (bzzlite._server.Server): Tornado's answers for less CPU per request."""
+"""bzzlite's HTTP server (bzzlite.http.tornado_server.Server): Tornado's answers for less CPU per request."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from tornado.netutil import bind_sockets
 
 from bzzlite import App, Registry
-from bzzlite._server import Server
+from bzzlite.http.tornado_server import Server
 
 
 async def _until(condition: Callable[[], Any], what: str) -> Any:
@@ -154,7 +154,7 @@ def test_access_log_function_setting_is_still_called() -> None:
 def test_tune_gc_freezes_start_up_objects_and_raises_the_gen0_threshold() -> None:
     import gc
 
-    from bzzlite.cli import GC_GEN0_THRESHOLD, parser, tune_gc
+    from bzzlite.cli.main import GC_GEN0_THRESHOLD, parser, tune_gc
 
     threshold = gc.get_threshold()
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
 
-from .. import _json
+from ..http import jsoncodec as _json
 from ..errors import ConfigurationError, HTTPError, ValidationFailed
 from ..handlers.base import PROBLEM_JSON, BaseHandler, problem
 from ..signals import send

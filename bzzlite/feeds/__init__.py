@@ -12,6 +12,6 @@ from __future__ import annotations
 from .events import Change, Event
 from .hub import Feeds, Subscription
 from .journal import Journal, TooOld
-from .matcher import matches
+from ..documents.matcher import matches
 
 __all__ = ["Change", "Event", "Feeds", "Journal", "Subscription", "TooOld", "matches"]

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import _documents as documents
+from ..documents import conversion as documents
 from ..query import project
 from ..stores.base import Record
-from .matcher import matches
+from ..documents.matcher import matches
 
 if TYPE_CHECKING:
     from ..query import Condition

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 from tornado import httputil
 from tornado.httputil import HTTPInputError, parse_body_arguments
 
-from .. import _forms, _json
-from .._documents import error_list
-from .._references import Referenced
+from ..http import jsoncodec as _json
+from . import forms as _forms
+from ..documents.conversion import error_list
+from ..documents.references import Referenced
 from ..errors import (
     DuplicateKey,
     HTTPError,
@@ -30,13 +31,13 @@ from ..errors import (
     TransactionIncomplete,
     VersionConflict,
 )
-from ..observability import HEADER, current_request_id, header, request_id
+from ..http.observability import HEADER, current_request_id, header, request_id
 from ..signals import failed_signal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from ..documents import Documents
+    from ..documents.operations import Documents
     from ..runtime import Runtime
 
     M = TypeVar("M", bound=BaseModel)
@@ -150,7 +151,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, runtime: Runtime, **kwargs: Any) -> None:
         self.runtime = runtime
         # runs before Tornado starts the request's task, which copies the context: every log
-        # line of the request carries its id (bzzlite/observability.py)
+        # line of the request carries its id (bzzlite/http/observability.py)
         current_request_id.set(self._headers[HEADER])
         if runtime.settings.cors is not None:  # clear() ran before the runtime was known
             cors_headers(self)
@@ -269,7 +270,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def form_data(self, fields: dict[str, list[str]]) -> Any:
         """Decoded form fields as body data, with bzz's conventions (``child.name=``,
-        ``tags[]=``: see :mod:`bzzlite._forms`); the model coerces the values."""
+        ``tags[]=``: see :mod:`bzzlite.handlers.forms`); the model coerces the values."""
         return _forms.form_data(fields, self.form_model())
 
     def form_model(self) -> type[BaseModel] | None:

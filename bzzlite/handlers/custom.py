@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from .._documents import check_object, error_list
-from ..documents import Documents, etag_of
+from ..documents.conversion import check_object, error_list
+from ..documents.operations import Documents, etag_of
 from ..errors import HTTPError, ValidationFailed
 from ..routing import CustomRoute, convert_path
-from ..schema import unknown_keys
+from ..models.schema import unknown_keys
 from .base import BaseHandler, _AnyMethod
 
 if TYPE_CHECKING:

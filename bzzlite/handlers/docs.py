@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _json
+from ..http import jsoncodec as _json
 from ..errors import HTTPError
 from ..routing import Route
 from .base import BaseHandler

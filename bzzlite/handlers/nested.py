@@ -1,7 +1,7 @@
 """Nested routes over HTTP: ``/{name}/{id}/{field}[/{key}[/{field}...]]``.
 
 One Tornado rule per resource routes here; the rest of the URL path is checked against
-the resource's nested tree (:mod:`bzzlite.nested`, built once with the app). Each request:
+the resource's nested tree (:mod:`bzzlite.models.nested`, built once with the app). Each request:
 check the path (an unknown one is a 404 like an unknown route), auth, the ``pre_*`` signal
 with the inner model as sender, then the store.
 
@@ -25,12 +25,12 @@ from urllib.parse import quote, urlencode
 
 from pydantic import BaseModel, ValidationError
 
-from .. import _documents as documents
-from .. import _references as references
-from .._ids import is_valid_id, new_id
-from ..documents import Documents
+from ..documents import conversion as documents
+from ..documents import references
+from ..models.ids import is_valid_id, new_id
+from ..documents.operations import Documents
 from ..errors import HTTPError, NotFound, QueryError, ValidationFailed
-from ..nested import (
+from ..models.nested import (
     REF_LIST,
     NestedField,
     NestedModel,

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from .. import _documents as documents
-from .._ids import is_valid_id
-from ..documents import Documents, entity_tags, etag
+from ..documents import conversion as documents
+from ..models.ids import is_valid_id
+from ..documents.operations import Documents, entity_tags, etag
 from ..errors import HTTPError
-from ..feeds.sse import stream as feed_stream
-from ..feeds.sse import wants_event_stream
-from ..observability import header
+from .sse import stream as feed_stream
+from .sse import wants_event_stream
+from ..http.observability import header
 from ..query import encode_cursor, parse_arguments, project, sort_values
 from ..registry import RESOURCE_METHODS
 from .base import BaseHandler, link_header

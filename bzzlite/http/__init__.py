@@ -2,7 +2,7 @@
 
 ``httptools``: bzzlite's own HTTP/1.1 server (:mod:`bzzlite.http.server`), an asyncio protocol
 on the httptools parser, run on uvloop when it is installed: the default. ``tornado``: Tornado's
-``HTTPServer`` (:mod:`bzzlite._server`). ``auto`` picks httptools, or Tornado with one log line
+``HTTPServer`` (:mod:`bzzlite.http.tornado_server`). ``auto`` picks httptools, or Tornado with one log line
 when httptools is not installed.
 """
 
@@ -42,7 +42,7 @@ def make_server(kind: str, app: Any, *, max_body_size: int) -> Any:
         from .server import HTTPServer
 
         return HTTPServer(app, max_body_size=max_body_size)
-    from .._server import Server
+    from .tornado_server import Server
 
     return Server(app, max_body_size=max_body_size)
 

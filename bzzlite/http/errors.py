@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from .. import _json
+from . import jsoncodec as _json
 from ..handlers.base import PROBLEM_JSON, http_date, problem
 
 

@@ -52,7 +52,7 @@ class Exchange(httputil.HTTPConnection):
         self.keep_alive = keep_alive
         self.expects_continue = expects_continue  # the client waits for "100 Continue" to send its body
         # No body and no upgrade: its handler starts once the request is complete, with nothing
-        # to stream (bzzlite._dispatch.HandlerDelegate).
+        # to stream (bzzlite.http.dispatch.HandlerDelegate).
         self.bodiless = bodiless
         self.delegate: httputil.HTTPMessageDelegate | None = None
         self.max_body_size = protocol.server.max_body_size

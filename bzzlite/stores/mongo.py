@@ -47,7 +47,7 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_uri
 
-from .. import _odmantic as odmantic
+from ..models import odmantic
 from ..errors import (
     ConfigurationError,
     TransactionIncomplete,
@@ -58,7 +58,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..query import Condition, Query
-from ..schema import canonical_time
+from ..models.schema import canonical_time
 from .base import Page, Record, Store, Write
 from .sqlite import table_name
 
@@ -106,7 +106,7 @@ def escape_regex(text: str) -> str:
 
 def _plain(value: Any) -> Any:
     """A value read from MongoDB in JSON mode: ObjectIds as hex, dates as the text the
-    store would have written (:func:`~bzzlite.schema.canonical_time`)."""
+    store would have written (:func:`~bzzlite.models.schema.canonical_time`)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):

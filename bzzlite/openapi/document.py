@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from . import _openapi_examples as examples
-from .mocks import METHODS, MockRoute, content_type, encode_body
-from .nested import EMBEDDED, LIST, NestedModel, Route, inspect_nested, routes
-from .routing import CustomRoute
-from .settings import Settings
+from . import examples
+from ..mocks import METHODS, MockRoute, content_type, encode_body
+from ..models.nested import EMBEDDED, LIST, NestedModel, Route, inspect_nested, routes
+from ..routing import CustomRoute
+from ..settings import Settings
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .registry import Registry, ResourceSpec
-    from .schema import FieldPath
+    from ..registry import Registry, ResourceSpec
+    from ..models.schema import FieldPath
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
@@ -916,7 +916,7 @@ def _inner_models(trees: Iterable[NestedModel]) -> list[type[BaseModel]]:
 
 def _nested_paths(spec: ResourceSpec, tree: NestedModel, schemas: _Schemas, protected: dict[str, bool],
                   security: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The path items of a resource's nested routes (see :mod:`bzzlite.nested`)."""
+    """The path items of a resource's nested routes (see :mod:`bzzlite.models.nested`)."""
     return {f"{spec.path}/{{id}}/{route.template}": _nested_item(spec, route, schemas, protected, security)
             for route in routes(tree)}
 

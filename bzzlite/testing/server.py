@@ -25,10 +25,10 @@ from urllib.parse import urlencode
 import tornado.netutil
 from blinker import ANY
 
-from . import _json
-from .handlers.base import server_body_limit
-from .http import make_server
-from .http import run as run_loop
+from ..http import jsoncodec as _json
+from ..handlers.base import server_body_limit
+from ..http import make_server
+from ..http import run as run_loop
 
 
 @dataclass
@@ -160,7 +160,7 @@ def _serve_asgi(app: Any, host: str) -> Iterator[Client]:
     except ImportError:
         raise RuntimeError("serve(http='asgi') runs uvicorn: pip install uvicorn") from None
 
-    from .asgi import ASGIAdapter
+    from ..asgi.adapter import ASGIAdapter
 
     class Server(uvicorn.Server):
         stop: asyncio.Event

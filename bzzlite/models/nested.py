@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
-from . import _odmantic as odmantic
-from ._ids import is_valid_id
-from .errors import ConfigurationError
+from . import odmantic
+from .ids import is_valid_id
+from ..errors import ConfigurationError
 from .schema import is_model, unwrap
 
 if TYPE_CHECKING:
-    from .registry import ResourceSpec
+    from ..registry import ResourceSpec
 
 #: What a field holds.
 EMBEDDED, LIST, REF, REF_LIST = "embedded", "list", "ref", "ref_list"

@@ -15,8 +15,8 @@ from typing import Any, get_origin
 
 from pydantic import BaseModel
 
-from .errors import ValidationFailed
-from .schema import is_model, unwrap
+from ..errors import ValidationFailed
+from ..models.schema import is_model, unwrap
 
 _LIST_ORIGINS = (list, set, frozenset, tuple)
 MAX_DEPTH = 32  # deeper than any sane model; keeps a hostile key from nesting far

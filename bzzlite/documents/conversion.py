@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import _odmantic as odmantic
-from .errors import ValidationFailed
-from .schema import canonical_time, unknown_keys
+from ..models import odmantic
+from ..errors import ValidationFailed
+from ..models.schema import canonical_time, unknown_keys
 
 if TYPE_CHECKING:
-    from .registry import ResourceSpec
-    from .stores.base import Record
+    from ..registry import ResourceSpec
+    from ..stores.base import Record
 
 
 def error_list(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -132,7 +132,7 @@ def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
 
 def canonical_times(value: Any, dumped: Any) -> Any:
     """Rewrite, in place, the datetimes and times of ``value`` in its JSON-mode ``dumped``
-    form as :func:`~bzzlite.schema.canonical_time` text, so stores compare them in time order."""
+    form as :func:`~bzzlite.models.schema.canonical_time` text, so stores compare them in time order."""
     if isinstance(value, (datetime.datetime, datetime.time)):
         text = canonical_time(value) if isinstance(dumped, str) else None  # keep custom serializers' output
         return dumped if text is None else text

@@ -11,13 +11,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreError
-from .nested import EMBEDDED, LIST, REF, REF_LIST, NestedModel
-from .query import Condition, Query
+from ..errors import StoreError
+from ..models.nested import EMBEDDED, LIST, REF, REF_LIST, NestedModel
+from ..query import Condition, Query
 
 if TYPE_CHECKING:
-    from .registry import ResourceSpec
-    from .stores.base import Record, Store
+    from ..registry import ResourceSpec
+    from ..stores.base import Record, Store
 
 
 class Referenced(StoreError):

@@ -23,7 +23,7 @@ from pydantic import BaseModel, GetCoreSchemaHandler, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 from .schema import Unique, unwrap
 
 _HEX_ID = re.compile(r"[0-9a-fA-F]{24}\Z")

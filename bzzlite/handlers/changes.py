@@ -21,20 +21,20 @@ import orjson
 import tornado.websocket
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
-from .. import _json
-from ..documents import Documents
+from ..http import jsoncodec as _json
+from ..documents.operations import Documents
 from ..errors import HTTPError, QueryError
-from ..handlers.base import PROBLEM_JSON, as_http_error, cors_headers, problem
-from ..observability import HEADER, current_request_id, request_id
+from .base import PROBLEM_JSON, as_http_error, cors_headers, problem
+from ..http.observability import HEADER, current_request_id, request_id
 from ..query import parse_arguments
-from .events import Event
-from .hub import Subscription
+from ..feeds.events import Event
+from ..feeds.hub import Subscription
 
 if TYPE_CHECKING:
     from ..query import Condition
     from ..registry import ResourceSpec
     from ..runtime import Runtime
-    from .hub import Feeds
+    from ..feeds.hub import Feeds
 
 log = logging.getLogger("bzzlite.feeds")
 

@@ -16,7 +16,7 @@ import tornado.escape
 import tornado.websocket
 from tornado import httputil
 
-from ._asgi_connection import (
+from .connection import (
     Connection,
     Receive,
     Scope,

@@ -7,7 +7,7 @@ import json
 from collections.abc import Coroutine, MutableMapping
 from typing import Any, TypeVar
 
-from .asgi import ASGIAdapter
+from ..asgi.adapter import ASGIAdapter
 
 T = TypeVar("T")
 

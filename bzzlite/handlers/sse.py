@@ -17,16 +17,16 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from ..errors import QueryError
 from ..query import parse_arguments
-from .events import Event, sse_control
-from .hub import Subscription
+from ..feeds.events import Event, sse_control
+from ..feeds.hub import Subscription
 
 if TYPE_CHECKING:
     import tornado.httputil
 
-    from ..handlers.resource import CollectionHandler
+    from .resource import CollectionHandler
     from ..query import Condition
     from ..registry import ResourceSpec
-    from .hub import Feeds
+    from ..feeds.hub import Feeds
 
 log = logging.getLogger("bzzlite.feeds")
 

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._process import PARENT_ENV, Workers, die_with_parent, run_reloader, watch_parent
-from .errors import BzzliteError, StoreUnavailable
-from .observability import configure_logging
-from .settings import mount_path
+from .process import PARENT_ENV, Workers, die_with_parent, run_reloader, watch_parent
+from ..errors import BzzliteError, StoreUnavailable
+from ..http.observability import configure_logging
+from ..settings import mount_path
 
 log = logging.getLogger("bzzlite")
 
@@ -61,7 +61,7 @@ def locate_app(target: str) -> Any:
         if not hasattr(value, part):
             raise CLIError(f"{module_name!r} has no attribute {attr!r}")
         value = getattr(value, part)
-    from .app import App
+    from ..app import App
 
     if not isinstance(value, App) and callable(value):
         try:
@@ -173,9 +173,9 @@ async def serve_forever(
             by Tornado's server.
         http: the server, resolved (``httptools``: bzzlite's own; ``tornado``: Tornado's).
     """
-    from ._server import Server
-    from .handlers.base import server_body_limit
-    from .http import make_server
+    from ..http.tornado_server import Server
+    from ..handlers.base import server_body_limit
+    from ..http import make_server
 
     try:
         await app.startup()
@@ -239,7 +239,7 @@ def tune_gc() -> None:
 
 
 def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, **options: Any) -> int:
-    from .http import run
+    from ..http import run
 
     run(serve_forever(app, sockets, graceful_timeout, **options), options.get("http", "tornado"))
     return 0
@@ -247,7 +247,7 @@ def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, 
 
 def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: float, **options: Any) -> int:
     """Fork a worker for each of ``slots`` (from ``bind_slots``); SIGHUP replaces them
-    gracefully, SIGTERM/SIGINT stop them all (see bzzlite/_process.py).
+    gracefully, SIGTERM/SIGINT stop them all (see bzzlite/cli/process.py).
 
     Each slot's sockets listen on the port with SO_REUSEPORT, so the kernel spreads connections
     over the workers (with one shared socket, whichever worker wakes first accepts, and on a
@@ -324,7 +324,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         raise CLIError(f"--port {port} is not a TCP port")
     ssl_options = _ssl_context(args.certfile, args.keyfile)
-    from .http import resolve
+    from ..http import resolve
 
     try:
         http = resolve(args.http)  # once, so a fallback to Tornado is logged once
@@ -391,14 +391,14 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 def cmd_openapi(args: argparse.Namespace) -> int:
     app = locate_app(args.target)
-    from .openapi import build_document
+    from ..openapi.document import build_document
 
     print(json.dumps(build_document(app), indent=2))
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     top = argparse.ArgumentParser(prog="python -m bzzlite", description="bzzlite: REST resources on Tornado")
     top.add_argument("--version", action="version", version=f"bzzlite {__version__} "

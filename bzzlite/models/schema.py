@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 
 class _UniqueMarker:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .errors import HTTPError
+from ..errors import HTTPError
 
 
 class _Unportable(ValueError):

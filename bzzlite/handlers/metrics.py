@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
 _SUFFIX = {"CollectionHandler": "", "ItemHandler": "/{id}", "NestedHandler": "/{id}/{path}",
            "ChangesHandler": "/_changes"}

@@ -25,19 +25,19 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from . import _documents as documents
-from . import _references as references
-from ._ids import is_valid_id, new_id
-from .errors import HTTPError, NotFound, ValidationFailed, VersionConflict
-from .feeds.matcher import matches
-from .query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
-from .signals import send, send_after_commit
-from .stores.base import Record, Write
+from . import conversion as documents
+from . import references
+from ..models.ids import is_valid_id, new_id
+from ..errors import HTTPError, NotFound, ValidationFailed, VersionConflict
+from .matcher import matches
+from ..query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
+from ..signals import send, send_after_commit
+from ..stores.base import Record, Write
 
 if TYPE_CHECKING:
-    from .registry import ResourceSpec
-    from .runtime import Runtime
-    from .stores.base import Page, Store
+    from ..registry import ResourceSpec
+    from ..runtime import Runtime
+    from ..stores.base import Page, Store
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
