@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import signals
 from .app import App
-from .documents.operations import Documents, Found, etag_of
+from .documents import Documents, Found, etag_of
 from .errors import (
     BzzliteError,
     ConfigurationError,
@@ -16,8 +16,8 @@ from .errors import (
 )
 from .handlers.base import BaseHandler as Handler
 from .models.nested import Ref
-from .registry import Registry, action, default_registry, mock, on, resource, route
 from .models.schema import ReadOnly, Unique, WriteOnly
+from .registry import Registry, action, default_registry, mock, on, resource, route
 
 __all__ = [
     "App",

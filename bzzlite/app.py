@@ -15,20 +15,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from tornado.log import access_log
 
-from .http.dispatch import HandlerDelegate, SegmentIndex
-from .errors import ConfigurationError, StoreUnavailable
+from .auth.routes import install as install_auth
+from .documents import Documents, transaction
+from .errors import ConfigurationError
+from .feeds import Feeds
+from .handlers.base import NotFoundHandler, PreflightHandler, is_preflight
 from .handlers.changes import ChangesHandler
-from .handlers.base import BaseHandler, NotFoundHandler, PreflightHandler, is_preflight
 from .handlers.custom import RouteHandler
 from .handlers.docs import docs_routes
+from .handlers.health import HealthHandler, LiveHandler
+from .handlers.metrics import Metrics, MetricsHandler
 from .handlers.mock import MockHandler
 from .handlers.nested import NestedHandler, route_rows
 from .handlers.resource import CollectionHandler, ItemHandler
-from .handlers.metrics import CONTENT_TYPE, Metrics
+from .http.dispatch import HandlerDelegate, SegmentIndex
+from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .mocks import check_collisions, group_by_url, sample_paths
 from .models.nested import inspect_nested
-from .openapi.document import build_document
-from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
+from .openapi import build_document
 from .registry import Registry, default_registry
 from .routing import CustomRoute, Route
 from .runtime import Runtime
@@ -37,51 +41,9 @@ from .settings import Settings
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .documents.operations import Documents
-
     M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("bzzlite")
-
-
-class HealthHandler(BaseHandler):
-    """``GET /_health``: 200 when the store answers, 503 when it does not."""
-
-    ALLOWED = ("GET",)
-
-    async def get(self) -> None:
-        try:
-            store = await self.runtime.ready_store()
-            details = await store.ping()
-        except StoreUnavailable as exc:
-            self.set_status(503)
-            self.write_json({"status": "unavailable", "store": {"url_scheme": self.runtime.settings.db.split(":")[0],
-                                                                "error": str(exc)}}, 503)
-            return
-        self.write_json({"status": "ok", "store": details})
-
-
-class LiveHandler(BaseHandler):
-    """``GET /_health/live``: 200 while the process serves, whatever the store's state."""
-
-    ALLOWED = ("GET",)
-
-    def get(self) -> None:
-        self.write_json({"status": "ok"})
-
-
-class MetricsHandler(BaseHandler):
-    """``GET /_metrics``: the Prometheus text exposition of this process's metrics."""
-
-    ALLOWED = ("GET",)
-
-    def initialize(self, runtime: Runtime, metrics: Metrics, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(runtime)
-        self.metrics = metrics
-
-    def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(self.metrics.exposition())
 
 
 class App(tornado.web.Application):
@@ -112,6 +74,8 @@ class App(tornado.web.Application):
         self.bzz_settings = Settings.load(db=db, **known)
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
+        if self.bzz_settings.feeds:
+            self.runtime.feeds = Feeds(self.runtime)
         self.registry.freeze("an App")
         self.bzz_metrics = Metrics(self.runtime) if self.bzz_settings.metrics else None
         self.routes: list[Route] = self._routes(auth)
@@ -129,7 +93,7 @@ class App(tornado.web.Application):
         routes = [Route("/_health", ("GET",), "health", HealthHandler, {"runtime": self.runtime}),
                   *self._production_routes()]
         if auth is not None:
-            routes += auth.install(self.runtime)
+            routes += install_auth(auth, self.runtime)
         # Custom routes and actions before the resources': /order/stats is not an item's id,
         # /order/{id}/pay not a nested path.
         routes += [self._custom(route) for route in self.registry.routes]
@@ -238,11 +202,11 @@ class App(tornado.web.Application):
     def documents(self, model: type[M]) -> Documents[M]:
         """The app's own access to a resource's documents (no user, no scope): for scripts,
         tests and background work. Inside a request use ``handler.documents(model)``."""
-        return self.runtime.documents(model)
+        return Documents.of(self.runtime, model)
 
     def transaction(self) -> Any:
         """``async with app.transaction():`` — the document API's writes in it commit together."""
-        return self.runtime.transaction()
+        return transaction(self.runtime)
 
     @property
     def store(self) -> Any:

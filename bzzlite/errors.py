@@ -8,7 +8,10 @@ know nothing of HTTP and are mapped to statuses by the HTTP layer.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class BzzliteError(Exception):
@@ -87,6 +90,15 @@ class DuplicateKey(StoreError):
         super().__init__(field, value)
 
 
+class Referenced(StoreError):
+    """A delete refused: other documents refer to this one (``on_delete="restrict"``); 409."""
+
+    def __init__(self, referrers: list[tuple[str, str, int]]) -> None:
+        self.referrers = referrers  # (model name, field, how many)
+        named = "; ".join(f"{n} {model} document(s) in {field}" for model, field, n in referrers)
+        super().__init__(f"other documents refer to this one: {named}")
+
+
 class VersionConflict(StoreError):
     """The document changed since the version the write was conditioned on."""
 
@@ -114,3 +126,11 @@ class QueryTimeout(StoreError):
     def __init__(self, budget: float) -> None:
         self.budget = budget
         super().__init__(f"the query ran past its budget of {budget:g} s and was stopped")
+
+
+def error_list(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """pydantic's errors as problem+json ``errors`` entries (``loc`` is the field path)."""
+    return [
+        {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]

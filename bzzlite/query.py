@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from .models.ids import is_valid_id
 from .errors import QueryError
+from .models.ids import is_valid_id
 from .models.schema import FieldPath, ModelSchema
 
 OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "startswith", "exists"})

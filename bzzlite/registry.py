@@ -12,17 +12,17 @@ import inspect
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, overload
 
 from blinker import ANY, Signal
 from pydantic import BaseModel, create_model
 
-from .models import odmantic
 from .errors import ConfigurationError
 from .mocks import MockRoute, parse_entries
-from .routing import CustomRoute, custom_route
+from .models import odmantic
+from .models.resource import RESOURCE_METHODS, ResourceSpec
 from .models.schema import ModelSchema, inspect_model
+from .routing import CustomRoute, custom_route
 from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
 
 M = TypeVar("M", bound=type[BaseModel])
@@ -30,8 +30,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Names a model field may not take: they are query parameters or the server's id.
 RESERVED_FIELDS = frozenset({"id", "page", "per_page", "sort", "fields", "after"})
-OPERATIONS = ("get", "list", "create", "update", "delete")
-RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.~-]+\Z")
 
 
@@ -40,37 +38,6 @@ def snake_case(name: str) -> str:
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     return name.lower()
-
-
-@dataclass(slots=True)
-class ResourceSpec:
-    """A model served as a REST collection, and what was derived from it once."""
-
-    model: type[BaseModel]
-    name: str
-    prefix: str
-    schema: ModelSchema
-    stored_model: type[BaseModel]  # the model plus its server-assigned ``id``
-    indexes: tuple[tuple[str, ...], ...] = ()
-    per_page: int = 20
-    max_per_page: int = 100
-    max_offset: int | None = 10_000  # cap on page × per_page (None: no cap)
-    filterable: frozenset[str] | None = None  # fields clients may filter on (None: every field)
-    sortable: frozenset[str] | None = None  # fields clients may sort on (None: every field)
-    query_timeout: float | None = None  # seconds a list query may run (None: the app's query_timeout)
-    auth: Any = None  # per-resource auth override (see bzzlite.auth), None = app default
-    # handler -> filters every document a request reaches must match (None: all of them)
-    scope: Callable[[Any], Mapping[str, Any] | None] | None = None
-    methods: tuple[str, ...] = RESOURCE_METHODS  # the HTTP methods served (405 for the others)
-    lookup: str | None = None  # the unique field item URLs name instead of the id
-    # Derived once: requests read these (a pydantic model class answers a missing attribute
-    # by raising inside its metaclass, so asking the model on every request costs).
-    path: str = field(init=False, repr=False, compare=False)  # the collection URL path, /{prefix}/{name}
-    is_odmantic: bool = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.path = f"{self.prefix}/{self.name}"
-        self.is_odmantic = getattr(self.model, "__collection__", None) is not None and hasattr(self.model, "__odm_fields__")
 
 
 class Registry:

@@ -30,7 +30,7 @@ from .errors import ConfigurationError
 from .models.schema import inspect_model
 
 if TYPE_CHECKING:
-    from .registry import ResourceSpec
+    from .models.resource import ResourceSpec
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -1,34 +1,50 @@
-"""What handlers share at run time: settings, registry, config, the store and auth.
+"""What handlers share at run time: settings, registry, config, the store, and the slots
+the app fills with its auth policy and change feeds.
 
 Handlers get it through ``initialize(runtime=...)`` (Tornado's rule kwargs). The
 store is opened on first use, so a store that is down at start-up answers 503 and
-the app recovers by itself when it comes back.
+the app recovers by itself when it comes back. The runtime sits below the operations layer,
+the feeds and auth: they use it, it knows them only by what it calls (:class:`FeedsSlot`,
+:class:`AuthSlot`), so no import goes back up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
-
-from .documents.references import referrers_of
 from .errors import StoreUnavailable
-from .models.nested import inspect_all
+from .models.nested import Referrer, inspect_all, referrers_of
 from .stores import Store, open_store
 
 if TYPE_CHECKING:
-    from .documents.references import Referrer
-    from .documents.operations import Documents, Transaction
+    import tornado.web
+
     from .models.nested import NestedModel
-    from .registry import Registry, ResourceSpec
+    from .models.resource import ResourceSpec
+    from .registry import Registry
     from .settings import Settings
 
-M = TypeVar("M", bound=BaseModel)
+
+class FeedsSlot(Protocol):
+    """What the runtime asks of the change feeds (:class:`bzzlite.feeds.Feeds`)."""
+
+    async def attach(self, store: Store) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class AuthSlot(Protocol):
+    """What the operations layer, the feeds and the handlers ask of the app's auth policy
+    (:class:`bzzlite.auth.AuthPolicy`)."""
+
+    async def authorize(self, handler: tornado.web.RequestHandler, spec: ResourceSpec, operation: str) -> None: ...
+
+    async def resolve_user(self, handler: tornado.web.RequestHandler, *, required: bool) -> dict[str, Any] | None: ...
+
+    async def still_signed_in(self, handler: tornado.web.RequestHandler, user: dict[str, Any]) -> bool: ...
 
 
 class Runtime:
@@ -39,30 +55,17 @@ class Runtime:
         self.settings = settings
         self.config = config
         self.signals = registry.signals
-        self.auth: Any = None  # an auth policy object (bzzlite.auth), when configured
+        self.auth: AuthSlot | None = None  # the auth policy (bzzlite.auth), set by App when configured
         self.store: Store = self._store_for(settings.db)
         self.in_flight = 0  # requests being handled (counted by BaseHandler)
-        self.feeds: Any = None  # bzzlite.feeds.Feeds: the change feeds, unless turned off
-        if settings.feeds:
-            from .feeds import Feeds
-
-            self.feeds = Feeds(self)
+        self.feeds: Any = None  # the change feeds (bzzlite.feeds.Feeds, a FeedsSlot), set by App unless off
         self._open = False
         self._opening: asyncio.Lock | None = None
         self._referrers: dict[str, list[Referrer]] = {}  # collection path -> who refers to it
-        # the transaction the current task is inside, if any (each app its own)
-        self._transaction: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
+        # the transaction (bzzlite.documents.Transaction) the current task is inside, if any:
+        # each app its own (bzzlite/documents/transactions.py)
+        self.transaction: contextvars.ContextVar[Any] = contextvars.ContextVar(
             f"bzzlite-transaction-{id(self)}", default=None)
-
-    def documents(self, model: type[M], handler: Any = None) -> Documents[M]:
-        """The document API of a resource's model: bound to ``handler``'s request when given."""
-        from .documents.operations import Documents
-
-        try:
-            spec = self.registry.spec_for(model)
-        except KeyError:
-            raise KeyError(f"{getattr(model, '__name__', model)!r} is not a resource of this app") from None
-        return Documents(self, spec, handler)
 
     @functools.cached_property
     def nested_trees(self) -> dict[str, NestedModel]:
@@ -82,33 +85,6 @@ class Runtime:
             found = self._referrers[spec.path] = referrers_of(spec, self.nested_trees,
                                                               self.registry.resources.values())
         return found
-
-    def current_transaction(self) -> Transaction | None:
-        return self._transaction.get()
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """Group the document API's writes: the store applies all of them at the end, or none.
-
-        Writes are validated, authorized and announced to ``pre_*`` receivers as they are
-        made, each conditioned on the version it read; ``post_*`` receivers run after the
-        commit. If the block raises, nothing is written. A document changed by someone else
-        meanwhile fails the commit with VersionConflict (412/409 over HTTP): run it again.
-        """
-        from .documents.operations import Transaction
-
-        if self._transaction.get() is not None:
-            raise RuntimeError("transactions do not nest: this task is already inside one")
-        tx = Transaction(await self.ready_store())
-        token = self._transaction.set(tx)
-        try:
-            yield tx
-        finally:
-            self._transaction.reset(token)
-        if tx.writes:
-            await tx.store.apply(tx.writes)
-        for announce in tx.after_commit:
-            await announce()
 
     def _store_for(self, url: str) -> Store:
         """The store for a URL, refused (ConfigurationError) if it cannot serve every resource."""

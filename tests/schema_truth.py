@@ -31,7 +31,7 @@ import jsonschema
 from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime
 
 from bzzlite import App, Ref, Registry
-from bzzlite.openapi.document import DECIMAL_TEXT, NAIVE_DATETIME
+from bzzlite.openapi.schemas import DECIMAL_TEXT, NAIVE_DATETIME
 
 
 class Color(str, enum.Enum):

@@ -15,8 +15,8 @@ from tornado import httputil
 
 from bzzlite import App, Handler, Registry
 from bzzlite.http.dispatch import first_segment
-from bzzlite.mocks import sample_paths
 from bzzlite.http.observability import current_request_id
+from bzzlite.mocks import sample_paths
 from bzzlite.testing import serve
 from tests.test_cors import make_app
 from tests.test_custom_routes import load_shop

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, Ref, Registry
-from bzzlite.handlers.forms import form_data
 from bzzlite.errors import ValidationFailed
+from bzzlite.handlers.forms import form_data
 from bzzlite.testing import serve
 
 

@@ -16,17 +16,12 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, Registry, Unique
-from bzzlite.models.ids import new_id
 from bzzlite.errors import DuplicateKey, NotFound, StoreUnavailable, VersionConflict
+from bzzlite.models.ids import new_id
 from bzzlite.query import build_query, encode_cursor, parse_arguments, sort_values
 from bzzlite.stores import open_store
 from bzzlite.testing import serve
-from tests.mongo_standin.fixture import (
-    _free_port,
-    is_standin,
-    start_standin,
-    stop_standin,
-)
+from tests.mongo_standin.fixture import _free_port, is_standin, start_standin, stop_standin
 
 pytest.importorskip("motor")
 

@@ -12,7 +12,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from bzzlite import App, ConfigurationError, HTTPError, Ref, Registry
-from bzzlite.models.nested import PathNotFound, inspect_nested, locate, parse_path
+from bzzlite.documents.paths import PathNotFound, locate, parse_path
+from bzzlite.models.nested import inspect_nested
 from bzzlite.testing import record, serve
 from tests._direct import delete_behind_bzzlites_back
 
@@ -679,14 +680,14 @@ def test_nested_routes_in_the_route_table(sqlite_url):
 
 
 def test_path_resolution_does_no_io():
-    """bzzlite/models/nested.py is pure: importing it in a fresh process loads no Tornado and no driver."""
+    """bzzlite/models/nested.py and bzzlite/documents/paths.py are pure: importing it in a fresh process loads no Tornado and no driver."""
     import subprocess
     import sys
     from pathlib import Path
 
     # bzzlite/__init__ imports the App (Tornado): import the module without running it
     code = ("import sys, types; pkg = types.ModuleType('bzzlite'); pkg.__path__ = ['bzzlite']; "
-            "sys.modules['bzzlite'] = pkg; import bzzlite.models.nested; "
+            "sys.modules['bzzlite'] = pkg; import bzzlite.models.nested, bzzlite.documents.paths; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tornado', 'motor', 'pymongo', 'sqlite3'}))")
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from bzzlite import Unique
 from bzzlite.errors import QueryError
+from bzzlite.models.schema import inspect_model
 from bzzlite.query import (
     OPERATORS,
     All,
@@ -30,7 +31,6 @@ from bzzlite.query import (
     project,
     sort_values,
 )
-from bzzlite.models.schema import inspect_model
 
 ID = "65a1b2c3d4e5f60718293a4b"
 ID2 = "65a1b2c3d4e5f60718293a4c"

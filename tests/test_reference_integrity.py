@@ -91,8 +91,7 @@ def test_deletes_follow_on_delete(store_url: str) -> None:
 def test_the_document_api_keeps_references_whole(store_url: str) -> None:
     import asyncio
 
-    from bzzlite.documents.references import Referenced
-    from bzzlite.errors import ValidationFailed
+    from bzzlite.errors import Referenced, ValidationFailed
 
     registry = blog()
     app = App(registry, db=store_url)

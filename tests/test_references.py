@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, HTTPError, Ref, Registry
-from bzzlite.models.nested import PathNotFound, inspect_nested, parse_path
+from bzzlite.documents.paths import PathNotFound, parse_path
+from bzzlite.models.nested import inspect_nested
 from bzzlite.testing import record, serve
 from tests._direct import delete_behind_bzzlites_back
 

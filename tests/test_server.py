@@ -154,7 +154,8 @@ def test_access_log_function_setting_is_still_called() -> None:
 def test_tune_gc_freezes_start_up_objects_and_raises_the_gen0_threshold() -> None:
     import gc
 
-    from bzzlite.cli.main import GC_GEN0_THRESHOLD, parser, tune_gc
+    from bzzlite.cli.main import parser
+    from bzzlite.cli.serving import GC_GEN0_THRESHOLD, tune_gc
 
     threshold = gc.get_threshold()
     try:

@@ -29,9 +29,9 @@ from typing import Any
 import tornado.websocket
 from tornado import httputil
 
+from ..settings import mount_path
 from .connection import Connection, Receive, Scope, Send
 from .websocket import SocketConnection, socket_class
-from ..settings import mount_path
 
 log = logging.getLogger("bzzlite")
 

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-from ..registry import OPERATIONS
-from ..routing import Route
+from ..models.resource import OPERATIONS
 from .providers import AuthProvider
 from .revocation import Revocations
 from .tokens import TokenSigner
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
-    from ..runtime import Runtime
+    from ..models.resource import ResourceSpec
 
 DEFAULT_COOKIE_NAME = "AUTH_TOKEN"
 DEFAULT_LIFETIME = 1200  # seconds, as in bzz
@@ -145,17 +143,6 @@ class Auth:
     def requirements_for(self, spec: ResourceSpec) -> dict[str, bool]:
         """Which operations on ``spec`` need a signed-in user."""
         return required_operations(spec.auth, self.require, f"@resource(auth=...) of {spec.model.__name__}")
-
-    def install(self, runtime: Runtime) -> list[Route]:
-        """Bind to an app: ``runtime.auth`` becomes the policy; returns the auth routes."""
-        from .handlers import MeHandler, SignInHandler, SignOutHandler
-        from .policy import AuthPolicy
-
-        policy = AuthPolicy(self, runtime)
-        runtime.auth = policy
-        kwargs = {"runtime": runtime, "policy": policy}
-        return [Route(f"{self.prefix}/{name}", handler.ALLOWED, "auth", handler, kwargs)
-                for name, handler in (("signin", SignInHandler), ("signout", SignOutHandler), ("me", MeHandler))]
 
 
 def _origin(value: str) -> str:

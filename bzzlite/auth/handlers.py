@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import tornado.web
 
-from ..http import jsoncodec as _json
 from ..errors import ConfigurationError, HTTPError, ValidationFailed
 from ..handlers.base import PROBLEM_JSON, BaseHandler, problem
+from ..http import jsoncodec as _json
 from ..signals import send
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from .revocation import Revocations, StoreRevocations
 from .tokens import InvalidToken, Session
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
     from ..runtime import Runtime
     from .config import Auth
 
@@ -113,6 +113,15 @@ class AuthPolicy:
         user = dict(identity.session.user)
         handler.current_user = user
         return user
+
+    async def still_signed_in(self, handler: tornado.web.RequestHandler, user: dict[str, Any]) -> bool:
+        """Whether the request's token still stands for ``user`` (not signed out, not expired):
+        what the change feeds ask of a long-lived subscription."""
+        try:
+            identity = await self.identify(handler)
+        except BadCredentials:
+            return False
+        return identity is not None and identity.session.user.get("id") == user.get("id")
 
     async def identify(self, handler: tornado.web.RequestHandler) -> Identity | None:
         """Who the request's token says it is: the Bearer token wins over the cookie.

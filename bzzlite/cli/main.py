@@ -7,273 +7,22 @@ module, a port in use, a bad store URL) ends in one line on stderr and exit 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
-import gc
-import importlib
-import importlib.util
 import json
 import logging
 import os
-import signal
-import socket
 import sys
-import sysconfig
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .process import PARENT_ENV, Workers, die_with_parent, run_reloader, watch_parent
-from ..errors import BzzliteError, StoreUnavailable
+from ..errors import BzzliteError
 from ..http.observability import configure_logging
 from ..settings import mount_path
+from .discovery import CLIError, locate_app
+from .process import PARENT_ENV, die_with_parent, run_reloader
+from .serving import bind, bind_slots, run_single, run_workers, tune_gc
 
 log = logging.getLogger("bzzlite")
-
-
-class CLIError(Exception):
-    """A problem to report in one line, without a traceback.
-
-    ``details`` is the full traceback behind it, shown with ``--traceback``.
-    """
-
-    def __init__(self, message: str, details: str | None = None) -> None:
-        super().__init__(message)
-        self.details = details
-
-
-# -- finding the app -------------------------------------------------------------------
-
-
-def locate_app(target: str) -> Any:
-    """Import ``MODULE:ATTR`` (MODULE dotted or a ``.py`` path) and return the app.
-
-    Tells "module not found" apart from "the module raised while importing".
-    """
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise CLIError(f"expected MODULE:ATTR (e.g. examples.todo:app or examples/todo.py:app), got {target!r}")
-    module = _import(module_name)
-    value: Any = module
-    for part in attr.split("."):
-        if not hasattr(value, part):
-            raise CLIError(f"{module_name!r} has no attribute {attr!r}")
-        value = getattr(value, part)
-    from ..app import App
-
-    if not isinstance(value, App) and callable(value):
-        try:
-            value = value()
-        except Exception as exc:  # noqa: BLE001 - the user's code: reported in one line
-            raise CLIError(f"calling {target} failed: {_describe(exc)}", traceback.format_exc()) from None
-    if not isinstance(value, App):
-        raise CLIError(f"{target} is a {type(value).__name__}, not a bzzlite App")
-    return value
-
-
-def _import(name: str) -> Any:
-    if name.endswith(".py") or os.sep in name or "/" in name:
-        path = Path(name)
-        if not path.is_file():
-            raise CLIError(f"no such file: {name}")
-        directory = str(path.resolve().parent)
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None:
-            raise CLIError(f"cannot import {name}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # noqa: BLE001 - the user's code: reported in one line
-            sys.modules.pop(path.stem, None)
-            raise CLIError(f"error while importing {name}: {_describe(exc)}", traceback.format_exc()) from None
-        return module
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
-            raise CLIError(f"no module named {name!r} (run from the directory that contains it, "
-                           "or give a .py file path)") from None
-        raise CLIError(f"error while importing {name}: {_describe(exc)}", traceback.format_exc()) from None
-    except Exception as exc:  # noqa: BLE001 - the user's code: reported in one line
-        raise CLIError(f"error while importing {name}: {_describe(exc)}", traceback.format_exc()) from None
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message (file.py:line)``, the line being the innermost one of the user's code.
-
-    A SyntaxError is located where the parser stopped, in the user's file; any other error
-    at the innermost frame outside bzzlite, importlib and installed packages, if there is one.
-    """
-    if isinstance(exc, SyntaxError) and exc.filename:
-        return f"{type(exc).__name__}: {exc.msg} ({Path(exc.filename).name}:{exc.lineno})"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
-    ours = [f for f in frames if not f.filename.startswith(_NOT_USER_CODE)]
-    frames = ours or frames
-    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-    message = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {message[0] if message else ''}{where}"
-
-
-_NOT_USER_CODE = tuple(
-    {str(Path(__file__).parent) + os.sep}
-    | {sysconfig.get_paths()[key] + os.sep for key in ("stdlib", "purelib", "platlib")}
-)
-
-
-# -- serving ---------------------------------------------------------------------------
-
-
-def bind(host: str, port: int, reuse_port: bool = False) -> list[socket.socket]:
-    """Listening sockets for ``host:port``; a bad address or a taken port is a CLIError."""
-    from tornado.netutil import bind_sockets
-
-    try:
-        return bind_sockets(port, host, reuse_port=reuse_port)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CLIError(f"port {port} on {host} is already in use") from None
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise CLIError(f"not allowed to listen on {host}:{port}") from None
-        raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
-def bind_slots(host: str, port: int, count: int) -> list[list[socket.socket]]:
-    """``count`` sets of listening sockets on one ``host:port`` (SO_REUSEPORT), one per worker
-    slot of ``run_workers``; with port 0, all on the free port the first one found."""
-    slots = [bind(host, port, reuse_port=True)]
-    port = slots[0][0].getsockname()[1]
-    while len(slots) < count:
-        slots.append(bind(host, port, reuse_port=True))
-    return slots
-
-
-async def serve_forever(
-    app: Any,
-    sockets: list[socket.socket],
-    graceful_timeout: float,
-    *,
-    parent_pid: int | None = None,
-    on_ready: Callable[[], None] | None = None,
-    ssl_options: Any = None,
-    http: str = "httptools",
-) -> None:
-    """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish.
-
-    Args:
-        parent_pid: stop too when this process (the parent of a worker) is gone.
-        on_ready: called once the sockets accept connections.
-        ssl_options: an ``ssl.SSLContext`` to serve HTTPS (``--certfile``/``--keyfile``): served
-            by Tornado's server.
-        http: the server, resolved (``httptools``: bzzlite's own; ``tornado``: Tornado's).
-    """
-    from ..http.tornado_server import Server
-    from ..handlers.base import server_body_limit
-    from ..http import make_server
-
-    try:
-        await app.startup()
-    except StoreUnavailable as exc:
-        if app.runtime.settings.db.startswith("sqlite"):
-            raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
-        log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
-    limit = server_body_limit(app.bzz_settings.max_body_size)
-    if ssl_options is not None:
-        server = Server(app, max_body_size=limit, ssl_options=ssl_options)
-    else:
-        server = make_server(http, app, max_body_size=limit)
-    server.add_sockets(sockets)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    watchdog = asyncio.ensure_future(watch_parent(parent_pid, stopping.set)) if parent_pid else None
-    scheme = "https" if ssl_options is not None else "http"
-    addresses = ", ".join(f"{scheme}://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets)
-    log.info("serving %d resource(s) on %s (pid %d)", len(app.registry.resources), addresses, os.getpid())
-    if on_ready is not None:
-        on_ready()
-    await stopping.wait()
-    if watchdog is not None:
-        watchdog.cancel()
-    log.info("stopping: no new connections; waiting up to %ss for requests in flight", graceful_timeout)
-    server.stop()
-    await app.runtime.end_streams()  # change feeds would otherwise hold the wait below
-    deadline = time.monotonic() + graceful_timeout
-    while (app.runtime.in_flight > 0 or server.awaiting_first_requests()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    if app.runtime.in_flight:
-        log.warning("%d request(s) still running after %ss; closing", app.runtime.in_flight, graceful_timeout)
-    await asyncio.wait_for(server.close_all_connections(), 5)
-    await app.shutdown()
-    log.info("stopped")
-
-
-#: gen0 collections wait for this many more container allocations than deallocations (CPython: 700).
-GC_GEN0_THRESHOLD = 10_000
-
-
-def tune_gc() -> None:
-    """Garbage-collector settings for a server process, applied once the app is loaded.
-
-    ``gc.freeze()`` moves every object alive after start-up (modules, models, pydantic
-    validators, routes: tens of thousands) out of the collector's view, so a full collection
-    no longer walks them all (about 14 ms, paid in some request's latency, every minute or so
-    under load). The higher gen0 threshold: requests free what they allocate by reference
-    counting, and the alloc/dealloc balance that triggers gen0 collections only drifts, so
-    with CPython's 700 a busy server collects the young generation a couple of times a second
-    for nothing; with 10,000 it does not collect at all under ``python -m bench --mixed 60``,
-    while an app that does make cyclic garbage still has it collected, 10,000 objects at a time.
-    Measured: bench/README.md, "Memory and garbage collection".
-    """
-    gc.collect()  # what start-up left behind, before freezing the rest
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
-
-
-def run_single(app: Any, sockets: list[socket.socket], graceful_timeout: float, **options: Any) -> int:
-    from ..http import run
-
-    run(serve_forever(app, sockets, graceful_timeout, **options), options.get("http", "tornado"))
-    return 0
-
-
-def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: float, **options: Any) -> int:
-    """Fork a worker for each of ``slots`` (from ``bind_slots``); SIGHUP replaces them
-    gracefully, SIGTERM/SIGINT stop them all (see bzzlite/cli/process.py).
-
-    Each slot's sockets listen on the port with SO_REUSEPORT, so the kernel spreads connections
-    over the workers (with one shared socket, whichever worker wakes first accepts, and on a
-    busy machine that is the same worker again and again). The parent opens them and holds
-    them for its life, and a worker only ever closes its own copy: the connections waiting in
-    a slot's queue when its worker stops (a SIGHUP, a crash) are accepted by the worker that
-    replaces it, where closing the slot's socket would reset them; before the first workers
-    listen, connections wait rather than being refused.
-    """
-    parent = os.getpid()
-
-    def serve(ready: Callable[[], None], slot: int) -> int:
-        for other, sockets in enumerate(slots):
-            if other != slot:  # or, the parent gone, this worker would keep them listening, unserved
-                for sock in sockets:
-                    sock.close()
-        try:
-            return run_single(app, slots[slot], graceful_timeout, parent_pid=parent, on_ready=ready, **options)
-        except CLIError as exc:
-            print(f"bzzlite: error: {exc}", file=sys.stderr)
-            return 1
-
-    return Workers(len(slots), serve).run()
-
-
-# -- commands --------------------------------------------------------------------------
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -391,7 +140,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 def cmd_openapi(args: argparse.Namespace) -> int:
     app = locate_app(args.target)
-    from ..openapi.document import build_document
+    from ..openapi import build_document
 
     print(json.dumps(build_document(app), indent=2))
     return 0

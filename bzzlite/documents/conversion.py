@@ -10,31 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import ValidationFailed, error_list
 from ..models import odmantic
-from ..errors import ValidationFailed
-from ..models.schema import canonical_time, unknown_keys
+from ..models.schema import canonical_time, check_object, unknown_keys
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
     from ..stores.base import Record
-
-
-def error_list(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """pydantic's errors as problem+json ``errors`` entries (``loc`` is the field path)."""
-    return [
-        {"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
-
-
-def check_object(data: Any, prefix: tuple[Any, ...] = ()) -> dict[str, Any]:
-    """The body must be a JSON object; otherwise 422 naming what it was."""
-    if not isinstance(data, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
-        raise ValidationFailed(
-            [{"loc": list(prefix), "msg": f"Input should be an object, not {kind}", "type": "model_type"}]
-        )
-    return data
 
 
 def validate(spec: ResourceSpec, data: Any, prefix: tuple[Any, ...] = ()) -> dict[str, Any]:

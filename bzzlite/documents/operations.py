@@ -20,22 +20,23 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from . import conversion as documents
-from . import references
+from ..errors import HTTPError, NotFound, Referenced, ValidationFailed, VersionConflict
 from ..models.ids import is_valid_id, new_id
-from ..errors import HTTPError, NotFound, ValidationFailed, VersionConflict
-from .matcher import matches
 from ..query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
 from ..signals import send, send_after_commit
 from ..stores.base import Record, Write
+from . import conversion, references
+from .matcher import matches
+from .transactions import current_transaction, transaction
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.nested import Referrer
+    from ..models.resource import ResourceSpec
     from ..runtime import Runtime
     from ..stores.base import Page, Store
 
@@ -94,30 +95,6 @@ class Found(Generic[M]):
     next: str | None = None
 
 
-@dataclass
-class Transaction:
-    """Writes collected by ``async with app.transaction():`` and applied at its end, together.
-
-    Every write is validated, authorized and announced to ``pre_*`` receivers when it is made,
-    and conditioned on the version it read; at the end the store applies them all or none
-    (:meth:`bzzlite.stores.base.Store.apply`), then ``post_*`` receivers run. ``get`` inside
-    the block sees the block's own writes.
-    """
-
-    store: Store
-    writes: list[Write] = field(default_factory=list)
-    pending: dict[tuple[str, str], Record | None] = field(default_factory=dict)  # (path, id) -> after
-    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    def add(self, write: Write, after: Record | None) -> None:
-        self.writes.append(write)
-        self.pending[(write.spec.path, write.id)] = after
-
-    def deleted(self, path: str, id_: str) -> bool:
-        """Whether this transaction deleted that document."""
-        return (path, id_) in self.pending and self.pending[(path, id_)] is None
-
-
 class Documents(Generic[M]):
     """One resource's documents as one caller sees them (see the module docstring)."""
 
@@ -128,6 +105,16 @@ class Documents(Generic[M]):
         self.model = spec.model
         self.handler = handler
         self._authorized: set[str] = set(authorized)  # operations the app's auth already allowed
+
+    @classmethod
+    def of(cls, runtime: Runtime, model: type[M], handler: Any = None) -> Documents[M]:
+        """The documents of a resource's model in the app of ``runtime``: bound to ``handler``'s
+        request when given. KeyError for a model the app does not serve."""
+        try:
+            spec = runtime.registry.spec_for(model)
+        except KeyError:
+            raise KeyError(f"{getattr(model, '__name__', model)!r} is not a resource of this app") from None
+        return cls(runtime, spec, handler)
 
     def __repr__(self) -> str:
         bound = "bound to a request" if self.handler is not None else "unbound"
@@ -190,7 +177,7 @@ class Documents(Generic[M]):
     def _pending(self, id_: str) -> Record | None:
         """The document as the current transaction wrote it (None: it did not); NotFound when
         the transaction deleted it."""
-        tx = self.runtime.current_transaction()
+        tx = current_transaction(self.runtime)
         if tx is None or (self.spec.path, id_) not in tx.pending:
             return None
         after = tx.pending[(self.spec.path, id_)]
@@ -212,6 +199,16 @@ class Documents(Generic[M]):
         if not found.records:
             raise NotFound(value)
         return self._pending(found.records[0].id) or found.records[0]
+
+    def public(self, record: Record, spec: ResourceSpec | None = None) -> dict[str, Any]:
+        """What clients see of a stored document of this resource (or of ``spec``'s, a
+        referenced one): its id first, its fields but the write-only ones, its computed fields."""
+        return conversion.as_json(spec or self.spec, record)
+
+    def from_client(self, data: Any) -> Any:
+        """A client's body without the fields no client sets (read-only and computed ones): ignored,
+        as the ``id`` is, so a document read back can be sent as it is."""
+        return conversion.without_read_only(self.spec, data)
 
     def url_key(self, record: Record) -> str:
         """What item URLs name this document by: its id, or its lookup field's value."""
@@ -249,7 +246,7 @@ class Documents(Generic[M]):
         page = await (await self.store()).find(spec, query)
         signal = self.runtime.signals.post_get_list
         if signal.receivers:
-            items = [documents.instance(spec, r) for r in page.records]
+            items = [conversion.instance(spec, r) for r in page.records]
             await send_after_commit(signal, self.model, items=items, handler=self.handler)
         return query, page
 
@@ -266,7 +263,7 @@ class Documents(Generic[M]):
         docs, errors = [], []
         for index, arguments in enumerate(all_arguments):
             try:
-                docs.append(documents.validate(spec, self._fill_scope(arguments.get("data")),
+                docs.append(conversion.validate(spec, self._fill_scope(arguments.get("data")),
                                                (index,) if bulk else ()))
             except ValidationFailed as exc:
                 errors.extend(exc.errors or [])
@@ -277,7 +274,7 @@ class Documents(Generic[M]):
         if errors:
             raise ValidationFailed(errors)
         pairs = [(new_id(), doc) for doc in docs]
-        tx = self.runtime.current_transaction()
+        tx = current_transaction(self.runtime)
         if tx is not None:
             records = [Record(id_, 1, doc) for id_, doc in pairs]
             for record in records:
@@ -301,18 +298,18 @@ class Documents(Generic[M]):
         id_, partial, data = arguments.get("id"), bool(arguments.get("partial")), arguments.get("data")
         if spec.lookup is None and not is_valid_id(id_):
             raise NotFound(str(id_))
-        patch = documents.check_patch(spec, data) if partial else None
+        patch = conversion.check_patch(spec, data) if partial else None
 
         def change(current: Record) -> tuple[dict[str, Any], dict[str, Any]]:
             before = spec.schema.fill_defaults(current.doc)
-            after = documents.merge_patch(before, patch) if partial else data
+            after = conversion.merge_patch(before, patch) if partial else data
             if preserve and not partial and isinstance(after, dict):
                 after = {**after, **{k: before[k] for k in preserve if k in before}}
-            return before, documents.validate(spec, self._fill_scope(after))
+            return before, conversion.validate(spec, self._fill_scope(after))
 
         before, record = await self._write(id_, if_match, change)
         await self._announce("post_update_instance", record=record,
-                             updated_fields=documents.updated_fields(before, record.doc))
+                             updated_fields=conversion.updated_fields(before, record.doc))
         return record
 
     async def delete_record(self, id_: Any, *, if_match: str | int | None = None) -> Record:
@@ -321,15 +318,15 @@ class Documents(Generic[M]):
         arguments: dict[str, Any] = {"id": id_}
         await send(self.runtime.signals.pre_delete_instance, self.model, arguments=arguments, handler=self.handler)
         referrers = self.runtime.referrers(self.spec)
-        if referrers and self.runtime.current_transaction() is None:
-            async with self.runtime.transaction():  # the referrers' changes and the delete, together
+        if referrers and current_transaction(self.runtime) is None:
+            async with transaction(self.runtime):  # the referrers' changes and the delete, together
                 record = await self._delete(arguments.get("id"), if_match, referrers)
         else:
             record = await self._delete(arguments.get("id"), if_match, referrers)
         await self._announce("post_delete_instance", record=record)
         return record
 
-    async def _delete(self, id_: Any, if_match: str | int | None, referrers: list[references.Referrer]) -> Record:
+    async def _delete(self, id_: Any, if_match: str | int | None, referrers: list[Referrer]) -> Record:
         """Apply each reference's ``on_delete`` to the documents naming ``id_``, then delete it."""
         if referrers:
             current = await self.read(id_)
@@ -341,13 +338,13 @@ class Documents(Generic[M]):
                     if page.total:
                         blocking.append((referrer.spec.model.__name__, referrer.field, page.total))
             if blocking:
-                raise references.Referenced(blocking)
+                raise Referenced(blocking)
             for referrer in referrers:
                 if referrer.on_delete == "restrict":
                     continue
                 others: Documents[Any] = Documents(self.runtime, referrer.spec)  # integrity is not scoped
                 page = await store.find(referrer.spec, references.referring_query(referrer, current.id, 10_000))
-                tx = self.runtime.current_transaction()
+                tx = current_transaction(self.runtime)
                 for record in page.records:
                     if tx is not None and tx.deleted(referrer.spec.path, record.id):
                         continue  # already deleted by this transaction (a cascade through another field)
@@ -375,7 +372,7 @@ class Documents(Generic[M]):
         if not found:
             return []
         store = await self.store()
-        tx = self.runtime.current_transaction()
+        tx = current_transaction(self.runtime)
         errors = []
         for target in {id(t): t for _, t, _ in found}.values():
             ids = [i for _, t, i in found if t is target]
@@ -424,7 +421,7 @@ class Documents(Generic[M]):
         """Replace (``change`` gives before/after) or delete (``change`` None) one document;
         inside a transaction the write is collected, conditioned on the version read."""
         spec = self.spec
-        tx = self.runtime.current_transaction()
+        tx = current_transaction(self.runtime)
         if tx is not None:
             current = await self.read(id_)
             if not precondition_holds(current, if_match):
@@ -453,21 +450,21 @@ class Documents(Generic[M]):
         signal = self.runtime.signals[name]
         if not signal.receivers:
             return
-        tx = self.runtime.current_transaction()
+        tx = current_transaction(self.runtime)
         if tx is not None and name != "post_get_instance":
             tx.after_commit.append(lambda: self._announce_now(signal, record, kwargs))
             return
         await self._announce_now(signal, record, kwargs)
 
     async def _announce_now(self, signal: Any, record: Record, kwargs: dict[str, Any]) -> None:
-        await send_after_commit(signal, self.model, instance=documents.instance(self.spec, record),
+        await send_after_commit(signal, self.model, instance=conversion.instance(self.spec, record),
                                 handler=self.handler, **kwargs)
 
     # -- the public API: model instances in and out ------------------------------------
 
     def instance(self, record: Record) -> M:
         """A stored document as a model instance carrying its ``id`` and version."""
-        value = documents.instance(self.spec, record)
+        value = conversion.instance(self.spec, record)
         private = getattr(value, "__pydantic_private__", None)
         object.__setattr__(value, "__pydantic_private__", {**(private or {}), _VERSION: record.version})
         return value  # type: ignore[return-value]

@@ -7,47 +7,16 @@ nested routes, custom routes and the document API all keep references whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StoreError
 from ..models.nested import EMBEDDED, LIST, REF, REF_LIST, NestedModel
 from ..query import Condition, Query
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.nested import Referrer
+    from ..models.resource import ResourceSpec
     from ..stores.base import Record, Store
-
-
-class Referenced(StoreError):
-    """A delete refused: other documents refer to this one (``on_delete="restrict"``); 409."""
-
-    def __init__(self, referrers: list[tuple[str, str, int]]) -> None:
-        self.referrers = referrers  # (model name, field, how many)
-        named = "; ".join(f"{n} {model} document(s) in {field}" for model, field, n in referrers)
-        super().__init__(f"other documents refer to this one: {named}")
-
-
-@dataclass(frozen=True, slots=True)
-class Referrer:
-    """A top-level reference field of ``spec`` that points at another resource."""
-
-    spec: ResourceSpec
-    field: str
-    many: bool  # a list of references
-    on_delete: str
-
-
-def referrers_of(target: ResourceSpec, trees: Mapping[str, NestedModel],
-                 specs: Iterable[ResourceSpec]) -> list[Referrer]:
-    """The reference fields (top-level) of every resource that point at ``target``."""
-    found = []
-    for spec in specs:
-        for name, nested in trees[spec.path].fields.items():
-            if nested.kind in (REF, REF_LIST) and nested.target is target:
-                found.append(Referrer(spec, name, nested.kind == REF_LIST, nested.on_delete))
-    return found
 
 
 def referenced_ids(node: NestedModel, doc: Any, loc: tuple[Any, ...] = ()

@@ -9,9 +9,9 @@ See ``docs/feeds.md``.
 
 from __future__ import annotations
 
+from ..documents import matches
 from .events import Change, Event
 from .hub import Feeds, Subscription
 from .journal import Journal, TooOld
-from ..documents.matcher import matches
 
 __all__ = ["Change", "Event", "Feeds", "Journal", "Subscription", "TooOld", "matches"]

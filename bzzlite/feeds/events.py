@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..documents import conversion as documents
+from ..documents.matcher import matches
 from ..query import project
 from ..stores.base import Record
-from ..documents.matcher import matches
 
 if TYPE_CHECKING:
+    from ..models.resource import ResourceSpec
     from ..query import Condition
-    from ..registry import ResourceSpec
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 RESET = "reset"  # a journal marker: this collection's changes since the previous event are unknown

@@ -19,11 +19,11 @@ import orjson
 
 from ..errors import HTTPError
 from .events import Decoded, Event
-from .journal import Journal, TooOld, Unsupported, journal_for
+from .journal import Journal, TooOld, Unsupported
 
 if TYPE_CHECKING:
+    from ..models.resource import ResourceSpec
     from ..query import Condition
-    from ..registry import ResourceSpec
     from ..runtime import Runtime
     from ..stores.base import Store
 
@@ -92,6 +92,22 @@ class _Group:
         self.conditions = conditions
         self.fields = fields
         self.members: dict[Subscription, None] = {}  # insertion-ordered set
+
+
+def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:
+    """The journal of a store, or None when the store keeps none (each store's journal is
+    beside it: ``feeds.sqlite``, ``feeds.mongo``)."""
+    from ..stores.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from .sqlite import SQLiteJournal
+
+        return SQLiteJournal(store, size=size, poll=poll)
+    if type(store).__name__ == "MongoStore":
+        from .mongo import MongoJournal
+
+        return MongoJournal(store, size=size, poll=poll)  # type: ignore[arg-type]
+    return None
 
 
 class Feeds:
@@ -336,20 +352,17 @@ class Feeds:
     async def _recheck_users(self) -> None:
         """End the streams of users whose session ended (signed out, expired) since they
         subscribed: a feed must not outlive the right to read the list."""
-        from ..auth.policy import BadCredentials
-
         auth = self.runtime.auth
+        assert auth is not None
         for endpoint in list(self._endpoints):
             handler = endpoint.handler
             user = getattr(handler, "_current_user", None)
             if not user:
                 continue
             try:
-                identity = await auth.identify(handler)
-            except BadCredentials:
-                identity = None
+                signed_in = await auth.still_signed_in(handler, user)
             except Exception as exc:  # noqa: BLE001 - the revocation store is away: check next time
                 log.warning("cannot re-check a feed subscriber's session: %s", exc)
                 continue
-            if identity is None or identity.session.user.get("id") != user.get("id"):
+            if not signed_in:
                 endpoint.unauthorized()

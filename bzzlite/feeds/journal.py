@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
-    from ..stores.base import Store
+    from ..models.resource import ResourceSpec
     from .events import Change
 
 
@@ -57,20 +56,3 @@ class Journal(ABC):
 
     async def close(self) -> None:
         """Release what the journal holds."""
-
-
-def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:
-    """The journal of a store, or None when the store keeps none."""
-    from ..stores.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        from .sqlite import SQLiteJournal
-
-        return SQLiteJournal(store, size=size, poll=poll)
-    if type(store).__name__ == "MongoStore":
-        try:
-            from .mongo import MongoJournal
-        except ImportError:  # not written yet
-            return None
-        return MongoJournal(store, size=size, poll=poll)  # type: ignore[arg-type]
-    return None

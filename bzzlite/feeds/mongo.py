@@ -44,7 +44,7 @@ from .events import Change
 from .journal import Journal, TooOld, Unsupported
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
     from ..stores.mongo import MongoStore
 
 log = logging.getLogger("bzzlite.feeds")

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import StoreUnavailable
-from ..stores.sqlite import immediate, table_name
+from ..stores.base import table_name
+from ..stores.sqlite import immediate
 from .events import Change
 from .journal import Journal, TooOld
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
     from ..stores.sqlite import SQLiteStore
 
 log = logging.getLogger("bzzlite.feeds")

@@ -8,7 +8,6 @@ client never sees a traceback.
 from __future__ import annotations
 
 import logging
-import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,46 +16,34 @@ from pydantic import BaseModel, ValidationError
 from tornado import httputil
 from tornado.httputil import HTTPInputError, parse_body_arguments
 
-from ..http import jsoncodec as _json
-from . import forms as _forms
-from ..documents.conversion import error_list
-from ..documents.references import Referenced
+from ..documents import Documents, transaction
 from ..errors import (
     DuplicateKey,
     HTTPError,
     NotFound,
     QueryTimeout,
     QueryTooComplex,
+    Referenced,
     StoreUnavailable,
     TransactionIncomplete,
     VersionConflict,
+    error_list,
 )
+from ..http import jsoncodec as _json
+from ..http.errors import PROBLEM_JSON, http_date, problem
 from ..http.observability import HEADER, current_request_id, header, request_id
 from ..signals import failed_signal
+from . import forms as _forms
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from ..documents.operations import Documents
     from ..runtime import Runtime
 
     M = TypeVar("M", bound=BaseModel)
 
 log = logging.getLogger("bzzlite")
-PROBLEM_JSON = "application/problem+json"
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem body."""
-    try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    return body
 
 
 def as_http_error(exc: BaseException) -> HTTPError | None:
@@ -100,20 +87,6 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
             detail = "No route matches this URL."
         return HTTPError(exc.status_code, detail)
     return None
-
-
-_date: tuple[int, str] = (0, "")  # the current second and its Date header, replaced as one value
-
-
-def http_date() -> str:
-    """The ``Date`` header for now, formatted once a second (its resolution) rather than per response."""
-    global _date
-    now = int(time.time())
-    second, text = _date
-    if second != now:
-        text = httputil.format_timestamp(now)
-        _date = (now, text)
-    return text
 
 
 def server_body_limit(limit: int) -> int:
@@ -164,11 +137,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def documents(self, model: type[M]) -> Documents[M]:
         """A resource's documents, bound to this request: its auth rules and scope apply,
         and receivers get this handler."""
-        return self.runtime.documents(model, self)
+        return Documents.of(self.runtime, model, self)
 
     def transaction(self) -> Any:
         """``async with handler.transaction():`` — the document API's writes in it commit together."""
-        return self.runtime.transaction()
+        return transaction(self.runtime)
 
     def on_finish(self) -> None:
         self._done()

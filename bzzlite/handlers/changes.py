@@ -21,20 +21,20 @@ import orjson
 import tornado.websocket
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
-from ..http import jsoncodec as _json
-from ..documents.operations import Documents
+from ..documents import Documents
 from ..errors import HTTPError, QueryError
-from .base import PROBLEM_JSON, as_http_error, cors_headers, problem
-from ..http.observability import HEADER, current_request_id, request_id
-from ..query import parse_arguments
 from ..feeds.events import Event
 from ..feeds.hub import Subscription
+from ..http import jsoncodec as _json
+from ..http.observability import HEADER, current_request_id, request_id
+from ..query import parse_arguments
+from .base import PROBLEM_JSON, as_http_error, cors_headers, problem
 
 if TYPE_CHECKING:
-    from ..query import Condition
-    from ..registry import ResourceSpec
-    from ..runtime import Runtime
     from ..feeds.hub import Feeds
+    from ..models.resource import ResourceSpec
+    from ..query import Condition
+    from ..runtime import Runtime
 
 log = logging.getLogger("bzzlite.feeds")
 

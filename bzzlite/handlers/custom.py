@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..documents.conversion import check_object, error_list
-from ..documents.operations import Documents, etag_of
-from ..errors import HTTPError, ValidationFailed
+from ..documents import Documents, etag_of
+from ..errors import HTTPError, ValidationFailed, error_list
+from ..models.schema import check_object, unknown_keys
 from ..routing import CustomRoute, convert_path
-from ..models.schema import unknown_keys
 from .base import BaseHandler, _AnyMethod
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..http import jsoncodec as _json
 from ..errors import HTTPError
+from ..http import jsoncodec as _json
 from ..routing import Route
 from .base import BaseHandler
 

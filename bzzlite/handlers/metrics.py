@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
+from .base import BaseHandler
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -72,3 +73,17 @@ def route_template(handler: Any) -> str:
     if mocks:
         return str(mocks[0].url)
     return str(handler.request.path)
+
+
+class MetricsHandler(BaseHandler):
+    """``GET /_metrics``: the Prometheus text exposition of this process's metrics."""
+
+    ALLOWED = ("GET",)
+
+    def initialize(self, runtime: Runtime, metrics: Metrics, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(runtime)
+        self.metrics = metrics
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.metrics.exposition())

@@ -12,21 +12,20 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from ..documents import conversion as documents
-from ..models.ids import is_valid_id
-from ..documents.operations import Documents, entity_tags, etag
+from ..documents import Documents, entity_tags, etag
 from ..errors import HTTPError
-from .sse import stream as feed_stream
-from .sse import wants_event_stream
 from ..http.observability import header
+from ..models.ids import is_valid_id
+from ..models.resource import RESOURCE_METHODS
 from ..query import encode_cursor, parse_arguments, project, sort_values
-from ..registry import RESOURCE_METHODS
 from .base import BaseHandler, link_header
+from .sse import since_from, wants_event_stream
+from .sse import stream as feed_stream
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
     from ..runtime import Runtime
     from ..stores.base import Record, Store
 
@@ -93,7 +92,7 @@ class ResourceHandler(BaseHandler):
 
     def write_document(self, record: Record, status: int = 200, body: dict[str, Any] | None = None) -> None:
         self.set_header("ETag", etag(record))
-        self.write_json(body if body is not None else documents.as_json(self.spec, record), status)
+        self.write_json(body if body is not None else self.docs.public(record), status)
 
     def location(self, id_: str) -> str:
         return f"{self.runtime.settings.root_path}{self.spec.path}/{id_}"  # root_path: behind a proxy
@@ -139,16 +138,19 @@ class CollectionHandler(ResourceHandler):
             self.feed.end()
 
     async def get(self) -> None:
-        if self.runtime.feeds is not None and wants_event_stream(self.request):
-            await feed_stream(self)  # the list's rules, then its changes as Server-Sent Events
-            return
         spec = self.spec
         query_args = self.query_arguments()
+        feeds = self.runtime.feeds
+        changes = feeds is not None and wants_event_stream(self.request)
+        since = since_from(self.request, spec, query_args) if changes else None
         await self.authorize("list")  # 401/403 before anything is said about the query
         arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
                                     filterable=spec.filterable, sortable=spec.sortable)
+        if changes:  # the list's rules, then its changes as Server-Sent Events
+            await feed_stream(self, feeds, spec, await self.docs.list_query(arguments), since)
+            return
         query, page = await self.docs.find_records(arguments)
-        items = [project(documents.as_json(spec, r), query.fields) for r in page.records]
+        items = [project(self.docs.public(r), query.fields) for r in page.records]
         link = link_header(self._links(query_args, query, page))
         if link:
             self.set_header("Link", link)
@@ -183,16 +185,15 @@ class CollectionHandler(ResourceHandler):
         return links
 
     async def post(self) -> None:
-        spec = self.spec
         await self.authorize("create")  # 401/403 before anything is said about the body
         data = self.parse_body()
         bulk = isinstance(data, list)
-        items = [documents.without_read_only(self.spec, item) for item in (data if bulk else [data])]
+        items = [self.docs.from_client(item) for item in (data if bulk else [data])]
         records = await self.docs.create_records(items, bulk=bulk)
         ids = ",".join(r.id for r in records)
         self.set_header("X-Created-Id", ids)
         if bulk:
-            self.write_json([documents.as_json(spec, r) for r in records], 201)
+            self.write_json([self.docs.public(r) for r in records], 201)
         else:
             self.set_header("Location", self.location(quote(self.docs.url_key(records[0]), safe="")))
             self.write_document(records[0], 201)
@@ -219,7 +220,7 @@ class ItemHandler(ResourceHandler):
 
     async def _update(self, id_: str, *, partial: bool) -> None:
         await self.authorize("update")  # 401/403 before anything is said about the body
-        data = documents.without_read_only(self.spec, self.parse_body())
+        data = self.docs.from_client(self.parse_body())
         self.write_document(await self.docs.update_record(id_, data, partial=partial, if_match=self.if_match,
                                                           preserve=self.spec.schema.read_only))
 

@@ -1,8 +1,8 @@
 """Server-Sent Events on a collection URL: ``GET /name?<query>`` with ``Accept: text/event-stream``.
 
-The collection handler hands such a request to :func:`stream`, which applies the same
-rules as a list read (auth for ``list``, the ``pre_get_list`` receivers, the query
-language) and then keeps the response open, writing one SSE event per change.
+The collection handler applies the same rules as to a list read (auth for ``list``, the
+``pre_get_list`` receivers, the query language, the scope), then hands the request to
+:func:`stream`, which keeps the response open, writing one SSE event per change.
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ import orjson
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from ..errors import QueryError
-from ..query import parse_arguments
 from ..feeds.events import Event, sse_control
 from ..feeds.hub import Subscription
 
 if TYPE_CHECKING:
     import tornado.httputil
+    import tornado.web
 
-    from .resource import CollectionHandler
-    from ..query import Condition
-    from ..registry import ResourceSpec
     from ..feeds.hub import Feeds
+    from ..models.resource import ResourceSpec
+    from ..query import Condition, Query
 
 log = logging.getLogger("bzzlite.feeds")
 
@@ -40,12 +39,13 @@ def wants_event_stream(request: tornado.httputil.HTTPServerRequest) -> bool:
     return request.method == "GET" and EVENT_STREAM in request.headers.get("Accept", "")
 
 
-def since_from(handler: CollectionHandler, query_args: dict[str, list[str]]) -> int | None:
+def since_from(request: tornado.httputil.HTTPServerRequest, spec: ResourceSpec,
+               query_args: dict[str, list[str]]) -> int | None:
     """Where to resume: ``Last-Event-ID`` (what a reconnecting EventSource sends) wins over
     ``?since=``; an id this server never gave (not a number) is -1, answered by a reset.
     ``since`` is a filter instead when the model has a field of that name."""
-    values = None if SINCE in handler.spec.schema.top_level else query_args.pop(SINCE, None)
-    header = handler.request.headers.get("Last-Event-ID")
+    values = None if SINCE in spec.schema.top_level else query_args.pop(SINCE, None)
+    header = request.headers.get("Last-Event-ID")
     if header is not None and header.strip():
         text = header.strip()
         return int(text) if _is_event_id(text) else -1
@@ -64,23 +64,17 @@ def _is_event_id(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) < 20
 
 
-async def stream(handler: CollectionHandler) -> None:
-    """Answer ``handler``'s GET with the collection's change feed, until the client leaves."""
-    feeds: Feeds = handler.runtime.feeds
-    spec = handler.spec
-    query_args = handler.query_arguments()
-    since = since_from(handler, query_args)
-    await handler.authorize("list")
-    arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
-                                filterable=spec.filterable, sortable=spec.sortable)
-    query = await handler.docs.list_query(arguments)  # the list's rules, its receivers and scope
+async def stream(handler: tornado.web.RequestHandler, feeds: Feeds, spec: ResourceSpec, query: Query,
+                 since: int | None) -> None:
+    """Answer ``handler``'s GET with the changes of ``spec``'s documents that match ``query``
+    (the list's, as its rules, receivers and scope made it), until the client leaves."""
     await feeds.ready()
 
     handler.set_header("Content-Type", EVENT_STREAM)
     handler.set_header("Cache-Control", "no-cache")
     handler.set_header("X-Accel-Buffering", "no")  # tell nginx not to hold events back
     sub = EventStream(feeds, handler, spec, query.conditions, query.fields)
-    handler.feed = sub
+    handler.feed = sub  # type: ignore[attr-defined]  # ended when the client leaves
     handler.write(b": bzzlite change feed\n\n")
     handler.flush()
     sub.attach(handler.request.connection)
@@ -110,7 +104,7 @@ class EventStream(Subscription):
     def __init__(
         self,
         feeds: Feeds,
-        handler: CollectionHandler,
+        handler: tornado.web.RequestHandler,
         spec: ResourceSpec,
         conditions: tuple[Condition, ...],
         fields: tuple[str, ...] | None,

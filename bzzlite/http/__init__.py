@@ -17,9 +17,6 @@ from typing import Any
 log = logging.getLogger("bzzlite")
 
 CHOICES = ("auto", "httptools", "tornado")
-#: How long a stopping server (either) waits for the first request of a connection it accepted
-#: just before it stopped (its bytes may be on their way or already in the socket, unread).
-FIRST_REQUEST_GRACE = 1.0
 
 
 def resolve(kind: str) -> str:

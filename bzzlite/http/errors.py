@@ -1,11 +1,45 @@
-"""Requests the HTTP layer refuses before any handler sees them, answered as problem+json."""
+"""Errors as HTTP answers: RFC 9457 problem+json bodies, for handlers and for the requests
+the HTTP layer refuses before any handler sees them."""
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
+from typing import Any
+
+from tornado import httputil
 
 from . import jsoncodec as _json
-from ..handlers.base import PROBLEM_JSON, http_date, problem
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem body."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+_date: tuple[int, str] = (0, "")  # the current second and its Date header, replaced as one value
+
+
+def http_date() -> str:
+    """The ``Date`` header for now, formatted once a second (its resolution) rather than per response."""
+    global _date
+    now = int(time.time())
+    second, text = _date
+    if second != now:
+        text = httputil.format_timestamp(now)
+        _date = (now, text)
+    return text
+
+
 
 
 class ProtocolError(Exception):

@@ -18,8 +18,8 @@ import socket
 import time
 from typing import Any
 
-from . import FIRST_REQUEST_GRACE
 from .errors import ProtocolError
+from .limits import FIRST_REQUEST_GRACE
 from .protocol import HTTPProtocol
 
 #: The largest request head (request line and headers) read, as Tornado's default; above it: 431.

@@ -32,7 +32,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.iostream import IOStream
 
-from . import FIRST_REQUEST_GRACE
+from .limits import FIRST_REQUEST_GRACE
 
 
 def _nodelay_kept(value: bool) -> None:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ValidationFailed
 
 
 class _UniqueMarker:
@@ -212,6 +212,16 @@ def shape_of(annotation: Any, _seen: dict[type, Shape] | None = None) -> Shape:
         opts = tuple(s for s in (shape_of(a, seen) for a in get_args(tp)) if not s.trivial)
         return Shape(options=opts) if opts else _EMPTY
     return _EMPTY
+
+
+def check_object(data: Any, prefix: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """The body must be a JSON object; otherwise 422 naming what it was."""
+    if not isinstance(data, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
+        raise ValidationFailed(
+            [{"loc": list(prefix), "msg": f"Input should be an object, not {kind}", "type": "model_type"}]
+        )
+    return data
 
 
 def unknown_keys(shape: Shape, data: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:

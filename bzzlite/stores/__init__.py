@@ -1,11 +1,31 @@
 """Stores: where documents live. They know nothing of HTTP.
 
-A store is chosen by URL: ``sqlite:///path.db`` (the embedded default),
-``sqlite:///:memory:``, or ``mongodb://host:port/dbname``.
+A store is chosen by URL (:func:`open_store`): ``sqlite:///path.db`` (the embedded default),
+``sqlite:///:memory:``, or ``mongodb://host:port/dbname``. ``base`` is the interface both
+implement; this factory sits above the implementations it imports.
 """
 
 from __future__ import annotations
 
-from .base import Page, Record, Store, open_store
+from ..errors import ConfigurationError
+from .base import Page, Record, Store
 
 __all__ = ["Page", "Record", "Store", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Make the store for a URL (not connected yet: see :meth:`Store.open`)."""
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        try:
+            from .mongo import MongoStore
+        except ImportError as exc:  # motor/odmantic not installed
+            raise ConfigurationError(f"the MongoDB store needs motor and odmantic: {exc}") from None
+        return MongoStore(url)
+    raise ConfigurationError(
+        f"unknown store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: "
+        "or mongodb://host:port/dbname"
+    )

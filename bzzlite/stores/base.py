@@ -1,4 +1,4 @@
-"""The store interface every backend implements, and the URL → store factory."""
+"""The store interface every backend implements (the URL → store factory is the package's)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..errors import ConfigurationError
-
 if TYPE_CHECKING:
+    from ..models.resource import ResourceSpec
     from ..query import Query
-    from ..registry import ResourceSpec
 
 
 class Record(NamedTuple):
@@ -105,19 +103,6 @@ class Store(ABC):
         """Raise ConfigurationError if this store cannot serve ``spec``."""
 
 
-def open_store(url: str) -> Store:
-    """Make the store for a URL (not connected yet: see :meth:`Store.open`)."""
-    if url.startswith("sqlite://"):
-        from .sqlite import SQLiteStore
-
-        return SQLiteStore(url)
-    if url.startswith(("mongodb://", "mongodb+srv://")):
-        try:
-            from .mongo import MongoStore
-        except ImportError as exc:  # motor/odmantic not installed
-            raise ConfigurationError(f"the MongoDB store needs motor and odmantic: {exc}") from None
-        return MongoStore(url)
-    raise ConfigurationError(
-        f"unknown store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: "
-        "or mongodb://host:port/dbname"
-    )
+def table_name(spec: ResourceSpec) -> str:
+    """The name a store keeps a resource's documents under (a table, a collection)."""
+    return spec.path.strip("/").replace("/", "__")

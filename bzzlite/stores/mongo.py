@@ -28,11 +28,7 @@ from urllib.parse import unquote
 
 from bson import ObjectId
 from bson.errors import BSONError, InvalidId
-from motor.motor_asyncio import (
-    AsyncIOMotorClient,
-    AsyncIOMotorCollection,
-    AsyncIOMotorDatabase,
-)
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import (
     BulkWriteError,
@@ -42,28 +38,25 @@ from pymongo.errors import (
     OperationFailure,
     PyMongoError,
 )
-from pymongo.errors import (
-    ConfigurationError as PyMongoConfigurationError,
-)
+from pymongo.errors import ConfigurationError as PyMongoConfigurationError
 from pymongo.uri_parser import parse_uri
 
-from ..models import odmantic
 from ..errors import (
     ConfigurationError,
-    TransactionIncomplete,
     DuplicateKey,
     NotFound,
     QueryTimeout,
     StoreUnavailable,
+    TransactionIncomplete,
     VersionConflict,
 )
-from ..query import Condition, Query
+from ..models import odmantic
 from ..models.schema import canonical_time
-from .base import Page, Record, Store, Write
-from .sqlite import table_name
+from ..query import Condition, Query
+from .base import Page, Record, Store, Write, table_name
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
 
 log = logging.getLogger("bzzlite")
 

@@ -33,20 +33,13 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ..errors import (
-    ConfigurationError,
-    DuplicateKey,
-    NotFound,
-    QueryTooComplex,
-    StoreUnavailable,
-    VersionConflict,
-)
+from ..errors import ConfigurationError, DuplicateKey, NotFound, QueryTooComplex, StoreUnavailable, VersionConflict
 from ..query import Condition, Query, get_path, sort_values
 from ._sqlite_threads import ConnectionPool, run_inline
-from .base import Page, Record, Store, Write
+from .base import Page, Record, Store, Write, table_name
 
 if TYPE_CHECKING:
-    from ..registry import ResourceSpec
+    from ..models.resource import ResourceSpec
 
 T = TypeVar("T")
 READERS = 4  # read connections (and threads) per process: slow queries beyond this many wait their turn
@@ -95,10 +88,6 @@ def sqlite_synchronous(url: str) -> str:
     if value not in _SYNCHRONOUS:
         raise ConfigurationError(f"{url!r}: synchronous is one of {', '.join(_SYNCHRONOUS)}")
     return value.upper()
-
-
-def table_name(spec: ResourceSpec) -> str:
-    return spec.path.strip("/").replace("/", "__")
 
 
 def _q(identifier: str) -> str:
@@ -632,4 +621,4 @@ def _keyset(query: Query) -> tuple[str, list[Any]]:
     return "(" + " OR ".join(ors) + ")", params
 
 
-__all__ = ["SQLiteStore", "compile_conditions", "sort_values", "sqlite_path", "table_name"]
+__all__ = ["SQLiteStore", "compile_conditions", "sort_values", "sqlite_path"]

@@ -28,14 +28,8 @@ from typing import Any
 
 import httpx
 
-from .websocket import (
-    AsyncWebSocket,
-    WebSocket,
-    WebSocketClosed,
-    WebSocketRefused,
-    socket_headers,
-)
 from ..asgi.adapter import ASGIAdapter
+from .websocket import AsyncWebSocket, WebSocket, WebSocketClosed, WebSocketRefused, socket_headers
 
 __all__ = ["AsyncTestClient", "TestClient", "WebSocketClosed", "WebSocketRefused", "session_cookie"]
 

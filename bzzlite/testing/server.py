@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 import tornado.netutil
 from blinker import ANY
 
-from ..http import jsoncodec as _json
 from ..handlers.base import server_body_limit
+from ..http import jsoncodec as _json
 from ..http import make_server
 from ..http import run as run_loop
 
