@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import tornado.web
 from tornado.log import access_log
 
-from .auth.routes import install as install_auth
 from .documents import Documents, transaction
 from .errors import ConfigurationError
 from .feeds import Feeds
@@ -93,7 +92,9 @@ class App(tornado.web.Application):
         routes = [Route("/_health", ("GET",), "health", HealthHandler, {"runtime": self.runtime}),
                   *self._production_routes()]
         if auth is not None:
-            routes += install_auth(auth, self.runtime)
+            from .auth.routes import install  # PyJWT and its cryptography load only for apps with auth
+
+            routes += install(auth, self.runtime)
         # Custom routes and actions before the resources': /order/stats is not an item's id,
         # /order/{id}/pay not a nested path.
         routes += [self._custom(route) for route in self.registry.routes]
