@@ -150,7 +150,8 @@ class CollectionHandler(ResourceHandler):
             await feed_stream(self, feeds, spec, await self.docs.list_query(arguments), since)
             return
         query, page = await self.docs.find_records(arguments)
-        items = [project(self.docs.public(r), query.fields) for r in page.records]
+        public = self.docs.public
+        items = [project(public(r), query.fields) for r in page.records]
         link = link_header(self._links(query_args, query, page))
         if link:
             self.set_header("Link", link)
@@ -193,7 +194,8 @@ class CollectionHandler(ResourceHandler):
         ids = ",".join(r.id for r in records)
         self.set_header("X-Created-Id", ids)
         if bulk:
-            self.write_json([self.docs.public(r) for r in records], 201)
+            public = self.docs.public
+            self.write_json([public(r) for r in records], 201)
         else:
             self.set_header("Location", self.location(quote(self.docs.url_key(records[0]), safe="")))
             self.write_document(records[0], 201)
