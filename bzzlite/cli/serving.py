@@ -98,7 +98,7 @@ async def serve_forever(
     server.stop()
     await app.runtime.end_streams()  # change feeds would otherwise hold the wait below
     deadline = time.monotonic() + graceful_timeout
-    while (app.runtime.in_flight > 0 or server.awaiting_first_requests()) and time.monotonic() < deadline:
+    while (app.runtime.in_flight > 0 or not server.drained()) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     if app.runtime.in_flight:
         log.warning("%d request(s) still running after %ss; closing", app.runtime.in_flight, graceful_timeout)
