@@ -120,6 +120,21 @@ class Runtime:
                 self._open = True
         return self.store
 
+    async def probe_store(self) -> None:
+        """Open a store for the app's URL and close it again: what :meth:`ready_store` will do,
+        done once before ``serve --workers`` forks its workers.
+
+        Raises:
+            StoreUnavailable: the store cannot be opened now.
+        """
+        store = self._store_for(self.settings.db)
+        try:
+            await asyncio.wait_for(store.open(list(self.registry.resources.values())), self.settings.store_timeout)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable("the store did not answer in time") from None
+        finally:
+            await store.close()
+
     async def end_streams(self) -> None:
         """End long-lived responses (change feeds) so that shutdown need not wait for them."""
         if self.feeds is not None:

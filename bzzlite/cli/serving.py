@@ -72,7 +72,7 @@ async def serve_forever(
     try:
         await app.startup()
     except StoreUnavailable as exc:
-        if app.runtime.settings.db.startswith("sqlite"):
+        if _must_open(app):
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
     limit = server_body_limit(app.bzz_settings.max_body_size)
@@ -105,6 +105,23 @@ async def serve_forever(
     await asyncio.wait_for(server.close_all_connections(), 5)
     await app.shutdown()
     log.info("stopped")
+
+
+def _must_open(app: Any) -> bool:
+    """Whether the server cannot start without its store: a SQLite file must open; a MongoDB
+    server that is down is waited for (requests get 503 until it answers)."""
+    return bool(app.runtime.settings.db.startswith("sqlite"))
+
+
+def check_store(app: Any) -> None:
+    """Open the store once and close it, before workers are forked: a store that cannot be
+    opened is then one error, where each worker would fail on it, be replaced and fail again."""
+    if not _must_open(app):
+        return
+    try:
+        asyncio.run(app.runtime.probe_store())
+    except StoreUnavailable as exc:
+        raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
 
 
 #: gen0 collections wait for this many more container allocations than deallocations (CPython: 700).
@@ -149,6 +166,7 @@ def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: fl
     replaces it, where closing the slot's socket would reset them; before the first workers
     listen, connections wait rather than being refused.
     """
+    check_store(app)
     parent = os.getpid()
 
     def serve(ready: Callable[[], None], slot: int) -> int:
