@@ -88,7 +88,7 @@ class Runtime:
 
     def _store_for(self, url: str) -> Store:
         """The store for a URL, refused (ConfigurationError) if it cannot serve every resource."""
-        store = open_store(url)
+        store = open_store(url, mongo_driver=self.settings.mongo_driver)
         store.query_timeout = self.settings.query_timeout
         for spec in self.registry.resources.values():
             store.check_resource(spec)

@@ -9,6 +9,8 @@ from typing import Any
 from .errors import ConfigurationError
 
 DEFAULT_DB = "sqlite:///bzzlite.db"
+#: The MongoDB store's drivers (docs/mongodb.md), the default first: PyMongo's asyncio API, motor.
+MONGO_DRIVERS = ("pymongo", "motor")
 
 
 @dataclass(slots=True)
@@ -20,6 +22,7 @@ class Settings:
     """
 
     db: str = DEFAULT_DB
+    mongo_driver: str = MONGO_DRIVERS[0]  # or "motor": the MongoDB store's driver (docs/mongodb.md)
     max_body_size: int = 10 * 1024 * 1024
     store_timeout: float = 5.0  # seconds a store call may take before 503
     query_timeout: float = 3.0  # seconds a list query may run before it is stopped (503); 0 = no budget
@@ -65,6 +68,9 @@ class Settings:
             raise ConfigurationError("query_timeout is a number of seconds (0 turns the budget off)")
         if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
             raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
+        if settings.mongo_driver not in MONGO_DRIVERS:
+            raise ConfigurationError(f"mongo_driver is one of {', '.join(map(repr, MONGO_DRIVERS))}, "
+                                     f"not {settings.mongo_driver!r}")
         if settings.log_format not in ("text", "json"):
             raise ConfigurationError(f"log_format is 'text' or 'json', not {settings.log_format!r}")
         from .cors import CORS

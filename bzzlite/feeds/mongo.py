@@ -258,8 +258,9 @@ class MongoJournal(Journal):
         options: dict[str, Any] = {"full_document": "updateLookup", "max_await_time_ms": 500}
         if token is not None:
             options["resume_after"] = token
+        watch = self.store.driver.watch
         try:
-            stream = handle.watch(full_document_before_change="whenAvailable", **options)
+            stream = await watch(handle, full_document_before_change="whenAvailable", **options)
             first = await stream.try_next()
         except OperationFailure as exc:
             if exc.code in _HISTORY_LOST:
@@ -267,7 +268,7 @@ class MongoJournal(Journal):
                 return await self._open_stream(spec, None)
             if "fullDocumentBeforeChange" not in str(exc):
                 raise
-            stream = handle.watch(**options)  # a server without pre-images
+            stream = await watch(handle, **options)  # a server without pre-images
             first = await stream.try_next()
         return (stream, first)
 
