@@ -36,6 +36,7 @@ class Settings:
     feed_heartbeat: float = 15.0  # seconds between keep-alive messages on a feed
     feed_buffer: int = 256 * 1024  # bytes a subscriber may fall behind before it is disconnected
     feed_poll: float = 0.01  # seconds between reads of the SQLite journal while someone subscribes
+    feed_lease: float = 2.0  # seconds a MongoDB journal leader holds its lease unrenewed (docs/feeds.md)
     # -- production on the web (docs/deployment.md) --
     cors: Any = None  # a bzzlite.cors.CORS, or its origins; BZZLITE_CORS: "*" or origins comma-separated
     proxy_headers: bool = False  # believe X-Forwarded-* / Forwarded from forwarded_allow_ips
@@ -66,8 +67,8 @@ class Settings:
             raise ConfigurationError("feed_journal_size must be 1 or more and feed_buffer at least 1024 bytes")
         if not settings.query_timeout >= 0:
             raise ConfigurationError("query_timeout is a number of seconds (0 turns the budget off)")
-        if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
-            raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
+        if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0 and settings.feed_lease > 0):
+            raise ConfigurationError("feed_heartbeat, feed_poll and feed_lease are positive numbers of seconds")
         if settings.mongo_driver not in MONGO_DRIVERS:
             raise ConfigurationError(f"mongo_driver is one of {', '.join(map(repr, MONGO_DRIVERS))}, "
                                      f"not {settings.mongo_driver!r}")
