@@ -703,6 +703,75 @@ def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flig
             proc.wait()
 
 
+TRICKLE = """
+import asyncio
+import tornado.web
+from bzzlite import App, Registry
+
+registry = Registry()
+
+
+@registry.route("/trickle")
+class Trickle(tornado.web.RequestHandler):
+    def initialize(self, runtime):
+        pass
+
+    async def get(self):
+        self.write("first")
+        await self.flush()  # the headers leave now, saying keep-alive
+        await asyncio.sleep(1.5)
+        self.finish("last")
+
+
+app = App(registry, db="sqlite:///t.db")
+"""
+
+
+@pytest.mark.parametrize("server_kind", ["httptools", "tornado"])
+def test_a_response_begun_before_the_stop_leaves_its_connection_to_close_after_the_grace(
+        tmp_path: Any, server_kind: str) -> None:
+    # Its headers said keep-alive, so its client may send another request once it ends: the
+    # connection then waits REQUEST_GRACE like any idle one, and is closed (not left open
+    # until the graceful timeout).
+    import signal
+    import sys
+
+    (tmp_path / "app.py").write_text(TRICKLE)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
+                             "--http", server_kind, "--log-level", "info"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        for _ in range(400):
+            try:
+                sock = connect(port)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.05)
+        sock.sendall(get("/trickle"))
+        head = b""
+        while b"first" not in head:
+            head += sock.recv(65536)
+        assert b"onnection: close" not in head
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        while b"stopping: no new connections" not in proc.stderr.readline():
+            assert proc.poll() is None
+        rest = b""
+        while not (head + rest).endswith(b"0\r\n\r\n"):
+            rest += sock.recv(65536)
+        assert b"last" in rest
+        assert closes_cleanly(sock)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - started < 8  # not the 30 s graceful timeout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_header_values_lose_surrounding_whitespace_and_control_characters_are_refused() -> None:
     class Headers(tornado.web.RequestHandler):
         def get(self) -> None:

@@ -110,7 +110,9 @@ class HTTPServer:
             self.loop.call_later(REQUEST_GRACE, self._close_idle)
 
     def _close_idle(self) -> None:
-        """Draining: close the connections idle for ``REQUEST_GRACE``; look again for the others."""
+        """Draining: close the connections idle for ``REQUEST_GRACE``; look again while others
+        are open (a response whose headers said keep-alive before the stop leaves its
+        connection idle once it ends)."""
         now = time.monotonic()
         soonest: float | None = None
         for connection in list(self.connections):
@@ -118,8 +120,12 @@ class HTTPServer:
                 left = max(self._drain_started, connection.last_active) + REQUEST_GRACE - now
                 if left <= 0:
                     connection.linger()
-                elif soonest is None or left < soonest:
-                    soonest = left
+                    continue
+            elif connection.closing():
+                continue
+            else:
+                left = REQUEST_GRACE
+            soonest = left if soonest is None else min(soonest, left)
         if soonest is not None:
             self.loop.call_later(soonest, self._close_idle)
 

@@ -104,18 +104,21 @@ class Server(HTTPServer):
         IOLoop.current().call_later(REQUEST_GRACE, self._close_idle)
 
     def _close_idle(self) -> None:
-        """Draining: close the connections idle for ``REQUEST_GRACE``; look again for the others."""
+        """Draining: close the connections idle for ``REQUEST_GRACE``; look again while others
+        are open (a response whose headers said keep-alive before the stop leaves its
+        connection waiting for a request once it ends)."""
         assert self._drain_started is not None
         now = time.monotonic()
         soonest: float | None = None
         for conn in list(self._connections):
+            left = REQUEST_GRACE
             if _idle(conn):
                 waiting = getattr(conn, "bzz_waiting", None)
                 left = max(self._drain_started, waiting[1] if waiting else 0.0) + REQUEST_GRACE - now
                 if left <= 0:
                     self._linger(conn)
-                elif soonest is None or left < soonest:
-                    soonest = left
+                    continue
+            soonest = left if soonest is None else min(soonest, left)
         if soonest is not None:
             IOLoop.current().call_later(soonest, self._close_idle)
 
