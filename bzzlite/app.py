@@ -77,6 +77,8 @@ class App(tornado.web.Application):
             self.runtime.feeds = Feeds(self.runtime)
         self.registry.freeze("an App")
         self.bzz_metrics = Metrics(self.runtime) if self.bzz_settings.metrics else None
+        if auth is None:
+            _check_rules_have_users(self.registry)
         self.routes: list[Route] = self._routes(auth)
         options.setdefault("serve_traceback", False)
         self._index: SegmentIndex | None = None  # the rules by first path segment, built at the first request
@@ -249,3 +251,13 @@ def _served_by(route: Route) -> str:
         return f"the resource {route.spec.model.__name__}"
     return f"the route {route.template}"
 
+
+def _check_rules_have_users(registry: Registry) -> None:
+    """Permission rules that need a signed-in user need an app that signs users in."""
+    rules = [(f"@resource(allow=...) of {spec.model.__name__}", rule) for spec in registry.resources.values()
+             for rule in (*spec.permissions.rules.values(), *spec.permissions.fields.values())]
+    rules += [(f"@route({route.template!r})", route.allow) for route in registry.routes if route.allow is not None]
+    for where, rule in rules:
+        if rule.needs_user or rule.roles():
+            raise ConfigurationError(f"{where}: {rule!r} needs signed-in users, and this App has no auth: "
+                                     "pass App(auth=Auth(...)) (docs/auth.md)")

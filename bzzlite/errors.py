@@ -94,9 +94,9 @@ class Referenced(StoreError):
     """A delete refused: other documents refer to this one (``on_delete="restrict"``); 409."""
 
     def __init__(self, referrers: list[tuple[str, str, int]]) -> None:
-        self.referrers = referrers  # (model name, field, how many)
+        self.referrers = referrers  # (model name, field, how many): none when the caller may read none of them
         named = "; ".join(f"{n} {model} document(s) in {field}" for model, field, n in referrers)
-        super().__init__(f"other documents refer to this one: {named}")
+        super().__init__(f"other documents refer to this one: {named}" if named else "other documents refer to it")
 
 
 class VersionConflict(StoreError):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .models.nested import NestedModel
     from .models.resource import ResourceSpec
+    from .permissions import Caller
     from .registry import Registry
     from .settings import Settings
 
@@ -45,6 +46,10 @@ class AuthSlot(Protocol):
     async def resolve_user(self, handler: tornado.web.RequestHandler, *, required: bool) -> dict[str, Any] | None: ...
 
     async def still_signed_in(self, handler: tornado.web.RequestHandler, user: dict[str, Any]) -> bool: ...
+
+    def required(self, spec: ResourceSpec, operation: str) -> bool: ...
+
+    async def caller(self, handler: tornado.web.RequestHandler) -> Caller: ...
 
 
 class Runtime:

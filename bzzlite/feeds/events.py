@@ -71,15 +71,22 @@ class Decoded:
                 {k: v for k, v in self.before.items() if k != "id"}, {k: v for k, v in doc.items() if k != "id"}
             )
 
-    def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> Event | None:
+    def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None,
+                  reach: tuple[Condition, ...] = ()) -> Event | None:
         """The event a subscriber with this query receives, or None when it concerns none
-        of the documents it can see (neither before nor after the change)."""
+        of the documents it can see (neither before nor after the change). ``reach`` is what
+        it may read at all (the scope's and the rules' conditions): a change whose document
+        before is unknown is told (by its id only) to a subscriber that may read the document
+        after it, never to one that may not (it may have been theirs: MongoDB's pre-images
+        tell, docs/feeds.md)."""
         change = self.change
         if change.op == RESET:  # every subscriber of the collection must reload
             reset = {"event_id": change.seq, "reason": "changes were lost: " + str(change.doc.get("reason", "")) +
                     "; reload, then follow from this event"}
             return Event(change.seq, RESET, orjson.dumps(reset))
         now = matches(conditions, self.after)
+        if not now and self.unknown and reach and not matches(reach, self.after):
+            return None  # nothing about a document outside what the subscriber may read
         if not now and self.unknown:
             # Whether the subscriber could see the document before is unknown: tell it only
             # the id, to drop the document if it has it.

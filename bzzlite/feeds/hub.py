@@ -37,13 +37,16 @@ _SLICE = 500  # subscribers served before other work gets a turn (a send costs ~
 class Subscription:
     """One query followed by one client; subclasses write to an SSE stream or a WebSocket."""
 
-    __slots__ = ("__weakref__", "backlog", "closed", "conditions", "fields", "key", "last", "spec")
+    __slots__ = ("__weakref__", "backlog", "closed", "conditions", "fields", "key", "last", "reach", "spec")
 
-    def __init__(self, spec: ResourceSpec, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
+    def __init__(self, spec: ResourceSpec, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None,
+                 reach: tuple[Condition, ...] = ()) -> None:
         self.spec = spec
-        self.conditions = conditions
+        self.conditions = conditions  # the query's, scope and rules included
         self.fields = fields
-        self.key = (spec.path, orjson.dumps([[c.path, c.op, c.value, c.is_list] for c in conditions]), fields)
+        self.reach = reach  # the scope's and the rules' alone: what the subscriber may read at all
+        self.key = (spec.path, orjson.dumps([[[c.path, c.op, c.value, c.is_list] for c in part]
+                                             for part in (conditions, reach)]), fields)
         self.last = 0  # the id of the latest change this subscriber is up to date with
         self.backlog: list[Event] | None = None  # live events held while replaying
         self.closed = False
@@ -86,11 +89,13 @@ class Subscription:
 class _Group:
     """Subscribers of one collection that asked the same conditions and fields."""
 
-    __slots__ = ("conditions", "fields", "members")
+    __slots__ = ("conditions", "fields", "members", "reach")
 
-    def __init__(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
+    def __init__(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None,
+                 reach: tuple[Condition, ...]) -> None:
         self.conditions = conditions
         self.fields = fields
+        self.reach = reach
         self.members: dict[Subscription, None] = {}  # insertion-ordered set
 
 
@@ -243,7 +248,7 @@ class Feeds:
             for change in changes:
                 if change.collection != spec.path:
                     continue
-                event = Decoded(spec, change).event_for(sub.conditions, sub.fields)
+                event = Decoded(spec, change).event_for(sub.conditions, sub.fields, sub.reach)
                 if event is not None:
                     events.append(event)
                     size += len(event.body)
@@ -263,7 +268,7 @@ class Feeds:
         groups = self.groups.setdefault(sub.spec.path, {})
         group = groups.get(sub.key)
         if group is None:
-            group = groups[sub.key] = _Group(sub.conditions, sub.fields)
+            group = groups[sub.key] = _Group(sub.conditions, sub.fields, sub.reach)
         group.members[sub] = None
         self.count += 1
 
@@ -319,7 +324,7 @@ class Feeds:
                 continue
             decoded = Decoded(self.specs[change.collection], change)
             for group in groups.values():
-                event = decoded.event_for(group.conditions, group.fields)
+                event = decoded.event_for(group.conditions, group.fields, group.reach)
                 if event is not None:
                     pending.setdefault(group, []).append(event)
         if changes:

@@ -58,6 +58,8 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
                          errors=[{"loc": [exc.field] if exc.field else [], "msg": "value already taken",
                                   "type": "unique"}])
     if isinstance(exc, Referenced):
+        if not exc.referrers:  # only documents the caller may not read: nothing about them
+            return HTTPError(409, "The document cannot be deleted: other documents refer to it.")
         return HTTPError(409, f"The document cannot be deleted: {exc}; delete or change them first.",
                          errors=[{"loc": [field], "msg": f"{n} {model} document(s) refer to it", "type": "referenced"}
                                  for model, field, n in exc.referrers])

@@ -147,7 +147,8 @@ class CollectionHandler(ResourceHandler):
         arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
                                     filterable=spec.filterable, sortable=spec.sortable)
         if changes:  # the list's rules, then its changes as Server-Sent Events
-            await feed_stream(self, feeds, spec, await self.docs.list_query(arguments), since)
+            query = await self.docs.list_query(arguments)
+            await feed_stream(self, feeds, spec, query, since, self.docs.reach_conditions())
             return
         query, page = await self.docs.find_records(arguments)
         public = self.docs.public

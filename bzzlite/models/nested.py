@@ -271,22 +271,48 @@ class _Resolver:
 
 @dataclass(frozen=True, slots=True)
 class Referrer:
-    """A top-level reference field of ``spec`` that points at another resource."""
+    """A reference field of ``spec`` that points at another resource, at any depth.
+
+    ``path`` is where the reference is, with ``[]`` after each list on the way
+    (``lines[].product``: the ``product`` of every element of ``lines``); ``field`` is the
+    top-level field that holds it; ``many``: the reference is a list of ids.
+    """
 
     spec: ResourceSpec
     field: str
-    many: bool  # a list of references
+    many: bool
     on_delete: str
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        """The path as a person reads it: ``lines.product``."""
+        return (self.path or self.field).replace("[]", "")
+
+
+def references_in(node: NestedModel, prefix: str = "", seen: tuple[type, ...] = ()) -> Iterator[tuple[str, NestedField]]:
+    """(path, field) of every reference field of a tree, at any depth (a model nested in itself
+    is walked once)."""
+    for name, nested in node.fields.items():
+        path = f"{prefix}{name}"
+        if nested.kind in (REF, REF_LIST):
+            yield path, nested
+        elif nested.node is not None and nested.model not in seen:
+            step = "[]." if nested.kind == LIST else "."
+            yield from references_in(nested.node, path + step, (*seen, nested.model))
 
 
 def referrers_of(target: ResourceSpec, trees: Mapping[str, NestedModel],
                  specs: Iterable[ResourceSpec]) -> list[Referrer]:
-    """The reference fields (top-level) of every resource that point at ``target``."""
+    """The reference fields of every resource that point at ``target``, inside embedded models
+    and lists too."""
     found = []
     for spec in specs:
-        for name, nested in trees[spec.path].fields.items():
-            if nested.kind in (REF, REF_LIST) and nested.target is target:
-                found.append(Referrer(spec, name, nested.kind == REF_LIST, nested.on_delete))
+        tree = trees[spec.path]
+        for path, nested in references_in(tree, seen=(tree.model,)):
+            if nested.target is target:
+                found.append(Referrer(spec, path.split("[]")[0].split(".")[0], nested.kind == REF_LIST,
+                                      nested.on_delete, path))
     return found
 
 

@@ -12,10 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..permissions import NO_PERMISSIONS, OPERATIONS, Permissions
 from .schema import ModelSchema
 
-#: What a client may do to a resource's documents: each is authorized on its own.
-OPERATIONS = ("get", "list", "create", "update", "delete")
 #: The HTTP methods a resource can serve (``@resource(methods=...)``).
 RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -41,6 +40,7 @@ class ResourceSpec:
     scope: Callable[[Any], Mapping[str, Any] | None] | None = None
     methods: tuple[str, ...] = RESOURCE_METHODS  # the HTTP methods served (405 for the others)
     lookup: str | None = None  # the unique field item URLs name instead of the id
+    permissions: Permissions = NO_PERMISSIONS  # who may do what (allow=, writable_by=)
     # Derived once: requests read these (a pydantic model class answers a missing attribute
     # by raising inside its metaclass, so asking the model on every request costs).
     path: str = field(init=False, repr=False, compare=False)  # the collection URL path, /{prefix}/{name}
@@ -49,3 +49,5 @@ class ResourceSpec:
     def __post_init__(self) -> None:
         self.path = f"{self.prefix}/{self.name}"
         self.is_odmantic = getattr(self.model, "__collection__", None) is not None and hasattr(self.model, "__odm_fields__")
+
+__all__ = ["OPERATIONS", "RESOURCE_METHODS", "ResourceSpec"]

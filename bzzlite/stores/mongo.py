@@ -148,7 +148,8 @@ class MongoCollection:
 
 
 def _path(path: str) -> str:
-    return "_id" if path == "id" else path
+    # "lines[].product": MongoDB's dotted paths already reach into every element of a list
+    return "_id" if path == "id" else path.replace("[]", "")
 
 
 def _version_predicate(version: int) -> Any:

@@ -527,6 +527,11 @@ def compile_conditions(conditions: Sequence[Condition]) -> tuple[list[str], list
     clauses: list[str] = []
     params: list[Any] = []
     for cond in conditions:
+        if "[]" in cond.path:  # through lists of embedded models (reference integrity)
+            sql, args = _through_lists(cond)
+            clauses.append(sql)
+            params.extend(args)
+            continue
         expr = json_expr(cond.path)
         if cond.is_list and cond.op not in ("exists",):
             member_op = {"ne": "eq", "nin": "in"}.get(cond.op, cond.op)
@@ -538,6 +543,24 @@ def compile_conditions(conditions: Sequence[Condition]) -> tuple[list[str], list
             clauses.append(sql)
         params.extend(args)
     return clauses, params
+
+
+def _through_lists(cond: Condition) -> tuple[str, list[Any]]:
+    """``lines[].product = ?``: some element of ``lines`` has that ``product`` (equality only;
+    the path comes from the model's reference fields, never from a client)."""
+    if cond.op != "eq":
+        raise ValueError(f"{cond.path}: only equality reaches through lists")
+    *lists, leaf = cond.path.split("[].")
+    source, depth = "doc", 0
+    opening = []
+    for part in lists:
+        opening.append(f"EXISTS (SELECT 1 FROM json_each({source}, '$.{part}') AS j{depth} WHERE ")
+        source, depth = f"j{depth}.value", depth + 1
+    if cond.is_list:
+        test = f"EXISTS (SELECT 1 FROM json_each({source}, '$.{leaf}') AS j{depth} WHERE j{depth}.value = ?)"
+    else:
+        test = f"json_extract({source}, '$.{leaf}') = ?"
+    return "".join(opening) + test + ")" * len(opening), [cond.value]
 
 
 def _constants(conditions: Sequence[Condition]) -> dict[str, Any]:

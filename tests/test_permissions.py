@@ -1,0 +1,336 @@
+"""Who may do what (bzzlite.permissions, decided in bzzlite/documents/access.py): rules per
+operation, action and field, on every path and both stores.
+
+The rules themselves are pure and tested first; then one small shop app, served on each store,
+is driven as four callers (anonymous, two buyers, an admin) through every kind of route.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from bzzlite import App, ConfigurationError, Ref, Registry, Unique
+from bzzlite.auth import Auth
+from bzzlite.auth.testing import StaticTokenProvider
+from bzzlite.permissions import (
+    ANONYMOUS,
+    Caller,
+    Check,
+    Filters,
+    anyone,
+    nobody,
+    owner,
+    role,
+    rule,
+    signed_in,
+    where,
+)
+from bzzlite.testclient import session_cookie
+from bzzlite.testing import record, serve
+
+ANN = Caller({"id": "ann"})
+BOB = Caller({"id": "bob"})
+ADMIN = Caller({"id": "root"}, frozenset({"admin"}))
+
+
+# -- the rules, pure -------------------------------------------------------------------------
+
+
+def test_rules_on_the_user() -> None:
+    assert anyone.resolve(ANONYMOUS) is True and not anyone.needs_user
+    assert nobody.resolve(ADMIN) is False and not nobody.needs_user
+    assert signed_in.resolve(ANONYMOUS) is False and signed_in.resolve(ANN) is True and signed_in.needs_user
+    assert role("admin").resolve(ADMIN) is True and role("admin").resolve(ANN) is False
+    assert role("admin", "staff").resolve(Caller({"id": "s"}, frozenset({"staff"}))) is True
+    assert (~role("admin")).resolve(ANN) is True and (~role("admin")).resolve(ADMIN) is False
+    assert (signed_in & ~role("banned")).resolve(ANN) is True
+
+
+def test_rules_on_documents_resolve_to_filters() -> None:
+    assert owner("buyer").resolve(ANONYMOUS) is False
+    ((atom,),) = owner("buyer").resolve(ANN)
+    assert atom == Filters({"buyer": "ann"}, frozenset({"buyer"}))
+    assert (owner("buyer") | role("admin")).resolve(ADMIN) is True
+    ((one,),) = (owner("buyer") | role("admin")).resolve(ANN)
+    assert one.filters == {"buyer": "ann"}
+    ((first, second),) = (owner("buyer") & where(status="open")).resolve(BOB)
+    assert (first.filters, second.filters) == ({"buyer": "bob"}, {"status": "open"})
+    ((team,),) = where(team=lambda user: user["team"]).resolve(Caller({"id": "x", "team": "red"}))
+    assert team.filters == {"team": "red"}
+    assert where(team=lambda user: user["team"]).resolve(ANONYMOUS) is False  # never called without a user
+    assert where(published=True).resolve(ANONYMOUS) == ((Filters({"published": True}),),)
+    assert not where(published=True).needs_user and where(team=lambda u: u["t"]).needs_user
+
+
+def test_custom_rules() -> None:
+    calls = []
+
+    def is_staff(user: dict[str, Any]) -> bool:
+        calls.append(user)
+        return user.get("staff") is True
+
+    assert rule(is_staff).resolve(ANONYMOUS) is False and calls == []  # not called without a user
+    assert rule(is_staff).resolve(Caller({"id": "s", "staff": True})) is True
+    ((check,),) = rule(lambda user, doc: doc["n"] > 1).resolve(ANN)
+    assert isinstance(check, Check) and check.test(ANN, {"n": 2}) and not check.test(ANN, {"n": 0})
+    assert rule(lambda user: user is None, anonymous=True).resolve(ANONYMOUS) is True
+
+
+def test_needs_user_decides_401_or_403() -> None:
+    assert (anyone | role("admin")).needs_user is False
+    assert (owner() | role("admin")).needs_user is True
+    assert (where(published=True) | owner()).needs_user is False  # anonymous readers see the published ones
+
+
+def test_rules_describe_themselves() -> None:
+    assert repr((owner("buyer") & where(status="open")) | role("admin")) == \
+        "(owner('buyer') & where(status='open')) | role('admin')"
+    assert repr(~role("a", "b")) == "~role('a', 'b')"
+    assert ((owner("x") | role("admin")) & signed_in).roles() == {"admin"}
+
+
+def test_declaration_mistakes_are_configuration_errors() -> None:
+    class Thing(BaseModel):
+        owner: str | None = None
+        status: str = "open"
+
+    with pytest.raises(ConfigurationError, match="expected a permission rule"):
+        Registry().resource(allow={"get": True})(Thing)
+    with pytest.raises(ConfigurationError, match="cannot be a query filter"):
+        Registry().resource(allow={"read": rule(lambda user, doc: True)})(Thing)
+    with pytest.raises(ConfigurationError, match="cannot be a query filter"):
+        Registry().resource(allow={"list": owner("owner") | where(status="open")})(Thing)
+    with pytest.raises(ConfigurationError, match="not a top-level field"):
+        Registry().resource(writable_by={"nope": role("admin")})(Thing)
+    with pytest.raises(ConfigurationError, match="only rules on the user can be negated"):
+        _ = ~owner()
+    with pytest.raises(ConfigurationError, match="role"):
+        role()
+    registry = Registry()
+    registry.resource(allow={"publsh": role("admin")})(Thing)  # a misspelled action
+    with pytest.raises(ConfigurationError, match="'publsh' is no operation"):
+        App(registry, db="sqlite:///:memory:", auth=_auth())
+    registry = Registry()
+    registry.resource(allow={"update": owner()})(Thing)
+    with pytest.raises(ConfigurationError, match="has no auth"):
+        App(registry, db="sqlite:///:memory:")
+    registry = Registry()
+    with pytest.raises(ConfigurationError, match="reaches none"):
+        registry.route("/x", allow=owner())(lambda handler: None)
+
+
+# -- a shop, served ---------------------------------------------------------------------------
+
+
+def _auth() -> Auth:
+    return Auth("s" * 40, [StaticTokenProvider("test", {})])
+
+
+def shop() -> tuple[Registry, dict[str, type[BaseModel]]]:
+    registry = Registry()
+
+    @registry.resource(allow={"read": anyone, "write": role("admin")})
+    class Product(BaseModel):
+        sku: Annotated[str, Unique]
+        price: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
+        stock: int = 0
+
+    class Line(BaseModel):
+        product: Annotated[str, Ref(Product)]
+        quantity: int = Field(ge=1)
+
+    class Address(BaseModel):
+        city: str
+
+    @registry.resource(
+        allow={"read": owner("buyer") | role("admin"), "create": owner("buyer") | role("admin"),
+               "update": (owner("buyer") & where(status="open")) | role("admin"), "delete": role("admin"),
+               "pay": owner("buyer")},
+        writable_by={"status": role("admin"), "total": role("admin"), "note": role("admin")},
+    )
+    class Order(BaseModel):
+        lines: list[Line] = Field(min_length=1)
+        buyer: str | None = None
+        status: Literal["open", "paid"] = "open"
+        total: Decimal | None = None
+        note: Address | None = None
+
+    @registry.resource(allow={"read": anyone, "write": signed_in}, writable_by={"featured": role("admin")})
+    class Review(BaseModel):
+        text: str
+        featured: bool = False
+
+    @registry.action(Order, "pay")
+    async def pay(handler: Any, order: Order) -> Order:
+        return await handler.application.documents(Order).patch(order.id, {"status": "paid"})
+
+    @registry.action(Order, "audit", allow=role("admin"))
+    async def audit(handler: Any, order: Order) -> dict[str, str]:
+        return {"audited": order.id}
+
+    @registry.route("/mark/{oid}", methods=["POST"], allow=signed_in)
+    async def mark(handler: Any, oid: str) -> Order:
+        return await handler.documents(Order).patch(oid, {"status": "paid"})
+
+    @registry.route("/report", allow=role("admin"))
+    async def report(handler: Any) -> dict[str, int]:
+        return {"orders": await handler.application.documents(Order).count()}
+
+    return registry, {"Product": Product, "Order": Order}
+
+
+def bearer(app: App, user: dict[str, Any] | None) -> dict[str, str]:
+    if user is None:
+        return {}
+    _, token = session_cookie(app, user)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def served(store_url: str):
+    registry, models = shop()
+    app = App(registry, db=store_url, auth=_auth())
+    users = {name: bearer(app, data) for name, data in {
+        "anon": None, "ann": {"id": "ann"}, "bob": {"id": "bob"}, "admin": {"id": "root", "roles": ["admin"]}}.items()}
+    with serve(app) as client:
+        product = client.post("/product", json={"sku": "p1", "price": "2.50"}, headers=users["admin"]).json()
+        order = client.post("/order", json={"lines": [{"product": product["id"], "quantity": 1}]},
+                            headers=users["ann"]).json()
+        yield client, users, product, order, registry, models
+
+
+def test_function_level_rules(served) -> None:
+    client, users, product, _, _, _ = served
+    body = {"sku": "p2", "price": "1.00"}
+    assert client.post("/product", json=body).code == 401
+    refused = client.post("/product", json=body, headers=users["ann"])
+    assert refused.code == 403 and refused.headers["Content-Type"] == "application/problem+json"
+    assert client.get(f"/product/{product['id']}").code == 200  # public reads
+    assert client.get("/product").json()["total"] == 1
+    assert client.patch(f"/product/{product['id']}", json={"price": "0.00"}, headers=users["bob"]).code == 403
+    assert client.delete(f"/product/{product['id']}", headers=users["bob"]).code == 403
+    assert client.get(f"/product/{product['id']}").json()["price"] == "2.50"
+
+
+def test_a_document_one_may_not_read_is_unknown_and_one_may_not_change_is_forbidden(served) -> None:
+    client, users, product, order, _, _ = served
+    oid = order["id"]
+    assert order["buyer"] == "ann"  # the owner filled in
+    assert client.get(f"/order/{oid}", headers=users["bob"]).code == 404
+    assert client.patch(f"/order/{oid}", json={"lines": order["lines"]}, headers=users["bob"]).code == 404
+    # refused whatever the document (no buyer deletes orders): 403 before any lookup, as for an unknown id
+    assert client.delete(f"/order/{oid}", headers=users["bob"]).code == 403
+    assert client.delete("/order/ffffffffffffffffffffffff", headers=users["bob"]).code == 403
+    assert client.get(f"/order/{oid}", headers=users["ann"]).code == 200
+    assert client.get(f"/order/{oid}", headers=users["admin"]).code == 200
+    assert client.delete(f"/order/{oid}", headers=users["ann"]).code == 403  # hers, but only admins delete
+    assert client.get("/order", headers=users["bob"]).json() == {"items": [], "total": 0, "page": 1, "per_page": 20}
+    assert [o["id"] for o in client.get("/order", headers=users["ann"]).json()["items"]] == [oid]
+    assert client.get("/order?buyer=ann", headers=users["bob"]).json()["total"] == 0  # a filter cannot widen it
+    assert client.get("/order", headers=users["admin"]).json()["total"] == 1
+    assert client.get("/order").code == 401
+
+
+def test_a_rule_on_the_documents_state(served) -> None:
+    client, users, product, order, _, _ = served
+    lines = [{"product": product["id"], "quantity": 2}]
+    assert client.patch(f"/order/{order['id']}", json={"lines": lines}, headers=users["ann"]).code == 200
+    assert client.post(f"/order/{order['id']}/pay", json={}, headers=users["ann"]).json()["status"] == "paid"
+    refused = client.patch(f"/order/{order['id']}", json={"lines": lines}, headers=users["ann"])
+    assert refused.code == 403  # paid: no longer hers to change
+    assert client.patch(f"/order/{order['id']}", json={"lines": lines}, headers=users["admin"]).code == 200
+
+
+def test_fields_only_some_may_set(served) -> None:
+    client, users, product, order, _, _ = served
+    oid, lines = order["id"], order["lines"]
+    refused = client.patch(f"/order/{oid}", json={"status": "paid", "total": "0.00"}, headers=users["ann"])
+    assert refused.code == 403
+    assert refused.json()["errors"] == [
+        {"loc": ["status"], "msg": "You may not set this field", "type": "field_forbidden"},
+        {"loc": ["total"], "msg": "You may not set this field", "type": "field_forbidden"}]
+    assert "status" in refused.json()["detail"] and "total" in refused.json()["detail"]
+    assert client.get(f"/order/{oid}", headers=users["ann"]).json()["status"] == "open"
+    # the same value is no change: a document read back can be sent back
+    again = client.get(f"/order/{oid}", headers=users["ann"]).json()
+    assert client.put(f"/order/{oid}", json=again, headers=users["ann"]).code == 200
+    # a PUT without the field keeps it, as for a read-only field
+    client.patch(f"/order/{oid}", json={"total": "9.99"}, headers=users["admin"])
+    put = client.put(f"/order/{oid}", json={"lines": lines}, headers=users["ann"])
+    assert put.code == 200 and put.json()["total"] == "9.99"
+    assert client.put(f"/order/{oid}", json={"lines": lines, "total": "1.00"}, headers=users["ann"]).code == 403
+    # creating: bulk (the item's index in loc), form fields, nested routes
+    bulk = client.post("/order", json=[{"lines": lines}, {"lines": lines, "status": "paid"}], headers=users["ann"])
+    assert bulk.code == 403 and bulk.json()["errors"][0]["loc"] == [1, "status"]
+    assert client.get("/order", headers=users["ann"]).json()["total"] == 1  # all or nothing
+    form = {**users["ann"], "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/review", body="text=good&featured=true", headers=form).code == 403
+    assert client.post("/review", body="text=good", headers=form).json()["featured"] is False
+    nested = client.put(f"/order/{oid}/note", json={"city": "Paris"}, headers=users["ann"])
+    assert nested.code == 403 and nested.json()["errors"][0]["loc"] == ["note"]
+    assert client.put(f"/order/{oid}/note", json={"city": "Paris"}, headers=users["admin"]).code == 200
+    created = client.post("/order", json={"lines": lines, "status": "paid"}, headers=users["admin"])
+    assert created.code == 201 and created.json()["status"] == "paid"
+
+
+def test_the_owner_stays_the_owner(served) -> None:
+    client, users, _, order, _, _ = served
+    lines = order["lines"]
+    assert client.post("/order", json={"lines": lines, "buyer": "bob"}, headers=users["ann"]).code == 403
+    given = client.patch(f"/order/{order['id']}", json={"buyer": "bob"}, headers=users["ann"])
+    assert given.code == 403 and given.json()["errors"][0]["loc"] == ["buyer"]
+    assert client.post("/order", json={"lines": lines, "buyer": "bob"}, headers=users["admin"]).json()["buyer"] == "bob"
+
+
+def test_actions_and_custom_routes(served) -> None:
+    client, users, _, order, _, _ = served
+    oid = order["id"]
+    assert client.post(f"/order/{oid}/pay", json={}).code == 401
+    assert client.post(f"/order/{oid}/pay", json={}, headers=users["bob"]).code == 404  # not his to see
+    assert client.post(f"/order/{oid}/pay", json={}, headers=users["admin"]).code == 403  # not his order
+    assert client.post(f"/order/{oid}/audit", json={}, headers=users["ann"]).code == 403
+    assert client.post(f"/order/{oid}/audit", json={}, headers=users["admin"]).json() == {"audited": oid}
+    assert client.get("/report").code == 401
+    assert client.get("/report", headers=users["bob"]).code == 403
+    assert client.get("/report", headers=users["admin"]).json() == {"orders": 1}
+
+
+def test_references_are_read_under_their_targets_rules(served) -> None:
+    client, users, product, order, _, _ = served
+    through = client.get(f"/order/{order['id']}/lines/0/product", headers=users["ann"])
+    assert through.code == 200 and through.json()["id"] == product["id"]
+    assert client.get(f"/order/{order['id']}/lines/0/product", headers=users["bob"]).code == 404  # not his order
+
+
+def test_deleting_a_product_orders_refer_to_inside_a_list(served) -> None:
+    client, users, product, _, _, _ = served
+    refused = client.delete(f"/product/{product['id']}", headers=users["admin"])
+    assert refused.code == 409
+    assert refused.json()["errors"] == [{"loc": ["lines.product"], "msg": "1 Order document(s) refer to it",
+                                         "type": "referenced"}]
+    assert client.get(f"/product/{product['id']}").code == 200
+
+
+def test_the_document_api_bound_to_a_request_is_limited_the_apps_own_is_not(served) -> None:
+    client, users, _, order, _, _ = served
+    refused = client.post(f"/mark/{order['id']}", json={}, headers=users["ann"])  # handler.documents: as ann
+    assert refused.code == 403 and refused.json()["errors"][0]["loc"] == ["status"]
+    assert client.post(f"/mark/{order['id']}", json={}, headers=users["bob"]).code == 404
+    assert client.post(f"/mark/{order['id']}", json={}, headers=users["admin"]).json()["status"] == "paid"
+    paid = client.post(f"/order/{order['id']}/pay", json={}, headers=users["ann"])  # app.documents inside
+    assert paid.code == 200 and paid.json()["status"] == "paid"
+
+
+def test_an_operation_refused_outright_reaches_no_receiver(served) -> None:
+    """As for auth: a 401/403 decided on the caller alone comes before any pre_* receiver; one
+    that depends on the document comes after them, when the store is read (the contract)."""
+    client, users, _, order, registry, models = served
+    with record(registry.signals.pre_delete_instance, sender=models["Order"]) as refused, \
+            record(registry.signals.pre_update_instance, sender=models["Order"]) as looked_up:
+        assert client.delete(f"/order/{order['id']}", headers=users["bob"]).code == 403
+        assert client.patch(f"/order/{order['id']}", json={"status": "paid"}, headers=users["bob"]).code == 404
+    assert refused == [] and len(looked_up) == 1
