@@ -334,3 +334,255 @@ def test_an_operation_refused_outright_reaches_no_receiver(served) -> None:
         assert client.delete(f"/order/{order['id']}", headers=users["bob"]).code == 403
         assert client.patch(f"/order/{order['id']}", json={"status": "paid"}, headers=users["bob"]).code == 404
     assert refused == [] and len(looked_up) == 1
+
+
+# -- scopes that hold ---------------------------------------------------------------------------
+
+
+def blog(**post_options: Any) -> Registry:
+    registry = Registry()
+
+    @registry.resource(**post_options)
+    class Post(BaseModel):
+        title: str
+        author: str | None = None
+
+    @registry.resource(allow={"read": anyone, "create": owner("author"), "update": owner("author"),
+                              "delete": owner("author")})
+    class Comment(BaseModel):
+        post: Annotated[str, Ref(Post, on_delete="cascade")]
+        text: str
+        author: str | None = None
+
+    return registry
+
+
+@pytest.mark.parametrize("declared", ["rules", "scope"])
+def test_what_one_may_read_one_may_reference(store_url: str, declared: str) -> None:
+    """Reads public, writes own (docs/auth.md): Bob comments on Ann's post."""
+    if declared == "rules":
+        options: dict[str, Any] = {"allow": {"read": anyone, "create": owner("author"), "update": owner("author"),
+                                             "delete": owner("author")}}
+    else:  # the same with a scope that is told the operation
+        options = {"scope": lambda handler, operation: None if operation in ("get", "list") else
+                   {"author": handler.current_user["id"]}}
+    app = App(blog(**options), db=store_url, auth=_auth())
+    ann, bob = bearer(app, {"id": "ann"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        post = client.post("/post", json={"title": "t"}, headers=ann).json()
+        assert post["author"] == "ann"
+        comment = client.post("/comment", json={"post": post["id"], "text": "hi"}, headers=bob)
+        assert comment.code == 201, comment.json()
+        changed = client.patch(f"/post/{post['id']}", json={"title": "mine"}, headers=bob)
+        assert changed.code == (403 if declared == "rules" else 404)
+
+
+def test_a_scope_on_the_id(store_url: str) -> None:
+    """Users edit only their own profile: a scope on ``id`` (every write was a 404)."""
+    registry = Registry()
+
+    @registry.resource(scope=lambda handler: {"id": handler.current_user["id"]})
+    class Profile(BaseModel):
+        name: str
+
+    app = App(registry, db=store_url, auth=_auth())
+    with serve(app) as client:
+        created = client.post("/profile", json={"name": "ann"}, headers=bearer(app, {"id": "someone"}))
+        pid = created.json()["id"]  # the user whose id this is edits it
+        own = bearer(app, {"id": pid})
+        other = bearer(app, {"id": "ffffffffffffffffffffffff"})
+        assert client.get(f"/profile/{pid}", headers=own).json()["name"] == "ann"
+        assert client.patch(f"/profile/{pid}", json={"name": "Ann"}, headers=own).code == 200
+        assert client.put(f"/profile/{pid}", json={"name": "ANN"}, headers=own).code == 200
+        assert client.get(f"/profile?id={pid}", headers=own).json()["total"] == 1
+        assert client.get(f"/profile/{pid}", headers=other).code == 404
+        assert client.patch(f"/profile/{pid}", json={"name": "x"}, headers=other).code == 404
+        assert client.get("/profile", headers=other).json()["total"] == 0
+        assert client.delete(f"/profile/{pid}", headers=own).code == 204
+
+
+def test_a_scope_that_needs_a_user_asked_by_nobody_is_401(store_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource(auth={"create": False, "list": False}, scope=lambda handler: {"owner": handler.current_user["id"]})
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    with serve(app) as client:
+        for response in (client.post("/note", json={"text": "x"}), client.get("/note")):
+            assert response.code == 401
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert client.post("/note", json={"text": "x"}, headers=bearer(app, {"id": "ann"})).json()["owner"] == "ann"
+
+
+# -- deleting what others refer to ------------------------------------------------------------
+
+
+def tags(own_scope: bool = True) -> Registry:
+    registry = Registry()
+    mine = {"scope": lambda handler: {"owner": handler.current_user["id"]}} if own_scope else {}
+
+    @registry.resource(allow={"read": anyone, "write": signed_in})
+    class Tag(BaseModel):
+        name: str
+
+    @registry.resource(**mine)
+    class Pinned(BaseModel):
+        tag: Annotated[str, Ref(Tag, on_delete="cascade")]
+        owner: str | None = None
+
+    @registry.resource(**mine)
+    class Note(BaseModel):
+        tag: Annotated[str, Ref(Tag, on_delete="set_null")] | None = None
+        owner: str | None = None
+
+    @registry.resource(**mine)
+    class Hold(BaseModel):
+        tag: Annotated[str, Ref(Tag, on_delete="restrict")]
+        owner: str | None = None
+
+    class Item(BaseModel):
+        label: str
+        tag: Annotated[str, Ref(Tag, on_delete="set_null")] | None = None
+
+    class Meta(BaseModel):
+        tags: list[Annotated[str, Ref(Tag, on_delete="set_null")]] = []
+
+    @registry.resource(**mine)
+    class Board(BaseModel):
+        items: list[Item] = []
+        meta: Meta = Meta()
+        owner: str | None = None
+
+    return registry
+
+
+def test_cascade_and_set_null_never_change_what_the_deleter_may_not(store_url: str) -> None:
+    app = App(tags(), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        tag = client.post("/tag", json={"name": "public"}, headers=bob).json()["id"]
+        pinned = client.post("/pinned", json={"tag": tag}, headers=alice).json()["id"]
+        note = client.post("/note", json={"tag": tag}, headers=alice).json()["id"]
+        refused = client.delete(f"/tag/{tag}", headers=bob)
+        assert refused.code == 409
+        assert refused.json()["detail"] == "The document cannot be deleted: other documents refer to it."
+        assert "errors" not in refused.json()  # nothing about documents Bob cannot read
+        assert client.get(f"/pinned/{pinned}", headers=alice).code == 200
+        assert client.get(f"/note/{note}", headers=alice).json()["tag"] == tag
+        # Alice may delete (and change) everything that refers to it: her delete goes through
+        assert client.delete(f"/tag/{tag}", headers=alice).code == 204
+        assert client.get(f"/pinned/{pinned}", headers=alice).code == 404
+        assert client.get(f"/note/{note}", headers=alice).json()["tag"] is None
+
+
+def test_restrict_names_only_what_the_deleter_may_read(store_url: str) -> None:
+    app = App(tags(), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        tag = client.post("/tag", json={"name": "t"}, headers=bob).json()["id"]
+        client.post("/hold", json={"tag": tag}, headers=alice)
+        hidden = client.delete(f"/tag/{tag}", headers=bob)
+        assert hidden.code == 409 and "1 Hold" not in hidden.text and "errors" not in hidden.json()
+        client.post("/hold", json={"tag": tag}, headers=bob)
+        named = client.delete(f"/tag/{tag}", headers=bob)
+        assert named.code == 409
+        assert named.json()["errors"] == [{"loc": ["tag"], "msg": "1 Hold document(s) refer to it", "type": "referenced"}]
+
+
+def test_on_delete_follows_references_inside_embedded_models_and_lists(store_url: str) -> None:
+    app = App(tags(own_scope=False), db=store_url, auth=_auth())
+    ann = bearer(app, {"id": "ann"})
+    with serve(app) as client:
+        gone, kept = (client.post("/tag", json={"name": n}, headers=ann).json()["id"] for n in ("gone", "kept"))
+        board = client.post("/board", json={"items": [{"label": "a", "tag": gone}, {"label": "b", "tag": kept}],
+                                            "meta": {"tags": [gone, kept]}}, headers=ann).json()["id"]
+        assert client.delete(f"/tag/{gone}", headers=ann).code == 204
+        after = client.get(f"/board/{board}", headers=ann).json()
+        assert after["items"] == [{"label": "a", "tag": None}, {"label": "b", "tag": kept}]
+        assert after["meta"] == {"tags": [kept]}
+        written = client.post("/board", json={"items": [{"label": "c", "tag": gone}]}, headers=ann)
+        assert written.code == 422 and written.json()["errors"][0]["type"] == "reference_missing"
+
+
+# -- change feeds send nothing about what a subscriber may not read --------------------------
+
+
+def notes(**options: Any) -> Registry:
+    registry = Registry()
+
+    @registry.resource(**options)
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+        done: bool = False
+
+    return registry
+
+
+OWN_BY_SCOPE = {"scope": lambda handler: {"owner": handler.current_user["id"]}}
+OWN_BY_RULE = {"allow": {"read": owner() | role("admin"), "write": owner()}}
+
+
+@pytest.mark.parametrize("declared", [OWN_BY_SCOPE, OWN_BY_RULE], ids=["scope", "rules"])
+def test_a_websocket_subscription_sees_only_what_its_user_may_read(store_url: str, declared: dict[str, Any]) -> None:
+    import asyncio
+
+    from tests.test_feeds_ws import Socket
+
+    app = App(notes(**declared), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+
+    async def main(client: Any) -> None:
+        ws = await Socket.open(client, "/note/_changes", headers=bob)
+        await ws.subscribe("all")
+        await asyncio.to_thread(client.post, "/note", json={"text": "alice's"}, headers=alice)
+        own = (await asyncio.to_thread(client.post, "/note", json={"text": "bob's"}, headers=bob)).json()
+        message = await ws.recv()  # Alice's note, committed first, is not there
+        assert (message["type"], message["doc"]) == ("created", own)
+        ws.conn.close()
+
+    with serve(app) as client:
+        asyncio.run(main(client))
+
+
+@pytest.mark.parametrize("declared", [OWN_BY_SCOPE, OWN_BY_RULE], ids=["scope", "rules"])
+def test_a_server_sent_feed_sees_only_what_its_user_may_read(store_url: str, declared: dict[str, Any]) -> None:
+    from bzzlite.feeds.testing import EventStream
+
+    app = App(notes(**declared), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client, EventStream(client, "/note", headers=bob) as stream:
+        stream.wait_ready()
+        client.post("/note", json={"text": "alice's"}, headers=alice)
+        own = client.post("/note", json={"text": "bob's"}, headers=bob).json()
+        event = stream.next()
+        assert (event.type, event.data["doc"]) == ("created", own)
+
+
+def test_a_change_the_journal_knew_nothing_of_is_not_told_outside_the_subscribers_reach(mongo_db_url: str) -> None:
+    """On MongoDB, a change made by another program to a document the journal never saw has no
+    known before; a subscriber that may not read the document after it hears nothing of it."""
+    from bson import ObjectId
+    from pymongo import MongoClient
+
+    from bzzlite.feeds.testing import EventStream
+
+    mongo = MongoClient(mongo_db_url)
+    collection = mongo.get_default_database()["note"]
+    theirs, mine = ObjectId(), ObjectId()
+    collection.insert_many([{"_id": theirs, "_v": 1, "text": "alice's", "owner": "alice", "done": False},
+                            {"_id": mine, "_v": 1, "text": "bob's", "owner": "bob", "done": False}])
+    app = App(notes(**OWN_BY_SCOPE), db=mongo_db_url, auth=_auth())
+    bob = bearer(app, {"id": "bob"})
+    try:
+        with serve(app) as client, EventStream(client, "/note?done=false", headers=bob) as stream:
+            stream.wait_ready()
+            collection.update_one({"_id": theirs}, {"$set": {"done": True}})  # another program, out of Bob's reach
+            collection.update_one({"_id": mine}, {"$set": {"done": True}})
+            event = stream.next()
+            assert event.data["doc"] == {"id": str(mine)} and event.data["matches"] is False
+    finally:
+        mongo.close()
