@@ -30,8 +30,10 @@ from .handlers.resource import CollectionHandler, ItemHandler
 from .http.dispatch import HandlerDelegate, SegmentIndex
 from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .mocks import check_collisions, group_by_url, sample_paths
-from .models.nested import inspect_nested
+from .models.nested import inspect_nested, served_methods
+from .models.nested import routes as nested_routes
 from .openapi import build_document
+from .permissions import columns, verdict
 from .registry import Registry, default_registry
 from .routing import CustomRoute, Route
 from .runtime import Runtime
@@ -230,6 +232,44 @@ class App(tornado.web.Application):
     async def shutdown(self) -> None:
         """Close the store; every write that was answered is already committed."""
         await self.runtime.close()
+
+    def permission_matrix(self) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+        """Who may do what: the columns (anonymous, any signed-in user, each role the rules name)
+        and a row (method, path template, one verdict per column) per route and method, nested
+        routes included: ``yes``, ``401``, ``403``, or the documents it is allowed on (``own
+        buyer``, ``where status='open'``). For ``bzzlite routes --permissions`` and tests."""
+        roles: set[str] = set()
+        for spec in self.registry.resources.values():
+            roles |= spec.permissions.roles()
+        for custom in self.registry.routes:
+            roles |= custom.allow.roles() if custom.allow is not None else frozenset()
+        callers = columns(roles)
+        policy = self.runtime.auth
+
+        def row(method: str, template: str, rule: Any, required: bool) -> tuple[str, str, list[str]]:
+            return method, template, [verdict(rule, caller, required) for _, caller in callers]
+
+        def resource_row(method: str, template: str, spec: Any, operation: str) -> tuple[str, str, list[str]]:
+            required = policy is not None and policy.required(spec, operation)
+            return row(method, template, spec.permissions.rule(operation), required)
+
+        rows = []
+        for route in self.routes:
+            spec, custom = route.spec, route.kwargs.get("route")
+            if route.kind == "nested" and spec is not None:
+                for nested in nested_routes(route.kwargs["tree"]):
+                    for method in served_methods(spec, nested.methods):
+                        rows.append(resource_row(method, f"{spec.path}/{{id}}/{nested.template}", spec,
+                                                 "get" if method == "GET" else "update"))
+            elif isinstance(custom, CustomRoute):
+                required = (policy is not None and policy.required(spec, custom.operation or "update")) \
+                    if spec is not None else (policy is not None and custom.auth is not False)
+                rows += [row(method, route.template, custom.rule, required) for method in route.methods]
+            elif spec is not None:
+                rows += [resource_row(method, route.template, spec, route.operations[method]) for method in route.methods]
+            else:  # auth, docs, health, metrics, mocks: what they answer, they answer anyone
+                rows += [row(method, route.template, None, False) for method in route.methods]
+        return [name for name, _ in callers], rows
 
     def route_table(self) -> list[tuple[str, str, str]]:
         """(methods, path template, handler) for every route, for ``bzzlite routes``."""

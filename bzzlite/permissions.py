@@ -415,7 +415,43 @@ def route_rule(value: Any, where: str) -> Rule | None:
     return None if value is None else _rule(value, where)
 
 
+# -- the permission matrix: routes × callers ---------------------------------------------------
+
+
+#: The callers a matrix shows besides one column per role the rules name.
+ANONYMOUS_COLUMN, SIGNED_IN_COLUMN = "anonymous", "signed in"
+_USER = "<user>"
+
+
+def columns(roles: Iterable[str]) -> list[tuple[str, Caller]]:
+    """(column, caller) of a permission matrix: anonymous, any signed-in user, then each role."""
+    found = [(ANONYMOUS_COLUMN, ANONYMOUS), (SIGNED_IN_COLUMN, Caller({"id": _USER}))]
+    return found + [(f"role {name}", Caller({"id": _USER}, frozenset({name}))) for name in sorted(roles)]
+
+
+def verdict(rule: Rule | None, caller: Caller, required: bool) -> str:
+    """A matrix cell: ``yes``, ``401``, ``403``, or what the caller may do it to (``own buyer``,
+    ``where status='open'``, ``if rule(name)``)."""
+    if rule is None:
+        return "401" if required and caller.user is None else "yes"
+    resolved = rule.resolve(caller)
+    if resolved is True:
+        return "yes"
+    if resolved is False:
+        return "401" if caller.user is None and rule.needs_user else "403"
+    return " or ".join(" and ".join(_describe_atom(atom) for atom in conjunct) for conjunct in resolved)
+
+
+def _describe_atom(atom: Any) -> str:
+    if isinstance(atom, Check):
+        return f"if rule({atom.name})"
+    owned = [f"own {name}" for name in sorted(atom.sticky)]
+    rest = [f"{k}={'<user>' if v == _USER else repr(v)}" for k, v in atom.filters.items() if k not in atom.sticky]
+    return " and ".join([*owned, *(["where " + ", ".join(rest)] if rest else [])])
+
+
 __all__ = [
-    "ANONYMOUS", "Caller", "Check", "Filters", "GROUPS", "NO_PERMISSIONS", "OPERATIONS", "Permissions", "Rule",
-    "anyone", "nobody", "owner", "permissions", "role", "route_rule", "rule", "signed_in", "where",
+    "ANONYMOUS", "ANONYMOUS_COLUMN", "SIGNED_IN_COLUMN", "Caller", "Check", "Filters", "GROUPS", "NO_PERMISSIONS", "OPERATIONS", "Permissions", "Rule",
+    "anyone", "columns", "nobody", "owner", "permissions", "role", "route_rule", "rule", "signed_in", "verdict",
+    "where",
 ]

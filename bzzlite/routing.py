@@ -98,6 +98,15 @@ class CustomRoute:
     def kind(self) -> str:
         return "action" if self.spec is not None else "custom"
 
+    @property
+    def rule(self) -> Rule | None:
+        """Who may call it: its own ``allow=``; for an action without one, its resource's rule
+        for the action's name, else for its operation (None: the app's auth alone decides)."""
+        if self.allow is not None or self.spec is None:
+            return self.allow
+        rules = self.spec.permissions
+        return (rules.rule(self.action) if self.action else None) or rules.rule(self.operation or "update")
+
 
 def custom_route(
     template: str,

@@ -48,9 +48,10 @@ def test_the_shop_pays_orders_all_or_nothing(store_url: str) -> None:
     shop.app.use_store(store_url)
     with serve(shop.app) as client:
         alice, bob = sign_in(client, "alice-local-token"), sign_in(client, "bob-local-token")
+        admin = sign_in(client, "admin-local-token")
         pen, ink = client.post("/product", json=[{"sku": "pen", "name": "Pen", "price": "1.50", "stock": 5},
                                                  {"sku": "ink", "name": "Ink", "price": 3, "stock": 1}],
-                               headers=alice).json()
+                               headers=admin).json()
         order = client.post("/order", json={"lines": [{"product": pen["id"], "quantity": 2},
                                                       {"product": ink["id"], "quantity": 1}]}, headers=alice).json()
         assert order["buyer"] == "alice" and order["status"] == "open"

@@ -131,10 +131,23 @@ def _ssl_context(certfile: str | None, keyfile: str | None) -> Any:
 
 def cmd_routes(args: argparse.Namespace) -> int:
     app = locate_app(args.target)
+    if args.permissions:
+        return print_matrix(*app.permission_matrix())
     rows = app.route_table()
     width = max(len(r[0]) for r in rows)
     for methods, path, handler in rows:
         print(f"{methods:<{width}}  {path}  ({handler})")
+    return 0
+
+
+def print_matrix(columns: list[str], rows: list[tuple[str, str, list[str]]]) -> int:
+    """The permission matrix as an aligned table: a row per route and method, a column per caller."""
+    table = [["METHOD", "PATH", *columns], *([method, path, *cells] for method, path, cells in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print("\nyes: allowed; 401: sign in first; 403: refused; own F: the documents whose F is the user; "
+          "where ...: the documents matching it (others answer 404 when unreadable, 403 when readable).")
     return 0
 
 
@@ -186,6 +199,8 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
     routes = sub.add_parser("routes", help="print the route table", parents=[common])
     routes.add_argument("target")
+    routes.add_argument("--permissions", action="store_true",
+                        help="print who may do what instead: a row per route and method, a column per caller")
     routes.set_defaults(run=cmd_routes)
     openapi = sub.add_parser("openapi", help="print the OpenAPI document", parents=[common])
     openapi.add_argument("target")

@@ -54,7 +54,7 @@ class RouteHandler(BaseHandler):
         if route.spec is not None:  # an action: its rule (else the resource's for its operation)
             docs: Documents[Any] = Documents(self.runtime, route.spec, self)
             name = route.action or route.operation or "update"
-            await docs.authorize(name, rule=route.allow, fallback=route.operation or "update")
+            await docs.authorize(name, rule=route.rule, fallback=route.operation or "update")
             record = await docs.read(path.get("id"), name)  # 404 for what they may not read, else 403
             self.instance = docs.instance(record)
             if route.instance_param:

@@ -333,6 +333,12 @@ class Route:
         return METHODS[self.endpoint]
 
 
+def served_methods(spec: ResourceSpec, methods: tuple[str, ...]) -> tuple[str, ...]:
+    """A nested path's methods that its resource serves: reading needs GET, and every write
+    inside a document is a change of it, which needs PATCH (``@resource(methods=...)``)."""
+    return tuple(m for m in methods if m in spec.methods if m == "GET" or "PATCH" in spec.methods)
+
+
 def routes(root: NestedModel) -> list[Route]:
     """Every nested route template of a tree; a recursive model is listed once."""
     return list(_routes(root, "", (), (root.model,)))
@@ -370,5 +376,5 @@ def _unique(name: str, params: tuple[tuple[str, str], ...]) -> str:
 
 __all__ = [
     "EMBEDDED", "LIST", "METHODS", "REF", "REF_LIST", "NestedField", "NestedModel", "Ref", "Referrer", "Route",
-    "inspect_all", "inspect_nested", "referrers_of", "routes",
+    "inspect_all", "inspect_nested", "referrers_of", "routes", "served_methods",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..models.nested import EMBEDDED, LIST, NestedModel, Route, routes
-from .common import HEADERS, JSON, errors, header, ref
+from .common import HEADERS, JSON, errors, header, permissions, ref
 from .parameters import item_parameter
 from .schemas import ID, Schemas
 
@@ -75,8 +75,9 @@ def _nested_item(spec: ResourceSpec, route: Route, schemas: Schemas, protected: 
         if tagged else {}
 
     def operation(kind: str, verb: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        op: dict[str, Any] = {"tags": [spec.name], "summary": summary, "operationId": f"{verb}_{op_id}", **extra}
-        codes = [*_NESTED_ERRORS[kind], 403]  # any pre_* receiver may refuse
+        op: dict[str, Any] = {"tags": [spec.name], "summary": summary, "operationId": f"{verb}_{op_id}", **extra,
+                              **permissions(spec, "get" if kind in ("get", "list") else "update")}
+        codes = [*_NESTED_ERRORS[kind], 403]  # any pre_* receiver or rule may refuse
         if protected.get("get" if kind in ("get", "list") else "update"):
             op["security"] = security
             codes.append(401)

@@ -7,7 +7,7 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
-from .common import JSON, errors, header, json_body, ref
+from .common import JSON, errors, header, json_body, permissions, ref
 from .parameters import filter_table, item_parameter, list_parameters
 
 if TYPE_CHECKING:
@@ -72,8 +72,9 @@ def resource_paths(
         single["content"].update(form)
 
     def operation(kind: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra}
-        codes = [*OPERATION_ERRORS[kind], 403]  # any pre_* receiver may refuse
+        op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra,
+                              **permissions(spec, "update" if kind == "replace" else kind)}
+        codes = [*OPERATION_ERRORS[kind], 403]  # any pre_* receiver or rule may refuse
         if protected.get(kind):
             op["security"] = security
             codes.append(401)

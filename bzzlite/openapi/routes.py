@@ -75,8 +75,14 @@ def _custom_operation(route: CustomRoute, method: str, refs: dict[Any, Any], sch
         codes.add(422)
     if route.spec is not None:
         codes.add(404)
-    needs_user = route.auth is not False and (
-        auth_required(auth, route.spec, route.operation or "update") if route.spec is not None else auth is not None)
+    rule = route.rule
+    if rule is not None:
+        op["x-bzzlite-allow"] = rule.describe()
+        needs_user = rule.needs_user
+    elif route.spec is not None:  # an action: its resource's auth for its operation
+        needs_user = auth_required(auth, route.spec, route.operation or "update")
+    else:
+        needs_user = route.auth is not False and auth is not None
     if security and needs_user:
         op["security"] = security
         codes |= {401, 403}
