@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from ..errors import HTTPError, NotFound, Referenced, ValidationFailed, VersionConflict
 from ..models.ids import is_valid_id, new_id
+from ..permissions import OPERATIONS
 from ..query import Condition, Query, build_query, encode_cursor, parse_arguments, sort_values
 from ..signals import send, send_after_commit
 from ..stores.base import Record, Write
@@ -105,8 +106,10 @@ class Documents(Generic[M]):
         self.spec = spec
         self.model = spec.model
         self.handler = handler
-        # the authorization decision of a caller bound to a request (None: the app's own access)
-        self.access: Access | None = Access(runtime, spec, handler) if handler is not None else None
+        # the authorization decision of a caller bound to a request, when the resource has a
+        # scope or rules (None: the app's own access, or the app's auth decides alone)
+        self.access: Access | None = (Access(runtime, spec, handler) if handler is not None
+                                      and (spec.scope is not None or spec.permissions.declared) else None)
         self._authorized: set[str] = set(authorized)  # operations already decided for this request
 
     @classmethod
@@ -129,9 +132,15 @@ class Documents(Generic[M]):
         """Decide ``operation`` for a bound caller, once per request: 401 when it needs a user and
         there is none, 403 when its rule refuses this caller. ``rule`` and ``fallback``: an
         action's own rule, or the operation whose rule applies (see :meth:`Access.authorize`)."""
-        if self.access is None or operation in self._authorized:
+        if self.handler is None or operation in self._authorized:
             return
-        await self.access.authorize(operation, rule=rule, fallback=fallback)
+        if self.access is None and rule is not None:  # an action's own rule on a resource without any
+            self.access = Access(self.runtime, self.spec, self.handler)
+        if self.access is not None:
+            await self.access.authorize(operation, rule=rule, fallback=fallback)
+        elif self.runtime.auth is not None:  # no scope, no rule: whether a user is needed, as ever
+            known = operation in OPERATIONS or fallback is None
+            await self.runtime.auth.authorize(self.handler, self.spec, operation if known else fallback)
         self._authorized.add(operation)
 
     def scope(self) -> dict[str, Any] | None:
@@ -261,10 +270,11 @@ class Documents(Generic[M]):
             raise ValidationFailed([{"loc": [], "msg": "The array is empty: send at least one object",
                                      "type": "too_short"}])
         all_arguments = [{"data": item} for item in items]
-        mentioned = [set(item) if isinstance(item, dict) else set() for item in items]  # as the client sent them
+        access = self.access
+        # the fields each item names, as the client sent them (field rules judge those)
+        mentioned = [set(item) if isinstance(item, dict) else set() for item in items] if access is not None else []
         for arguments in all_arguments:
             await send(signals.pre_create_instance, self.model, arguments=arguments, handler=self.handler)
-        access = self.access
         docs, errors = [], []
         for index, arguments in enumerate(all_arguments):
             data = arguments.get("data")
@@ -308,7 +318,7 @@ class Documents(Generic[M]):
         which a client's body cannot carry)."""
         spec, access = self.spec, self.access
         await self.authorize("update")
-        mentioned = set(data) if isinstance(data, dict) else set()  # as the client sent it
+        mentioned = set(data) if access is not None and isinstance(data, dict) else set()  # as the client sent it
         arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
         await send(self.runtime.signals.pre_update_instance, self.model, arguments=arguments, handler=self.handler)
         id_, partial, data = arguments.get("id"), bool(arguments.get("partial")), arguments.get("data")
