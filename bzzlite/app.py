@@ -75,6 +75,7 @@ class App(tornado.web.Application):
         self.bzz_settings = Settings.load(db=db, **known)
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
+        self.runtime.documents_factory = Documents.of
         if self.bzz_settings.feeds:
             self.runtime.feeds = Feeds(self.runtime)
         self.registry.freeze("an App")

@@ -133,8 +133,9 @@ def notes_app(store_url: str) -> App:
         def initialize(self, runtime: Any) -> None:
             self.runtime = runtime
 
-        def get(self, name: str) -> None:
-            self.write({"hello": name, "resources": len(self.runtime.registry.resources)})
+        async def get(self, name: str) -> None:  # the bound document API, as docs/beyond-crud.md shows
+            notes = await self.runtime.documents(Note, self).count()
+            self.write({"hello": name, "resources": len(self.runtime.registry.resources), "notes": notes})
 
     return App(registry, db=store_url)
 
@@ -155,7 +156,7 @@ def test_actions_and_routes_answer_problems(store_url: str) -> None:
         assert client.get("/add/2/0.5").json() == {"sum": 2.5}
         assert problem(client.get("/add/two/1"), 422)["errors"][0]["loc"] == ["path", "a"]
         assert client.delete("/nothing").code == 204
-        assert client.get("/raw/bob").json() == {"hello": "bob", "resources": 1}
+        assert client.get("/raw/bob").json() == {"hello": "bob", "resources": 1, "notes": 1}
 
 
 def test_declaration_mistakes_name_the_fix() -> None:
