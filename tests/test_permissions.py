@@ -586,3 +586,23 @@ def test_a_change_the_journal_knew_nothing_of_is_not_told_outside_the_subscriber
             assert event.data["doc"] == {"id": str(mine)} and event.data["matches"] is False
     finally:
         mongo.close()
+
+
+def test_roles_computed_per_request(store_url: str) -> None:
+    """Auth(roles=...): asked once per request, sync or async, only when a rule needs roles."""
+    asked: list[str] = []
+
+    async def roles_of(user: dict[str, Any]) -> list[str]:
+        asked.append(user["id"])
+        return ["admin"] if user["id"] in admins else []
+
+    admins = {"root"}
+    registry, _ = shop()
+    app = App(registry, db=store_url, auth=Auth("s" * 40, [StaticTokenProvider("test", {})], roles=roles_of))
+    root = bearer(app, {"id": "root"})
+    with serve(app) as client:
+        assert client.post("/product", json={"sku": "r", "price": "1.00"}, headers=root).code == 201
+        assert asked == ["root"]
+        admins.clear()  # taken effect at once, unlike roles signed into a token
+        assert client.post("/product", json={"sku": "s", "price": "1.00"}, headers=root).code == 403
+        assert client.get("/product").code == 200 and asked == ["root", "root"]  # anyone: no roles asked
