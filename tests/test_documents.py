@@ -272,3 +272,38 @@ def test_mongodb_without_transactions_undoes_what_a_failed_commit_wrote(mongo_db
         await app.shutdown()
 
     run(main())
+
+
+def test_post_receivers_hear_only_what_a_transaction_committed(store_url: str) -> None:
+    """post_* signals fire after the commit: never for writes a failing transaction took back,
+    and, for those it committed, once the store has them."""
+    registry, Product, _ = shop()
+    app = App(registry, db=store_url)
+    heard: list[tuple[str, int]] = []
+
+    @registry.on("post_update_instance", sender=Product)
+    async def audit(sender: Any, instance: Any, updated_fields: Any, handler: Any) -> None:
+        stored = await app.runtime.store.get(app.documents(Product).spec, instance.id)
+        heard.append((instance.sku, stored.doc["stock"]))  # what the store holds when it is heard
+
+    async def main() -> None:
+        products = app.documents(Product)
+        a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
+        with pytest.raises(RuntimeError):
+            async with app.transaction():
+                await products.patch(a.id, {"stock": 4})  # type: ignore[attr-defined]
+                raise RuntimeError("the block fails: nothing is written")
+        with pytest.raises(VersionConflict):
+            async with app.transaction():
+                await products.patch(a.id, {"stock": 3})  # type: ignore[attr-defined]
+                store = await app.runtime.ready_store()
+                current = await store.get(products.spec, a.id)  # type: ignore[attr-defined]
+                await store.replace(products.spec, current.id, {**current.doc, "stock": 9}, current.version)
+        assert heard == []
+        async with app.transaction():
+            await products.patch(b.id, {"stock": 2})  # type: ignore[attr-defined]
+            assert heard == []  # not yet: the block has not committed
+        assert heard == [("b", 2)]
+        await app.shutdown()
+
+    run(main())

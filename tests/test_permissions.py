@@ -606,3 +606,30 @@ def test_roles_computed_per_request(store_url: str) -> None:
         admins.clear()  # taken effect at once, unlike roles signed into a token
         assert client.post("/product", json={"sku": "s", "price": "1.00"}, headers=root).code == 403
         assert client.get("/product").code == 200 and asked == ["root", "root"]  # anyone: no roles asked
+
+
+def test_a_reference_to_what_one_may_not_read_is_a_missing_reference(store_url: str) -> None:
+    """Naming another user's document answers exactly as naming one that does not exist: no probe."""
+    registry = Registry()
+    mine = {"scope": lambda handler: {"owner": handler.current_user["id"]}}
+
+    @registry.resource(**mine)
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+
+    @registry.resource(**mine)
+    class Link(BaseModel):
+        note: Annotated[str, Ref(Note)]
+        owner: str | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        theirs = client.post("/note", json={"text": "alice's"}, headers=alice).json()["id"]
+        missing = "0" * 24
+        answers = [client.post("/link", json={"note": note}, headers=bob) for note in (theirs, missing)]
+        assert [a.code for a in answers] == [422, 422]
+        assert [e["type"] for a in answers for e in a.json()["errors"]] == ["reference_missing"] * 2
+        assert answers[0].json()["errors"][0]["msg"].replace(theirs, missing) == answers[1].json()["errors"][0]["msg"]
+        assert client.post("/link", json={"note": theirs}, headers=alice).code == 201
