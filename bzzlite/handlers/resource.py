@@ -15,7 +15,6 @@ from urllib.parse import quote, urlencode
 from ..documents import Documents, entity_tags, etag
 from ..errors import HTTPError
 from ..http.observability import header
-from ..models.ids import is_valid_id
 from ..models.resource import RESOURCE_METHODS
 from ..query import encode_cursor, parse_arguments, project, sort_values
 from .base import BaseHandler, link_header
@@ -80,15 +79,6 @@ class ResourceHandler(BaseHandler):
 
     async def store(self) -> Store:
         return await self.runtime.ready_store()
-
-    def checked_id(self, value: Any) -> str:
-        if self.spec.lookup is not None:  # a lookup field's value: any text, found or not later
-            if not isinstance(value, str):
-                raise HTTPError(404, f"No document with that {self.spec.lookup}.")
-            return value
-        if not is_valid_id(value):
-            raise HTTPError(404, "No document with that id (ids are 24 hexadecimal characters).")
-        return str(value)
 
     def write_document(self, record: Record, status: int = 200, body: dict[str, Any] | None = None) -> None:
         self.set_header("ETag", etag(record))
