@@ -310,6 +310,56 @@ def test_an_origin_with_another_scheme_is_another_site(sqlite_url):
             assert "Cross-site" in assert_problem(other, 403)["detail"]
 
 
+# -- CORS: a credentialed rule that admits any site (issue 28) --------------------------------
+
+ADMITS_ANY_SITE = [
+    r".*",                                     # every origin, null included
+    r"https://.*",                             # every https site
+    r".*\.example",                            # an open start: https://evil.example
+    r"null|https://app\.example\.com",         # null: sandboxed frames, file: pages
+    r"https://app\.example\.com.*",            # an open end: https://app.example.com.attacker.invalid
+    r"https://.*example\.com",                 # a name glued before the domain: https://attackerexample.com
+    r"https://[a-z]+\.com",                    # any .com domain
+    r"https://app\.example\.[a-z]+",           # any top-level domain
+    r"https://app.example.com",                # dots not escaped: https://app-example.com
+    r"https://app\.example\.com|https://.*\.net",  # one alternative is enough
+]
+OWN_SITES = [r"https://app\.example\.com", r"https://[a-z0-9-]+\.example\.com", r"https://(.*\.)?example\.com",
+             r"https://(app|admin)\.example\.com(:\d+)?", r"http://127\.0\.0\.1:\d+", r"https?://localhost(:\d+)?"]
+
+
+@pytest.mark.parametrize("pattern", ADMITS_ANY_SITE)
+def test_credentials_with_a_pattern_that_admits_any_site_are_refused_at_start(sqlite_url, pattern):
+    from bzzlite import ConfigurationError
+    from bzzlite.cors import CORS
+
+    with pytest.raises(ConfigurationError) as refused:  # was accepted: evil.example then passed the CSRF check
+        app_for(sqlite_url, cors=CORS(origins=pattern, credentials=True))
+    message = str(refused.value)
+    assert "\n" not in message and "anchor it to your own hosts" in message
+    assert CORS(origins=pattern).credentials is False  # without credentials it stands, as "*" does
+
+
+@pytest.mark.parametrize("pattern", OWN_SITES)
+def test_credentials_with_a_pattern_of_ones_own_sites_are_kept(sqlite_url, pattern):
+    from bzzlite.cors import CORS
+
+    app = app_for(sqlite_url, cors=CORS(origins=pattern, credentials=True))
+    with serve(app) as client:
+        for origin in ("https://evil.example", "null", "https://app.example.com.attacker.invalid"):
+            preflight = client.request("OPTIONS", "/item", headers={"Origin": origin,
+                                                                  "Access-Control-Request-Method": "POST"})
+            assert preflight.code == 403 and "Access-Control-Allow-Credentials" not in preflight.headers
+
+
+def test_the_null_origin_cannot_be_listed(sqlite_url):
+    from bzzlite import ConfigurationError
+    from bzzlite.cors import CORS
+
+    with pytest.raises(ConfigurationError, match="must look like https://app.example.com"):
+        app_for(sqlite_url, cors=CORS(origins=["null"], credentials=True))
+
+
 # -- durability ----------------------------------------------------------------------------
 
 
