@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import gc
 import importlib.util
+import json
 import logging
 import socket
 import sqlite3
@@ -358,6 +359,54 @@ def test_the_null_origin_cannot_be_listed(sqlite_url):
 
     with pytest.raises(ConfigurationError, match="must look like https://app.example.com"):
         app_for(sqlite_url, cors=CORS(origins=["null"], credentials=True))
+
+
+# -- the ASGI adapter: requests Tornado cannot make a request of (issue 28) -------------------
+# Under each ASGI server the project tests: tests/test_asgi_servers.py.
+
+
+def asgi_call(app, scope: dict) -> list[dict]:
+    import asyncio
+
+    from bzzlite.asgi import ASGIAdapter
+
+    sent: list[dict] = []
+    incoming = [{"type": "websocket.connect"} if scope["type"] == "websocket" else
+                {"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        return incoming.pop() if incoming else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    base = {"path": "/item", "query_string": b"", "client": ("127.0.0.1", 1), "scheme": "http", "http_version": "1.1"}
+    asyncio.run(ASGIAdapter(app)({**base, **scope}, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize(("headers", "version", "status"), [
+    ([], "1.1", 400),                                   # no Host
+    ([(b"host", b"a"), (b"host", b"b")], "1.1", 400),   # two
+    ([(b"host", b"a, b")], "1.1", 400),                 # a list of them
+    ([], "0.9", 400),                                   # HTTP/0.9
+    ([(b"host", b"a")], "2.0", 505),                    # an HTTP/2.0 request line read over HTTP/1.1
+])
+def test_the_asgi_adapter_answers_a_request_without_one_host_as_its_own_server(sqlite_url, caplog, headers,
+                                                                               version, status):
+    app = app_for(sqlite_url)
+    caplog.set_level(logging.INFO)
+    sent = asgi_call(app, {"type": "http", "method": "GET", "headers": headers, "http_version": version})
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == status  # was a 500 (HTTPInputError)
+    assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["status"] == status
+    lines = [r for r in caplog.records if r.name.startswith("bzzlite")]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and not lines[0].exc_info  # one line, no traceback
+    extension = {"extensions": {"websocket.http.response": {}}}
+    sent = asgi_call(app, {"type": "websocket", "headers": headers, "http_version": version, **extension})
+    assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == status
+    sent = asgi_call(app, {"type": "websocket", "headers": headers, "http_version": version})
+    assert sent == [{"type": "websocket.close", "code": 1008}]  # the server answers 403
 
 
 # -- durability ----------------------------------------------------------------------------
