@@ -361,6 +361,47 @@ def test_the_null_origin_cannot_be_listed(sqlite_url):
         app_for(sqlite_url, cors=CORS(origins=["null"], credentials=True))
 
 
+# -- what the server reveals: health answers and log lines (issue 28) ------------------------
+
+
+def test_health_answers_a_status_not_the_configuration(store_url, caplog):
+    with serve(app_for(store_url)) as client:
+        for path in ("/_health", "/_health/ready", "/_health/live"):
+            reply = client.get(path)
+            assert reply.json() == {"status": "ok"}, reply.text  # was the SQLite file's path, MongoDB's servers
+    broken = f"sqlite:///{Path(store_url.removeprefix('sqlite:///')).parent}/no/such/folder/data.db" \
+        if store_url.startswith("sqlite") else "mongodb://127.0.0.1:1/app?serverSelectionTimeoutMS=200"
+    caplog.set_level(logging.WARNING, logger="bzzlite")
+    with serve(app_for(broken)) as client:
+        reply = client.get("/_health")
+        assert (reply.code, reply.json()) == (503, {"status": "unavailable"})  # the reason named the host
+        assert "no/such/folder" not in reply.text and "127.0.0.1:1" not in reply.text
+    assert any("store is unavailable" in r.getMessage() for r in caplog.records)  # the operator's log has it
+
+
+MALFORMED_HOSTS = [
+    b"GET /item HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET /item HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    b"GET /item HTTP/1.1\r\nHost: a, b\r\nConnection: close\r\n\r\n",
+    b"GET /item\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("server", ["httptools", "tornado"])
+def test_a_missing_or_doubled_host_is_a_400_and_one_log_line_at_most(sqlite_url, caplog, server):
+    caplog.set_level(logging.DEBUG)
+    with serve(app_for(sqlite_url), http=server) as client:
+        for data in MALFORMED_HOSTS:
+            caplog.clear()
+            reply = raw_request(client, data)
+            assert reply.startswith(b"HTTP/1.1 400"), (data, reply[:200])  # was a closed connection
+            if server == "httptools":
+                assert b"application/problem+json" in reply
+            lines = [r for r in caplog.records if r.name.startswith(("bzzlite", "tornado"))]
+            assert len(lines) <= 1, [r.getMessage() for r in lines]
+            assert all(r.levelno < logging.WARNING and not r.exc_info for r in lines), data  # was ERROR + traceback
+
+
 # -- the ASGI adapter: requests Tornado cannot make a request of (issue 28) -------------------
 # Under each ASGI server the project tests: tests/test_asgi_servers.py.
 

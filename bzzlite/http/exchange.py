@@ -21,6 +21,8 @@ from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
+from .errors import ProtocolError
+
 if TYPE_CHECKING:
     from .protocol import HTTPProtocol
 
@@ -80,6 +82,10 @@ class Exchange(httputil.HTTPConnection):
         try:
             self.delegate = protocol.server.app.start_request(protocol, self)
             prepared = self.delegate.headers_received(self.start_line, self.headers)
+        except httputil.HTTPInputError as exc:  # a Host Tornado refuses (a list, not a host): the client's mistake
+            self.delegate = None
+            protocol.fail(ProtocolError(400, f"Malformed request: {exc}."))
+            return
         except Exception:
             log.exception("the application refused the request's head")
             protocol.close()
