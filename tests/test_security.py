@@ -402,6 +402,84 @@ def test_a_missing_or_doubled_host_is_a_400_and_one_log_line_at_most(sqlite_url,
             assert all(r.levelno < logging.WARNING and not r.exc_info for r in lines), data  # was ERROR + traceback
 
 
+# -- HTTP/1.1 server limits (issue 28) --------------------------------------------------------
+
+SERVERS = ["httptools", "tornado"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_an_http2_request_line_is_not_served_as_http11(sqlite_url, server):
+    with serve(app_for(sqlite_url), http=server) as client:
+        reply = raw_request(client, b"GET /item HTTP/2.0\r\nHost: x\r\n\r\n")
+        preface = raw_request(client, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    if server == "httptools":
+        assert reply.startswith(b"HTTP/1.1 505") and b"application/problem+json" in reply, reply[:200]  # was a 200
+        assert preface.startswith(b"HTTP/1.1 505"), preface[:200]
+    else:  # Tornado's server refuses another version itself
+        assert reply.startswith(b"HTTP/1.1 400") and preface.startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_more_header_fields_than_the_limit_is_a_431(sqlite_url, server):
+    def request(count: int) -> bytes:
+        fields = b"".join(b"X-F%d: v\r\n" % i for i in range(count - 2))
+        return raw_request(client, b"GET /item HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fields + b"\r\n")
+
+    with serve(app_for(sqlite_url), http=server) as client:  # the default: 100
+        assert request(100).startswith(b"HTTP/1.1 200")
+        reply = request(101)
+        assert reply.startswith(b"HTTP/1.1 431") and b"application/problem+json" in reply, reply[:200]  # was a 200
+        assert request(1000).startswith(b"HTTP/1.1 431")
+    with serve(app_for(sqlite_url, max_headers=10), http=server) as client:
+        assert request(10).startswith(b"HTTP/1.1 200")
+        assert request(11).startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_slow_bodies_are_cut_while_health_answers(sqlite_url, server):
+    import selectors
+
+    app = app_for(sqlite_url, min_body_rate=1000, body_rate_period=0.5)  # short, to keep the test short
+    head = b"POST /item HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    with serve(app, http=server) as client, selectors.DefaultSelector() as selector:
+        slow = []
+        for _ in range(1000):
+            sock = socket.create_connection((client.host, client.port), timeout=10)
+            sock.sendall(head + b"{")
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+            slow.append(sock)
+        answers: dict[socket.socket, bytes] = {}
+        deadline = time.monotonic() + 60  # a guard against hanging: they were never cut
+        try:
+            while len(answers) < len(slow) and time.monotonic() < deadline:
+                for sock in slow:  # a byte each, every round: never idle long enough for the body timeout
+                    if sock not in answers:
+                        with contextlib.suppress(OSError):
+                            sock.send(b" ")
+                assert client.get("/_health", timeout=10).code == 200  # served all along
+                for key, _ in selector.select(timeout=0.2):
+                    sock = key.fileobj
+                    try:
+                        data = sock.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except ConnectionResetError:
+                        data = b""
+                    answers[sock] = answers.get(sock, b"") + data
+                    if not data or b"\r\n\r\n" in answers[sock]:
+                        selector.unregister(sock)
+                        answers.setdefault(sock, b"")
+        finally:
+            for sock in slow:
+                sock.close()
+        assert len(answers) == 1000  # every slow body was cut (each held its connection for ever)
+        if server == "httptools":
+            assert all(a.startswith(b"HTTP/1.1 408") for a in answers.values())
+        assert client.post("/item", json={"name": "fast"}).code == 201  # a body sent at once is not slow
+        assert client.get("/item").json()["total"] == 1
+
+
 # -- the ASGI adapter: requests Tornado cannot make a request of (issue 28) -------------------
 # Under each ASGI server the project tests: tests/test_asgi_servers.py.
 
