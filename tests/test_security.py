@@ -480,6 +480,122 @@ def test_slow_bodies_are_cut_while_health_answers(sqlite_url, server):
         assert client.get("/item").json()["total"] == 1
 
 
+# -- a feed reader that falls behind the journal (issue 28) ---------------------------------
+
+
+def test_a_feed_reader_that_falls_behind_the_journal_sends_reset_not_a_gap(store_url):
+    """Two servers on one store; the reader's process is held (a GC pause, a paused VM) while the
+    other writes more than feed_journal_size changes: its subscribers must be told to reload."""
+    import threading
+
+    from websockets.sync.client import connect
+
+    size = 100
+    writer, reader = app_for(store_url, feed_journal_size=size), app_for(store_url, feed_journal_size=size)
+    with serve(writer) as w, serve(reader) as r, EventStream(w, "/item", timeout=30) as leading:
+        leading.wait_ready()  # on MongoDB, the writer's process leads the journal
+        with EventStream(r, "/item", timeout=30) as sse, connect(f"ws://{r.host}:{r.port}/item/_changes") as ws:
+            sse.wait_ready()
+            ws.send(json.dumps({"type": "subscribe", "id": "all"}))
+            assert json.loads(ws.recv(10))["type"] == "ready"
+            w.post("/item", json={"name": "seen"})
+            seen = sse.next().data["event_id"]
+            assert json.loads(ws.recv(30))["event_id"] == seen
+
+            journal = reader.runtime.feeds.journal
+            read, hold, held = journal._read, threading.Event(), threading.Event()
+
+            def held_read(*args, **kwargs):  # the reader's whole process stops here (its event loop)
+                if not hold.is_set():
+                    held.set()
+                    hold.wait(60)
+                return read(*args, **kwargs)
+
+            journal._read = held_read
+            held.wait(10)
+            assert held.is_set()
+            created = w.post("/item", json=[{"name": f"n{i}"} for i in range(3 * size)])  # trimmed meanwhile
+            assert created.code == 201
+            last = w.post("/item", json={"name": "last"}).json()
+            # journaled (on MongoDB, by the leader); a bulk write larger than the journal resets this feed too
+            while (event := leading.next()).type != "created" or event.data["doc"]["id"] != last["id"]:
+                pass
+            hold.set()
+
+            def after_release(events: list[tuple[str, int]]) -> None:
+                kinds = [kind for kind, _ in events]
+                assert kinds[0] == "reset", kinds[:3]  # was: created events jumping past the lost ones
+                reset_id = events[0][1]
+                assert reset_id > seen + 1
+                assert [seq for _, seq in events[1:]] == list(range(reset_id + 1, event.data["event_id"] + 1))
+
+            streamed = []
+            while not streamed or streamed[-1][1] < event.data["event_id"]:
+                got = sse.next()
+                streamed.append((got.type, got.data["event_id"]))
+            after_release(streamed)
+            socket_events = []
+            while not socket_events or socket_events[-1][1] < event.data["event_id"]:
+                message = json.loads(ws.recv(30))
+                if message["type"] != "ping":
+                    assert message["sub"] == "all"
+                    socket_events.append((message["type"], message["event_id"]))
+            after_release(socket_events)
+
+
+def test_a_subscriber_replaying_when_its_reader_falls_behind_is_reset_once_replayed(sqlite_url):
+    """The gap found on the live path while a subscriber still replays from the journal: its
+    replay read what it could; the changes it did not reach are lost, so it gets a reset."""
+    import asyncio
+
+    from bzzlite.feeds import Journal, Subscription
+
+    app = app_for(sqlite_url)
+    feeds = app.runtime.feeds
+
+    class Behind(Journal):
+        async def attach(self, specs):
+            pass
+
+        async def head(self):
+            return 10
+
+        async def replay(self, after, limit, collection=None):
+            feeds.fell_behind(80)  # while replaying, the live path finds 11-80 trimmed
+            return []
+
+        async def follow(self, after):
+            await asyncio.Event().wait()
+            yield []
+
+    class Recorder(Subscription):
+        def __init__(self, spec):
+            super().__init__(spec, (), None)
+            self.sent: list[tuple[str, int]] = []
+
+        def control(self, type_, seq, body):
+            self.sent.append((type_, body["event_id"]))
+
+        def deliver(self, events):
+            self.sent += [(e.type, e.seq) for e in events]
+
+        def end(self):
+            self.closed = True
+            feeds.unsubscribe(self)
+
+    async def main() -> list[tuple[str, int]]:
+        await app.startup()
+        feeds.journal = Behind()
+        sub = Recorder(app.registry.resources["/item"])
+        try:
+            await feeds.subscribe(sub, since=10)
+        finally:
+            await app.shutdown()
+        return sub.sent
+
+    assert asyncio.run(main()) == [("reset", 80), ("ready", 80)]  # not "ready" alone
+
+
 # -- the ASGI adapter: requests Tornado cannot make a request of (issue 28) -------------------
 # Under each ASGI server the project tests: tests/test_asgi_servers.py.
 
