@@ -596,6 +596,48 @@ def test_a_subscriber_replaying_when_its_reader_falls_behind_is_reset_once_repla
     assert asyncio.run(main()) == [("reset", 80), ("ready", 80)]  # not "ready" alone
 
 
+# -- write-only fields have no routes to describe (issue 28) ---------------------------------
+
+
+def test_a_write_only_embedded_field_has_no_nested_routes_in_the_table_or_openapi(sqlite_url):
+    from typing import Annotated
+
+    from pydantic import Field
+
+    from bzzlite import Ref, WriteOnly
+
+    class Inner(BaseModel):
+        key: str
+
+    registry = Registry()
+
+    @registry.resource
+    class Tag(BaseModel):
+        label: str
+
+    @registry.resource
+    class Account(BaseModel):
+        name: str
+        secret: Annotated[Inner, WriteOnly]
+        secrets: Annotated[list[Inner], WriteOnly] = []
+        hidden: Inner | None = Field(default=None, exclude=True)
+        hidden_tag: Annotated[str | None, Ref(Tag), WriteOnly] = None
+        shown: Inner | None = None
+
+    app = App(registry, db=sqlite_url)
+    hidden = ("secret", "secrets", "hidden", "hidden_tag")
+    templates = [template for _, template, _ in app.route_table()]  # what `bzzlite routes` prints
+    with serve(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        account = client.post("/account", json={"name": "ann", "secret": {"key": "k"}, "shown": {"key": "s"}}).json()
+        for name in hidden:  # each was listed with GET/PUT/PATCH/DELETE, answering 404
+            assert not [t for t in templates if t.startswith(f"/account/{{id}}/{name}")], templates
+            assert not [p for p in paths if p.startswith(f"/account/{{id}}/{name}")], sorted(paths)
+            assert client.get(f"/account/{account['id']}/{name}").code == 404  # as the docs promise
+        assert "/account/{id}/shown" in templates and "/account/{id}/shown" in paths
+        assert client.get(f"/account/{account['id']}/shown").json() == {"key": "s"}
+
+
 # -- the ASGI adapter: requests Tornado cannot make a request of (issue 28) -------------------
 # Under each ASGI server the project tests: tests/test_asgi_servers.py.
 

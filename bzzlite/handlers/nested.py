@@ -37,9 +37,10 @@ _LIST_PARAMETERS = ("page", "per_page")
 
 
 def route_rows(spec: ResourceSpec, tree: NestedModel) -> list[tuple[str, str, str]]:
-    """(methods, path template, handler) of every nested route, for ``bzzlite routes``."""
+    """(methods, path template, handler) of every nested route, for ``bzzlite routes``; none
+    inside a write-only field (they answer 404)."""
     rows = [(",".join(served_methods(spec, r.methods)), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__)
-            for r in routes(tree)]
+            for r in routes(tree, spec.schema.write_only)]
     return [row for row in rows if row[0]]
 
 

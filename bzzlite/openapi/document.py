@@ -46,7 +46,7 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     settings = settings if settings is not None else Settings()
     specs = list(registry.resources.values())
     trees = {spec.path: inspect_nested(spec, specs) for spec in specs}
-    schemas = Schemas(specs, inner=inner_models(trees.values()))
+    schemas = Schemas(specs, inner=inner_models((spec, trees[spec.path]) for spec in specs))
     components: dict[str, Any] = {
         "schemas": {**copy.deepcopy(_PROBLEM_SCHEMAS), **schemas.components},
         "responses": {
