@@ -38,9 +38,13 @@ _LIST_PARAMETERS = ("page", "per_page")
 
 def route_rows(spec: ResourceSpec, tree: NestedModel) -> list[tuple[str, str, str]]:
     """(methods, path template, handler) of every nested route, for ``bzzlite routes``; none
-    inside a write-only field (they answer 404)."""
-    rows = [(",".join(served_methods(spec, r.methods)), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__)
-            for r in routes(tree, spec.schema.write_only)]
+    inside a write-only field (they answer 404), GET only inside a read-only one (as served)."""
+    rows = []
+    for r in routes(tree, spec.schema.write_only):
+        methods = served_methods(spec, r.methods)
+        if r.template.split("/", 1)[0] in spec.schema.read_only:
+            methods = tuple(m for m in methods if m == "GET")
+        rows.append((",".join(methods), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__))
     return [row for row in rows if row[0]]
 
 
