@@ -204,9 +204,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.server.max_header_size:
             raise ProtocolError(431, f"The request's header block exceeds {self.server.max_header_size} bytes.")
-        self._header_count += 1
-        if self._header_count > self.server.max_headers:
-            raise ProtocolError(431, f"The request has more than {self.server.max_headers} header fields.")
+        self._header_count += 1  # compared with the limit once the head is complete (its size bounds it meanwhile)
         if len(name) in _FRAMING_LENGTHS and name.lower() in _FRAMING:
             self._framing.append(name.lower())  # checked once the head is complete
         # Leading and trailing whitespace is not part of the value (RFC 9110 5.5), as Tornado strips it.
@@ -227,6 +225,8 @@ class HTTPProtocol(asyncio.Protocol):
             method = _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
         if self._method is not None:  # an extension method parsed under the stand-in
             method, self._method = self._method, None
+        if self._header_count > self.server.max_headers:
+            raise ProtocolError(431, f"The request has more than {self.server.max_headers} header fields.")
         framing = self._framing
         expects = False
         bodiless = True
