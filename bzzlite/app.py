@@ -30,7 +30,7 @@ from .handlers.resource import CollectionHandler, ItemHandler
 from .http.dispatch import HandlerDelegate, SegmentIndex
 from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .mocks import check_collisions, group_by_url, sample_paths
-from .models.nested import inspect_nested, served_methods
+from .models.nested import inspect_nested, route_methods
 from .models.nested import routes as nested_routes
 from .openapi import build_document
 from .permissions import columns, verdict
@@ -258,8 +258,8 @@ class App(tornado.web.Application):
         for route in self.routes:
             spec, custom = route.spec, route.kwargs.get("route")
             if route.kind == "nested" and spec is not None:
-                for nested in nested_routes(route.kwargs["tree"]):
-                    for method in served_methods(spec, nested.methods):
+                for nested in nested_routes(route.kwargs["tree"], spec.schema.write_only):
+                    for method in route_methods(spec, nested):
                         rows.append(resource_row(method, f"{spec.path}/{{id}}/{nested.template}", spec,
                                                  "get" if method == "GET" else "update"))
             elif isinstance(custom, CustomRoute):

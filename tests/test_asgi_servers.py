@@ -187,3 +187,51 @@ def test_sigterm_closes_an_open_websocket_and_stops(server) -> None:
     # closed); a feed client resumes from its last event id whatever the code.
     assert ws.close_code == CLOSED_AT_SHUTDOWN[name]
     assert proc.wait(20) in (0, -signal.SIGTERM)
+
+
+
+#: requests the app must refuse (issue 28) -> the status bzzlite's own server answers
+MALFORMED = {
+    "no Host": (b"GET /thing HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+    "two Host headers": (b"GET /thing HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400),
+    "a Host list": (b"GET /thing HTTP/1.1\r\nHost: a, b\r\nConnection: close\r\n\r\n", 400),
+    "HTTP/0.9": (b"GET /thing\r\n\r\n", 400),
+    "HTTP/2.0 over HTTP/1.1": (b"GET /thing HTTP/2.0\r\nHost: a\r\nConnection: close\r\n\r\n", 505),
+}
+#: granian gives the app an empty Host for a request without one (an empty Host is valid
+#: HTTP/1.1, RFC 9112 3.2): the app cannot tell them apart
+SERVED = {("granian", "no Host")}
+
+
+def raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        return received
+
+
+def test_a_request_without_one_host_is_a_4xx_never_a_500(server) -> None:
+    name, port, proc = server
+    answered_by_the_app = 0
+    for case, (data, status) in MALFORMED.items():
+        reply = raw(port, data)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        code = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else None
+        assert code is None or code < 500 or code == status, (name, case, reply[:300])  # was a 500
+        if b"application/problem+json" in head.lower():  # the app answered, as bzzlite's own server does
+            answered_by_the_app += 1
+            assert code == status and json.loads(body)["status"] == status, (name, case, reply[:300])
+        elif (name, case) in SERVED:
+            assert code == 200
+        else:  # the server refused it before the app saw it (its own 400, or closing)
+            assert code in (None, 400), (name, case, reply[:300])
+    assert answered_by_the_app  # each server lets some through to the app
+    assert request_status(port) == 200
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else ""), name  # a client's mistake: no traceback

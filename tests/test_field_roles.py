@@ -147,3 +147,26 @@ def test_no_route_of_the_table_sends_a_write_only_field(store_url: str) -> None:
                     seen += 1
                     assert SECRET not in response.text and PIN not in response.text, (method, url, response.text)
         assert seen >= 12, seen
+
+
+def test_routes_inside_a_read_only_field_are_listed_as_served_get_only(sqlite_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource
+    class Badge(BaseModel):
+        shown: Profile | None = None
+        earned: Annotated[Profile | None, ReadOnly] = None
+        history: Annotated[list[Profile], ReadOnly] = []
+
+    app = App(registry, db=sqlite_url)
+    table = {template: methods for methods, template, _ in app.route_table()}
+    assert table["/badge/{id}/earned"] == "GET"  # was GET,PUT,PATCH,DELETE, each write a 405
+    assert table["/badge/{id}/history"] == table["/badge/{id}/history/{history_index}"] == "GET"
+    assert table["/badge/{id}/shown"] == "GET,PUT,PATCH,DELETE"
+    with serve(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert set(paths["/badge/{id}/earned"]) - {"parameters"} == {"get"}
+        assert set(paths["/badge/{id}/history"]) - {"parameters"} == {"get"}
+        badge = client.post("/badge", json={}).json()
+        refused = client.put(f"/badge/{badge['id']}/earned", json={"bio": "x"})
+        assert refused.code == 405 and refused.headers["Allow"] == "GET"  # what the listing now says

@@ -497,9 +497,7 @@ def test_mongodb_down_at_start_up_gives_503_until_it_comes(tmp_path):
             assert client.post("/item", json={"name": "a", "email": "e"}).code == 201
             assert client.post("/item", json={"name": "b", "email": "e"}).code == 409  # indexes made on open
             health = client.get("/_health")
-            assert health.code == 200
-            assert health.json()["store"]["store"] == "mongodb"
-            assert health.json()["store"]["servers"] == [f"127.0.0.1:{port}"]
+            assert health.json() == {"status": "ok"}  # a status, not the servers (issue 28)
     finally:
         if proc is not None:
             stop_standin(proc)

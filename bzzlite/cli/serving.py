@@ -67,6 +67,7 @@ async def serve_forever(
     """
     from ..handlers.base import server_body_limit
     from ..http import make_server
+    from ..http.limits import server_limits
     from ..http.tornado_server import Server
 
     try:
@@ -77,7 +78,7 @@ async def serve_forever(
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
     limit = server_body_limit(app.bzz_settings.max_body_size)
     if ssl_options is not None:
-        server = Server(app, max_body_size=limit, ssl_options=ssl_options)
+        server = Server(app, max_body_size=limit, ssl_options=ssl_options, **server_limits(app))
     else:
         server = make_server(http, app, max_body_size=limit)
     server.add_sockets(sockets)

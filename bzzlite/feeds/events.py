@@ -81,7 +81,7 @@ class Decoded:
         tell, docs/feeds.md)."""
         change = self.change
         if change.op == RESET:  # every subscriber of the collection must reload
-            reset = {"event_id": change.seq, "reason": "changes were lost: " + str(change.doc.get("reason", "")) +
+            reset = {"type": RESET, "event_id": change.seq, "reason": "changes were lost: " + str(change.doc.get("reason", "")) +
                     "; reload, then follow from this event"}
             return Event(change.seq, RESET, orjson.dumps(reset))
         now = matches(conditions, self.after)

@@ -17,7 +17,7 @@ one, else by their position. A reference is a field declared ``Annotated[str, Re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
@@ -339,14 +339,29 @@ def served_methods(spec: ResourceSpec, methods: tuple[str, ...]) -> tuple[str, .
     return tuple(m for m in methods if m in spec.methods if m == "GET" or "PATCH" in spec.methods)
 
 
-def routes(root: NestedModel) -> list[Route]:
-    """Every nested route template of a tree; a recursive model is listed once."""
-    return list(_routes(root, "", (), (root.model,)))
+def route_methods(spec: ResourceSpec, route: Route) -> tuple[str, ...]:
+    """The methods a nested route serves: its resource's (:func:`served_methods`), GET only
+    inside a read-only field."""
+    methods = served_methods(spec, route.methods)
+    if route.template.split("/", 1)[0] in spec.schema.read_only:
+        methods = tuple(m for m in methods if m == "GET")
+    return methods
+
+
+def routes(root: NestedModel, hidden: Collection[str] = ()) -> list[Route]:
+    """Every nested route template of a tree; a recursive model is listed once.
+
+    Args:
+        hidden: top-level fields whose routes are left out: a resource's write-only fields
+            (``spec.schema.write_only``), whose nested paths answer 404 as if absent.
+    """
+    fields = {name: nested for name, nested in root.fields.items() if name not in hidden} if hidden else root.fields
+    return list(_routes(root, "", (), (root.model,), fields))
 
 
 def _routes(node: NestedModel, prefix: str, params: tuple[tuple[str, str], ...],
-            visiting: tuple[type, ...]) -> Iterator[Route]:
-    for name, nested in node.fields.items():
+            visiting: tuple[type, ...], fields: Mapping[str, NestedField] | None = None) -> Iterator[Route]:
+    for name, nested in (node.fields if fields is None else fields).items():
         base = f"{prefix}{name}"
         if nested.kind == EMBEDDED:
             yield Route(base, "embedded", nested, params)
@@ -376,5 +391,5 @@ def _unique(name: str, params: tuple[tuple[str, str], ...]) -> str:
 
 __all__ = [
     "EMBEDDED", "LIST", "METHODS", "REF", "REF_LIST", "NestedField", "NestedModel", "Ref", "Referrer", "Route",
-    "inspect_all", "inspect_nested", "referrers_of", "routes", "served_methods",
+    "inspect_all", "inspect_nested", "referrers_of", "route_methods", "routes", "served_methods",
 ]

@@ -35,11 +35,11 @@ _REFERENCE_BODY = {
 }
 
 
-def inner_models(trees: Iterable[NestedModel]) -> list[type[BaseModel]]:
-    """The embedded models nested routes serve, each once."""
+def inner_models(trees: Iterable[tuple[ResourceSpec, NestedModel]]) -> list[type[BaseModel]]:
+    """The embedded models nested routes serve (a resource's and its tree), each once."""
     found: dict[type[BaseModel], None] = {}
-    for tree in trees:
-        for route in routes(tree):
+    for spec, tree in trees:
+        for route in routes(tree, spec.schema.write_only):
             if route.field.kind in (EMBEDDED, LIST):
                 found.setdefault(route.field.model)
     return list(found)
@@ -47,9 +47,10 @@ def inner_models(trees: Iterable[NestedModel]) -> list[type[BaseModel]]:
 
 def nested_paths(spec: ResourceSpec, tree: NestedModel, schemas: Schemas, protected: dict[str, bool],
                  security: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The path items of a resource's nested routes (see :mod:`bzzlite.models.nested`)."""
+    """The path items of a resource's nested routes (see :mod:`bzzlite.models.nested`); none
+    inside a write-only field, whose paths answer 404 and whose value is never sent."""
     return {f"{spec.path}/{{id}}/{route.template}": _nested_item(spec, route, schemas, protected, security)
-            for route in routes(tree)}
+            for route in routes(tree, spec.schema.write_only)}
 
 
 def _nested_item(spec: ResourceSpec, route: Route, schemas: Schemas, protected: dict[str, bool],

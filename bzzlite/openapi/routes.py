@@ -106,11 +106,11 @@ HEALTH = {"get": {
     "tags": ["meta"], "summary": "Health: does the store answer?", "operationId": "health",
     "responses": {
         "200": {"description": "The store answers.", "content": {JSON: {"schema": {
-            "type": "object", "properties": {"status": {"const": "ok"}, "store": {"type": "object"}},
-            "required": ["status", "store"]}}}},
-        "503": {"description": "The store is unavailable.", "content": {JSON: {"schema": {
-            "type": "object", "properties": {"status": {"const": "unavailable"}, "store": {"type": "object"}},
-            "required": ["status", "store"]}}}},
+            "type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"],
+            "additionalProperties": False}}}},
+        "503": {"description": "The store is unavailable (the server log says why).", "content": {JSON: {"schema": {
+            "type": "object", "properties": {"status": {"const": "unavailable"}}, "required": ["status"],
+            "additionalProperties": False}}}},
     },
 }}
 
