@@ -168,6 +168,12 @@ def test_behind_nginx(nginx: int) -> None:
     assert '</api/thing?per_page=1&page=2>; rel="next"' in reply.headers["Link"]
     conn.request("GET", "/api/openapi.json")  # /docs calls the API through the prefix
     assert json.loads(conn.getresponse().read())["servers"] == [{"url": "/api"}]
+    conn.request("GET", "/api/docs")  # and loads its files and the document through it
+    page = conn.getresponse().read().decode()
+    assert 'src="/api/docs/static/swagger-ui-bundle.js"' in page and '"/api/openapi.json"' in page
+    conn.request("GET", "/api/docs/static/swagger-ui-bundle.js")
+    reply = conn.getresponse()
+    assert reply.status == 200 and reply.read()
     conn.close()
 
     # SSE: an event arrives through nginx while the stream stays open (not buffered)

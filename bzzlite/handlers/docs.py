@@ -69,12 +69,12 @@ _PAGE = """<!DOCTYPE html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{title}</title>
-  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
-  <link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png" sizes="32x32">
+  <link rel="stylesheet" href="{root}/docs/static/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{root}/docs/static/favicon-32x32.png" sizes="32x32">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script src="{root}/docs/static/swagger-ui-bundle.js"></script>
   <script>{script}</script>
 </body>
 </html>
@@ -122,9 +122,15 @@ class DocsHandler(BaseHandler):
             raise HTTPError(501, "The docs page needs the swagger-ui-py package: pip install swagger-ui-py "
                                  "(or build the App with docs=False).")
         title = html.escape(f"{self.runtime.settings.title} - docs")
+        root = self.runtime.settings.root_path  # behind a proxy, the page's URLs go through its prefix
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        script = _SCRIPT.replace("DOCUMENT_URL", json.dumps("/openapi.json"), 1)
-        self.finish(_PAGE.format(title=title, script=script))
+        script = _SCRIPT.replace("DOCUMENT_URL", _script_value(f"{root}/openapi.json"), 1)
+        self.finish(_PAGE.format(title=title, script=script, root=html.escape(root)))
+
+
+def _script_value(value: str | None) -> str:
+    """``value`` as a JavaScript literal inside a ``<script>`` element."""
+    return json.dumps(value).replace("<", "\\u003c")
 
 
 class AssetHandler(BaseHandler):
