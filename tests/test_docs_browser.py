@@ -11,6 +11,8 @@ import json
 from pydantic import BaseModel
 
 from bzzlite import App, Registry
+from bzzlite.auth import Auth
+from bzzlite.auth.testing import StaticTokenProvider
 from bzzlite.testing import serve
 from tests._browser import require
 from tests.test_proxy import nginx, served  # noqa: F401 - the fixtures: the app behind nginx, under /api
@@ -104,3 +106,50 @@ def test_docs_behind_nginx_under_a_prefix(browser, nginx):  # noqa: F811 - the i
     page.close()
     assert elsewhere == []
 
+
+def shelf(db: str) -> App:
+    """Books anyone may read and only a signed-in user may write, with a local sign-in."""
+    registry = Registry()
+
+    @registry.resource(auth={"get": False, "list": False})
+    class Book(BaseModel):
+        title: str
+
+    return App(registry, db=db, title="Shelf", auth=Auth("a-docs-test-secret-of-32-bytes-at-least", [
+        StaticTokenProvider("local-dev", {"alice-local-token": {"id": "alice", "name": "Alice"}})]))
+
+
+def test_sign_in_from_the_docs_then_create(browser, sqlite_url):
+    with serve(shelf(sqlite_url)) as client:
+        page, elsewhere = open_docs(browser, client.base_url)
+        playwright.expect(page.locator(".info .title")).to_contain_text("Shelf", timeout=15000)
+        try_it_out(page, "book-create_book", {"title": "Dune"}, "401")  # not signed in yet
+        page.reload()
+        signed_in = try_it_out(page, "auth-signin", {"provider": "local-dev", "access_token": "alice-local-token"},
+                               "200")
+        assert signed_in["authenticated"] is True
+        page.reload()
+        created = try_it_out(page, "book-create_book", {"title": "Dune"}, "201")  # the cookie, and the CSRF header
+        assert client.get(f"/book/{created['id']}").json()["title"] == "Dune"
+        # the cookie alone still does not make a write: a request without the header is refused
+        refused = page.evaluate("""() => fetch("/book", {method: "POST", headers: {"Content-Type": "application/json"},
+                                                          body: JSON.stringify({title: "forged"})}).then(r => r.status)""")
+        assert refused == 403
+        page.close()
+    assert elsewhere == []
+
+
+def test_paste_a_token_into_authorize_then_create(browser, sqlite_url):
+    with serve(shelf(sqlite_url)) as client:
+        signed_in = client.post("/auth/signin/", json={"provider": "local-dev", "access_token": "alice-local-token"})
+        token = signed_in.headers["Set-Cookie"].split("=", 1)[1].split(";", 1)[0]  # as `curl -si` shows it
+        page, elsewhere = open_docs(browser, client.base_url)
+        page.get_by_role("button", name="Authorize").first.click()
+        bearer = page.locator(".modal-ux .auth-container").filter(has_text="bearerToken")
+        bearer.locator("#auth-bearer-value").fill(token)
+        bearer.get_by_role("button", name="Apply credentials").click()
+        bearer.get_by_role("button", name="Close").click()
+        created = try_it_out(page, "book-create_book", {"title": "Emma"}, "201")
+        assert created["title"] == "Emma"
+        page.close()
+    assert elsewhere == []

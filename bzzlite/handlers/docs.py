@@ -51,6 +51,14 @@ _SCRIPT = """
       });
       return spec;
     }
+    // Try-it-out requests to the app itself carry the header a cookie-authenticated write needs,
+    // as the app's own pages do: once signed in (POST /auth/signin/ right here), writes work.
+    function sameSiteHeader(request) {
+      if (CSRF_HEADER && new URL(request.url, window.location.href).origin === window.location.origin) {
+        request.headers[CSRF_HEADER] = "swagger-ui";
+      }
+      return request;
+    }
     fetch(DOCUMENT_URL).then(function (r) { return r.json(); }).then(function (spec) {
       window.ui = SwaggerUIBundle({
         spec: showAll ? spec : fold(spec),
@@ -58,6 +66,7 @@ _SCRIPT = """
         deepLinking: true,
         layout: "BaseLayout",
         validatorUrl: null,
+        requestInterceptor: sameSiteHeader,
         presets: [SwaggerUIBundle.presets.apis]
       });
     });
@@ -124,8 +133,15 @@ class DocsHandler(BaseHandler):
         title = html.escape(f"{self.runtime.settings.title} - docs")
         root = self.runtime.settings.root_path  # behind a proxy, the page's URLs go through its prefix
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        script = _SCRIPT.replace("DOCUMENT_URL", _script_value(f"{root}/openapi.json"), 1)
+        script = (_SCRIPT.replace("DOCUMENT_URL", _script_value(f"{root}/openapi.json"), 1)
+                  .replace("CSRF_HEADER", _script_value(csrf_header(self.runtime)), 2))
         self.finish(_PAGE.format(title=title, script=script, root=html.escape(root)))
+
+
+def csrf_header(runtime: Runtime) -> str | None:
+    """The header the app's auth policy wants on a cookie-authenticated write (None without auth)."""
+    config = getattr(runtime.auth, "auth", None)
+    return getattr(config, "csrf_header", None)
 
 
 def _script_value(value: str | None) -> str:
