@@ -72,6 +72,21 @@ def test_the_tutorials_local_sign_in_works_as_its_curl_lines_show(tmp_path: Path
         stop(proc)
 
 
+def test_the_testing_pages_fixtures_run_under_pytest(tmp_path: Path) -> None:
+    """docs/testing.md's conftest.py and async test, as a project of their own: pytest runs the
+    test (with its anyio marker) on the ``async_client`` fixture."""
+    blocks = BLOCK.findall((DOCS / "testing.md").read_text())
+    notes = next(b for b in blocks if "def make_notes_app" in b)
+    conftest = next(b for b in blocks if b.startswith("# conftest.py"))
+    test = next(b for b in blocks if b.startswith("# test_notes.py"))
+    (tmp_path / "notes.py").write_text(notes)
+    (tmp_path / "conftest.py").write_text("from notes import make_notes_app\n" + conftest)
+    (tmp_path / "test_notes.py").write_text(test)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=checkout_env(), check=False)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_site_builds_strict(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
