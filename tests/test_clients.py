@@ -170,6 +170,7 @@ class Step:
     model: str
     path: str
     body: dict[str, Any]
+    user: str | None = None  # the local provider's token to sign in with (a Bearer token), if any
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,6 @@ class Example:
     target: str
     steps: list[Step]
     mongo: bool = False  # ODMantic models: MongoDB only
-    sign_in: bool = False  # writes need a user: the local provider's Alice, as a Bearer token
 
 
 EXAMPLES = {
@@ -192,11 +192,13 @@ EXAMPLES = {
         Step("author", "Author", "/author", {"name": "Ada", "email": Fresh("ada@example.org")}),
         Step("post", "Post", "/post", {"title": "Hello", "author": Ref("author")}),
     ], mongo=True),
-    "auth": Example("auth.py:app", [Step("note", "Note", "/note", {"text": "buy milk"})], sign_in=True),
+    "auth": Example("auth.py:app", [Step("note", "Note", "/note", {"text": "buy milk"}, "alice-local-token")]),
     "shop": Example("shop.py:app", [
-        Step("product", "Product", "/product", {"sku": Fresh("S-1"), "name": "Cup", "price": 4.5}),
-        Step("order", "Order", "/order", {"lines": [{"product": Ref("product"), "quantity": 1}]}),
-    ], sign_in=True),
+        Step("product", "Product", "/product", {"sku": Fresh("S-1"), "name": "Cup", "price": 4.5},
+             "admin-local-token"),  # admins manage products
+        Step("order", "Order", "/order", {"lines": [{"product": Ref("product"), "quantity": 1}]},
+             "alice-local-token"),
+    ]),
     "live": Example("live.py:app", [Step("task", "Task", "/task", {"title": "milk"})]),
     "signals": Example("signals.py:app", [Step("user", "User", "/user", {"name": "Bernardo Heynemann"})]),
 }
@@ -210,8 +212,8 @@ def test_every_example_is_covered() -> None:
 @dataclass
 class Served:
     port: int
-    token: str | None
     procs: list[Any] = field(default_factory=list)
+    tokens: dict[str, str] = field(default_factory=dict)  # local provider's token -> session token
 
     @property
     def base_url(self) -> str:
@@ -236,15 +238,14 @@ def examples_served(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
                 [sys.executable, "-m", "bzzlite", "serve", str(ROOT / "examples" / example.target),
                  "--port", str(port), "--db", db, "--log-level", "warning"],
                 cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-            served[name] = Served(port, None, [proc])
+            served[name] = Served(port, [proc])
         for name, example in EXAMPLES.items():
             _wait_until_served(served[name])
-            if example.sign_in:
+            for user in {step.user for step in example.steps if step.user is not None}:
                 status, headers, body = http(served[name].port, "POST", "/auth/signin/", json.dumps(
-                    {"provider": "local-dev", "access_token": "alice-local-token"}).encode())
+                    {"provider": "local-dev", "access_token": user}).encode())
                 assert status == 200, body
-                cookie = headers["Set-Cookie"]
-                served[name].token = cookie.split("=", 1)[1].split(";", 1)[0]
+                served[name].tokens[user] = headers["Set-Cookie"].split("=", 1)[1].split(";", 1)[0]
         yield served
     finally:
         for one in served.values():
@@ -297,10 +298,10 @@ def test_every_example_has_a_python_client_that_imports_and_drives_it(
         for module in pkgutil.walk_packages(generated.__path__, f"{package}."):
             importlib.import_module(module.name)  # every operation and model imports
         models = importlib.import_module(f"{package}.models")
-        client = (generated.AuthenticatedClient(base_url=one.base_url, token=one.token) if one.token
-                  else generated.Client(base_url=one.base_url))
         ids: dict[str, str] = {}
         for step in EXAMPLES[name].steps:
+            client = (generated.AuthenticatedClient(base_url=one.base_url, token=one.tokens[step.user]) if step.user
+                      else generated.Client(base_url=one.base_url))
             operation = step.path.strip("/").replace("/", "_")
             api = f"{package}.api.{step.tag}"
             body = getattr(models, f"{step.model}Request").from_dict(_body(step.body, ids))
@@ -335,12 +336,13 @@ def _typescript_body(value: Any) -> str:
 def _typescript_program(one: Served, example: Example) -> str:
     """A client of the example, typed by the generated ``schema.d.ts``: each step's create body
     is a ``<Model>Request`` holding only the required fields, then a list and a get."""
-    headers = {"Authorization": f"Bearer {one.token}"} if one.token else {}
     steps = []
     for step in example.steps:
         item = f"{step.path}/{{id}}"
+        headers = {"Authorization": f"Bearer {one.tokens[step.user]}"} if step.user else {}
         steps.append(f"""
 function step_{step.tag}(ids: {{ [key: string]: string }}) {{
+  const client = createClient<paths>({{ baseUrl: {json.dumps(one.base_url)}, headers: {json.dumps(headers)} }});
   const body: components["schemas"][{json.dumps(step.model + "Request")}] = {_typescript_body(step.body)};
   return client.POST({json.dumps(step.path)}, {{ body: body }}).then(function (created) {{
     if (!created.data || Array.isArray(created.data)) throw new Error("create: " + created.response.status);
@@ -361,7 +363,6 @@ function step_{step.tag}(ids: {{ [key: string]: string }}) {{
 import createClient from "openapi-fetch";
 import type {{ components, paths }} from "./schema";
 
-const client = createClient<paths>({{ baseUrl: {json.dumps(one.base_url)}, headers: {json.dumps(headers)} }});
 const seen: {{ [key: string]: unknown }} = {{}};
 const ids: {{ [key: string]: string }} = {{}};
 {"".join(steps)}
