@@ -66,6 +66,8 @@ def test_the_shop_pays_orders_all_or_nothing(store_url: str) -> None:
         paid = client.post(pay, json={"card_last4": "1234"}, headers=alice)
         assert paid.code == 200 and paid.headers["ETag"] == '"2"'
         assert (paid.json()["status"], paid.json()["total"]) == ("paid", "6.00")
+        read = client.get(f"/order/{order['id']}", headers=alice).json()
+        assert list(paid.json()) == list(read) and list(read)[0] == "id"  # id first, as every document answer
         stock = {p["sku"]: p["stock"] for p in client.get("/product").json()["items"]}
         assert stock == {"pen": 3, "ink": 0}
         assert "already paid" in problem(client.post(pay, json={"card_last4": "1234"}, headers=alice), 409)["detail"]
@@ -232,5 +234,7 @@ def test_answers_holding_documents_are_json_without_write_only_fields(sqlite_url
         assert [a.code for a in answers] == [200, 200, 200]
         assert all(b"s3cret" not in a.body for a in answers)
         assert answers[0].json() == [created]
+        assert list(answers[0].json()[0]) == list(created) == ["id", "name"]  # id first, in lists too
+        assert list(answers[1].json()["first"]) == ["id", "name"]
         assert answers[1].json() == {"first": created, "admins": [{"name": "ann", "level": 1}], "count": 1}
         assert answers[2].json() == {"items": [created], "total": 1, "page": 1, "per_page": 20, "next": None}

@@ -168,9 +168,13 @@ def _request(scope: Scope, connection: httputil.HTTPConnection,
     for name, value in scope["headers"]:
         headers.add(name.decode("latin-1"), value.decode("latin-1"))
     path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    root = (scope.get("root_path") or "").encode("utf-8")
-    if root and not path.startswith(root):  # servers differ: the path may or may not carry the root path
-        path = root + path
+    root = (scope.get("root_path") or "").rstrip("/").encode("utf-8")
+    if root and (path == root or path.startswith(root + b"/")):
+        # The server's mount comes off once. Servers differ: uvicorn puts its root path in front of
+        # the path it received (as ASGI says), hypercorn and granian pass that path as it came. What
+        # is left is what the proxy sent, with its prefix or without: the app's root path (the same,
+        # see _mounted) takes a prefix off when there is one.
+        path = path[len(root):] or b"/"
     query = scope.get("query_string") or b""
     uri = (path + (b"?" + query if query else b"")).decode("latin-1")
     start_line = httputil.RequestStartLine(method, uri, "HTTP/" + version)

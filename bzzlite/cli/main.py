@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import BzzliteError
 from ..http.observability import configure_logging
 from ..settings import mount_path
-from .discovery import CLIError, locate_app
+from .discovery import CLIError, locate_app, shadowing_folder
 from .process import PARENT_ENV, die_with_parent, run_reloader
 from .serving import bind, bind_slots, run_single, run_workers, tune_gc
 
@@ -215,6 +215,11 @@ def _tornado_version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    shadow = shadowing_folder()
+    if shadow is not None:
+        print(f"bzzlite: error: the folder {shadow} hides the installed bzzlite package (Python imports "
+              "'bzzlite' from the working directory first): run from another folder", file=sys.stderr)
+        return 1
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a --reload child runs again
     try:

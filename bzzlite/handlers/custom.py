@@ -101,7 +101,11 @@ class RouteHandler(BaseHandler):
         if isinstance(value, BaseModel):
             body = value.model_dump(mode="json")
             hidden = self._hidden(type(value))
-            return {k: v for k, v in body.items() if k not in hidden} if hidden else body
+            if hidden is None:  # not a resource's document: the model's own order
+                return body
+            if "id" in body:  # a document: its id first, as every other answer holding one
+                body = {"id": body["id"], **body}
+            return {k: v for k, v in body.items() if k not in hidden}
         if isinstance(value, list | tuple):
             return [self._public(item) for item in value]
         if isinstance(value, dict):
@@ -110,11 +114,13 @@ class RouteHandler(BaseHandler):
             return {field.name: self._public(getattr(value, field.name)) for field in dataclasses.fields(value)}
         return value
 
-    def _hidden(self, model: type) -> frozenset[str]:
+    def _hidden(self, model: type) -> frozenset[str] | None:
+        """The write-only fields of the resource whose model ``model`` is (or extends); None for
+        a model that is no resource's."""
         known = self.runtime.write_only
         if model in known:
             return known[model]
-        return next((fields for base, fields in known.items() if issubclass(model, base)), frozenset())
+        return next((fields for base, fields in known.items() if issubclass(model, base)), None)
 
     async def get(self, **path: str) -> None:
         await self._serve(**path)

@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from ..mocks import METHODS, MockRoute, content_type, encode_body
 from ..routing import CustomRoute
 from .common import JSON, REF, auth_required, errors, json_body
-from .schemas import ID, Generator, Schemas
+from .schemas import ID, Generator, Schemas, defaults_as_text
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -35,6 +35,7 @@ def custom_paths(routes: Iterable[CustomRoute], schemas: Schemas, auth: Any,
         refs, top = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])),  # type: ignore[arg-type]
                                        ref_template=REF, schema_generator=Generator)
         components.update(top.get("$defs", {}))
+        defaults_as_text(components, [refs[model] for model in models if model[1] == "validation"])
     paths: dict[str, Any] = {}
     for route in routes:
         item = paths.setdefault(route.template, {})
