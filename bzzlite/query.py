@@ -366,7 +366,9 @@ def decode_cursor(text: str, query: Query) -> Cursor:
 
 
 def sort_values(query: Query, doc: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The values of a document for the query's sort keys (without the id)."""
+    """The values of a document for the query's sort keys (without the id): as stored, since the
+    store compares those (a document fitted to a newer model keeps what was stored, ``.stored``)."""
+    doc = getattr(doc, "stored", doc)
     return tuple(get_path(doc, k.path) for k in query.order[:-1])
 
 
