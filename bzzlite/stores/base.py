@@ -139,6 +139,10 @@ class Store(ABC):
         self.broken.append(breach)
 
     @abstractmethod
+    async def count(self, spec: ResourceSpec) -> int:
+        """How many documents the resource has (all of them, with no query budget)."""
+
+    @abstractmethod
     async def scan(self, spec: ResourceSpec, after: str | None, limit: int) -> list[Record]:
         """Up to ``limit`` documents with ids above ``after``, in id order, as stored (their
         model mark included, not fitted to the model)."""

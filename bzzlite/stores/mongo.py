@@ -502,6 +502,11 @@ class MongoStore(Store):
 
     # -- bringing stored documents to the model --------------------------------------
 
+    async def count(self, spec: ResourceSpec) -> int:
+        coll = self.collection(spec)
+        with self._errors(coll):
+            return int(await coll.handle.count_documents({}))
+
     async def scan(self, spec: ResourceSpec, after: str | None, limit: int) -> list[Record]:
         coll = self.collection(spec)
         selector = {"_id": {"$gt": ObjectId(after)}} if after else {}

@@ -502,6 +502,13 @@ class SQLiteStore(Store):
 
     # -- bringing stored documents to the model --------------------------------------
 
+    async def count(self, spec: ResourceSpec) -> int:
+        table = self._tables[spec.path]
+        try:
+            return int(await self._read(lambda conn: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0], None))
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+
     async def scan(self, spec: ResourceSpec, after: str | None, limit: int) -> list[Record]:
         table = self._tables[spec.path]
 
