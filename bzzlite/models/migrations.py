@@ -100,14 +100,17 @@ def _essential(node: Any, names: bool = False) -> Any:
     return node
 
 
+@functools.lru_cache(maxsize=256)  # a collection holds a handful of distinct marks
+def _version_of(mark: str) -> int | None:
+    head = mark.partition(":")[0]
+    return int(head) if head.isdigit() and int(head) >= 1 else None
+
+
 def stored_version(mark: Any) -> int | None:
     """The model version a stored mark names: 1 for none (stored before any), None if unreadable."""
     if mark is None:
         return 1
-    if not isinstance(mark, str):
-        return None
-    head = mark.partition(":")[0]
-    return int(head) if head.isdigit() and int(head) >= 1 else None
+    return _version_of(mark) if isinstance(mark, str) else None
 
 
 class Served(dict):  # type: ignore[type-arg]
@@ -187,10 +190,11 @@ class Versions:
         copied = orjson.loads(orjson.dumps({k: v for k, v in doc.items() if k != MARK}, default=str))
         return self._served(id_, self.fit(copied, mark, id_))
 
-    def fit(self, doc: dict[str, Any], mark: Any, id_: str = "") -> Fitted:
+    def fit(self, doc: dict[str, Any], mark: Any, id_: str = "", dump: bool = True) -> Fitted:
         """Bring a stored document (without its mark, a dict the steps may change) to the model:
         upgrade it through the steps after its version, leave out the fields the model does not
-        declare, validate it and dump it again."""
+        declare, validate it and dump it again (``dump=False``: validate only, ``Fitted.doc`` is
+        then the document validated, not as the model would dump it)."""
         version = stored_version(mark)
         if version is None:
             return Fitted(None, None, [_error([MARK], f"unreadable model version {mark!r}", "model_version")])
@@ -220,7 +224,7 @@ class Versions:
             return Fitted(None, version, error_list(exc), undeclared)
         except orjson.JSONEncodeError as exc:  # a value no JSON holds (another program wrote it)
             return Fitted(None, version, [_error([], f"a value cannot be read: {exc}", "unreadable")], undeclared)
-        return Fitted(self.schema.dump(instance), version, [], undeclared)
+        return Fitted(self.schema.dump(instance) if dump else data, version, [], undeclared)
 
     def _served(self, id_: str, fitted: Fitted) -> dict[str, Any]:
         if fitted.doc is None:

@@ -21,6 +21,7 @@ Nothing here prints: the caller gets :class:`Report` objects and a progress call
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -139,14 +140,19 @@ def _new_report(store: Store, spec: ResourceSpec) -> Report:
 
 async def _batches(store: Store, spec: ResourceSpec, batch: int) -> Any:
     """Every document of a resource as stored, ``batch`` at a time, in id order: ``(after, records)``
-    (``after``: the id the batch was read after, to read the same window again)."""
+    (``after``: the id the batch was read after, to read the same window again). The next batch is
+    read while this one is worked on (SQLite reads in a thread, MongoDB over the network)."""
     after: str | None = None
-    while True:
-        records = await store.scan(spec, after, batch)
-        if not records:
-            return
-        yield after, records
+    records = await store.scan(spec, after, batch)
+    while records:
+        ahead = asyncio.ensure_future(store.scan(spec, records[-1].id, batch))
+        try:
+            yield after, records
+        except BaseException:
+            ahead.cancel()
+            raise
         after = records[-1].id
+        records = await ahead
 
 
 def _split(record: Record) -> tuple[dict[str, Any], Any]:
@@ -166,15 +172,19 @@ async def check(store: Store, specs: Sequence[ResourceSpec], *, batch: int = BAT
         unique = _Unique(spec)
         if progress is not None:
             progress(report, 0, total)
+        unique_fields = spec.schema.unique
         async for _, records in _batches(store, spec, batch):
             for record in records:
-                doc, mark = _split(record)
-                fitted = versions.fit(doc, mark, record.id)
+                doc = record.doc  # read for this check alone: the steps may change it
+                mark = doc.pop(MARK, None)
+                stored = {name: doc.get(name) for name in unique_fields} if unique_fields else doc
+                # a document with the current mark was dumped by this model: validating it is enough
+                fitted = versions.fit(doc, mark, record.id, dump=mark != versions.trusted)
                 report.total += 1
                 report.note_undeclared(record.id, fitted)
                 if fitted.doc is None:
                     report.fail(record.id, fitted)
-                    unique.add(record.id, record.doc)
+                    unique.add(record.id, stored)
                     continue
                 if mark == versions.trusted:
                     report.current += 1
