@@ -180,6 +180,10 @@ class Versions:
         mark = doc.pop(MARK, None)
         if mark == self.trusted:
             return doc
+        return self.fitted(id_, doc, mark)
+
+    def fitted(self, id_: str, doc: dict[str, Any], mark: Any) -> dict[str, Any]:
+        """:meth:`load`'s work for a document whose mark (popped from it) is not the current one."""
         return Served(self._served(id_, self.fit(dict(doc), mark, id_)), doc)
 
     def read(self, id_: str, doc: dict[str, Any]) -> dict[str, Any]:
