@@ -180,6 +180,48 @@ def test_the_fingerprint_follows_the_shape_not_the_descriptions():
     assert fingerprint(A) != fingerprint(D)
 
 
+FINGERPRINTED = """
+import datetime, enum, sys
+from pydantic import BaseModel, Field
+from bzzlite.models.migrations import fingerprint
+
+class Color(enum.Enum):
+    RED = "red"
+
+class Opaque:
+    pass
+
+class Address(BaseModel):
+    city: str = "Paris"
+
+class Model(BaseModel, arbitrary_types_allowed=True):
+    when: datetime.datetime = datetime.datetime(2024, 1, 1)
+    color: Color = Color.RED
+    address: Address = Field(default_factory=Address)
+    opaque: Opaque = Field(default_factory=Opaque)  # an address in its repr, no JSON schema
+
+class Plain(BaseModel):
+    when: datetime.datetime = datetime.datetime(2024, 1, 1)
+    color: Color = Color.RED
+    address: Address = Field(default_factory=Address)
+
+print(fingerprint(Model), fingerprint(Plain))
+"""
+
+
+def test_every_process_computes_the_same_fingerprint(tmp_path):
+    """Workers and restarts must agree on the mark, or every document would be fitted on every read."""
+    from tests.test_docs import checkout_env
+
+    script = tmp_path / "fingerprint.py"
+    script.write_text(FINGERPRINTED)
+    runs = [subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
+                           env={**checkout_env(), "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)]
+    assert runs[0] == runs[1]
+    opaque, plain = runs[0].split()
+    assert opaque == "None" and re.fullmatch(r"[0-9a-f]{12}", plain)  # no schema: every read validates
+
+
 def test_reading_a_current_document_is_a_dict_lookup():
     versions = thing({2: to_v2})
     doc = {"name": "a", MARK: versions.mark}

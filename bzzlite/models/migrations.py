@@ -84,7 +84,7 @@ def fingerprint(model: type[Any]) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "default value is not JSON serializable"
             schema = TypeAdapter(model).json_schema(mode="validation")
-        text = json.dumps(_essential(schema), sort_keys=True, default=repr)
+        text = json.dumps(_essential(schema), sort_keys=True)  # no repr(): it may hold an address
     except Exception:  # noqa: BLE001 - arbitrary types, unresolved forward references
         return None
     return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -183,7 +183,8 @@ class Versions:
         return self.fitted(id_, doc, mark)
 
     def fitted(self, id_: str, doc: dict[str, Any], mark: Any) -> dict[str, Any]:
-        """:meth:`load`'s work for a document whose mark (popped from it) is not the current one."""
+        """:meth:`load`'s work for a document whose mark (popped from it) is not the current one. The
+        steps get a shallow copy: ``doc`` stays as stored (what sorts and cursors compare)."""
         return Served(self._served(id_, self.fit(dict(doc), mark, id_)), doc)
 
     def read(self, id_: str, doc: dict[str, Any]) -> dict[str, Any]:
