@@ -20,6 +20,7 @@ from pydantic import BaseModel, create_model
 from .errors import ConfigurationError
 from .mocks import MockRoute, parse_entries
 from .models import odmantic
+from .models.migrations import Step
 from .models.resource import OPERATIONS, RESOURCE_METHODS, ResourceSpec
 from .models.schema import ModelSchema, inspect_model
 from .permissions import Rule, permissions, route_rule
@@ -76,6 +77,7 @@ class Registry:
         lookup: str | None = None,
         allow: Mapping[str, Rule] | None = None,
         writable_by: Mapping[str, Rule] | None = None,
+        migrations: Mapping[int, Step] | None = None,
     ) -> Callable[[M], M]: ...
 
     def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
@@ -123,6 +125,7 @@ class Registry:
         lookup: str | None = None,
         allow: Mapping[str, Rule] | None = None,
         writable_by: Mapping[str, Rule] | None = None,
+        migrations: Mapping[int, Step] | None = None,
         **options: Any,
     ) -> ResourceSpec:
         """Validate ``model`` and register it; the data API under ``@resource``.
@@ -159,6 +162,11 @@ class Registry:
                 ``{"status": role("admin")}``: a request changing such a field without passing
                 its rule is refused (403, naming the field). The app's own access
                 (``app.documents(...)``) is not limited by ``allow`` or ``writable_by``.
+            migrations: how documents stored by older versions of the model are upgraded:
+                ``{2: step, 3: step}``, each step a function from a stored document (a dict) of
+                the version before to one of its version; the model's version is the last one.
+                Applied as documents are read, and to all of them by ``bzzlite migrate``
+                (docs/changing-models.md).
         Raises:
             ConfigurationError: a mistake in the declaration, an unknown option included (a
                 misspelled option is never ignored).
@@ -227,6 +235,7 @@ class Registry:
             methods=served,
             lookup=lookup,
             permissions=rules,
+            migrations=migrations,
         )
         if spec.path in self.resources:
             other = self.resources[spec.path].model

@@ -294,7 +294,9 @@ def test_documents_are_stored_with_objectid_ids_versions_and_json_values(mongo_d
         client = AsyncIOMotorClient(mongo_db_url)
         raw = await client.get_default_database()["event"].find_one({})
         client.close()
-        assert raw == {"_id": ObjectId(id_), "_v": 2, "title": "u", "at": "2024-05-02T12:00:00Z", "tags": []}
+        assert raw == {"_id": ObjectId(id_), "_v": 2, "title": "u", "at": "2024-05-02T12:00:00Z", "tags": [],
+                       "_model": spec.versions.mark}  # the model that wrote it: version 1, its fingerprint
+        assert re.fullmatch(r"1:[0-9a-f]{12}", raw["_model"])
         page = await store.find(spec, query(spec, at__gt="2024-05-02T00:00:00Z"))
         assert [r.id for r in page.records] == [id_]
 

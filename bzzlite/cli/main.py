@@ -1,4 +1,5 @@
-"""``python -m bzzlite``: serve an app, print its routes or its OpenAPI document.
+"""``python -m bzzlite``: serve an app, print its routes or its OpenAPI document, check and
+migrate its stored documents (:mod:`.migrations`).
 
 Every mistake the user can make here (a wrong target, an import error in their
 module, a port in use, a bad store URL) ends in one line on stderr and exit 1.
@@ -19,6 +20,7 @@ from ..errors import BzzliteError
 from ..http.observability import configure_logging
 from ..settings import mount_path
 from .discovery import CLIError, locate_app, shadowing_folder
+from .migrations import add_commands as add_migration_commands
 from .process import PARENT_ENV, die_with_parent, run_reloader
 from .serving import bind, bind_slots, run_single, run_workers, tune_gc
 
@@ -106,11 +108,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.root_path = mount_path(args.root_path)
     if args.gc == "tuned":
         tune_gc()  # before forking workers too: they share the frozen pages
+    check = f"bzzlite check {args.target}" + (f" --db {args.db}" if args.db else "")  # named when data breaks Unique
     if workers > 1:
         return run_workers(app, bind_slots(host, port, workers), args.graceful_timeout, ssl_options=ssl_options,
-                           http=http)
+                           http=http, check_command=check)
     return run_single(app, bind(host, port), args.graceful_timeout, parent_pid=parent_pid, ssl_options=ssl_options,
-                      http=http)
+                      http=http, check_command=check)
 
 
 def _ssl_context(certfile: str | None, keyfile: str | None) -> Any:
@@ -205,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="print the OpenAPI document", parents=[common])
     openapi.add_argument("target")
     openapi.set_defaults(run=cmd_openapi)
+    add_migration_commands(sub, common)
     return top
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StoreUnavailable
+from ..errors import ConstraintBroken, StoreUnavailable
 from .discovery import CLIError
 from .process import Workers, watch_parent
 
@@ -55,6 +55,7 @@ async def serve_forever(
     on_ready: Callable[[], None] | None = None,
     ssl_options: Any = None,
     http: str = "httptools",
+    check_command: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish.
 
@@ -64,6 +65,8 @@ async def serve_forever(
         ssl_options: an ``ssl.SSLContext`` to serve HTTPS (``--certfile``/``--keyfile``): served
             by Tornado's server.
         http: the server, resolved (``httptools``: bzzlite's own; ``tornado``: Tornado's).
+        check_command: the command line that lists what stored documents break (``bzzlite check``),
+            named when they keep a unique index from being built.
     """
     from ..handlers.base import server_body_limit
     from ..http import make_server
@@ -73,6 +76,9 @@ async def serve_forever(
     try:
         await app.startup()
     except StoreUnavailable as exc:
+        if isinstance(exc, ConstraintBroken):  # waiting will not mend it, on any store
+            exc.command = check_command
+            raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         if app.runtime.settings.db.startswith("sqlite"):
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)

@@ -9,6 +9,7 @@ the same thing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,15 @@ import orjson
 
 from ..documents import conversion as documents
 from ..documents.matcher import matches
+from ..errors import InvalidDocument
 from ..query import project
 from ..stores.base import Record
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
     from ..query import Condition
+
+log = logging.getLogger("bzzlite.feeds")
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 RESET = "reset"  # a journal marker: this collection's changes since the previous event are unknown
@@ -56,16 +60,24 @@ class Decoded:
         self.unknown = not change.before_known and change.op not in (CREATED, RESET)
         if change.op == RESET:
             return
-        doc = documents.as_json(spec, Record(change.doc_id, 0, change.doc))
+        doc = _public(spec, change.doc_id, change.doc)
+        if doc is None and change.op != DELETED:
+            # The document does not match the model (logged): it is served to no one, so the
+            # subscribers are told only its id, to drop it.
+            self.unknown = True
         if self.unknown:  # written by another program, with no pre-image to tell
             self.before, self.after = None, None if change.op == DELETED else doc
         elif change.op == CREATED:
             self.before, self.after = None, doc
         elif change.op == DELETED:
             self.before, self.after = doc, None
+            self.unknown = doc is None
         else:
-            self.before = documents.as_json(spec, Record(change.doc_id, 0, change.old or {}))
+            self.before = _public(spec, change.doc_id, change.old or {})
             self.after = doc
+            if self.before is None:
+                self.unknown = True
+                return
             # as clients see the document: write-only fields never, computed ones as computed
             self.updated_fields = documents.updated_fields(
                 {k: v for k, v in self.before.items() if k != "id"}, {k: v for k, v in doc.items() if k != "id"}
@@ -101,6 +113,17 @@ class Decoded:
         if change.at is not None:
             body["at"] = change.at
         return Event(change.seq, change.op, orjson.dumps(body))
+
+
+def _public(spec: ResourceSpec, doc_id: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A journaled document as clients see it (fitted to the model: the journal keeps documents as
+    stored), or None, logged, when it does not match the model."""
+    try:
+        return documents.as_json(spec, Record(doc_id, 0, spec.versions.read(doc_id, doc)))
+    except InvalidDocument as exc:
+        log.error("change feed of %s: %s; its subscribers are told only its id. `bzzlite check` lists every "
+                  "such document", spec.path, exc)
+        return None
 
 
 def project_updated_fields(updated: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
