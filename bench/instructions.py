@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.data import CATEGORIES, build_dataset
 from bench.server import free_port
-from bench.stacks import Stack, stack
+from bench.stacks import Stack, is_bzzlite, stack
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS = ("get", "list", "create")
@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stacks", default="bzzlite", help="comma-separated; bzzlite@DIR for another checkout")
     parser.add_argument("--requests", type=int, default=400, help="requests per workload (default 400)")
     parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--migrate", action="store_true",
+                        help="bzzlite stacks that have `bzzlite migrate` run it on their copy first: they serve "
+                             "documents marked by their model (the data file is written by no framework; unmarked "
+                             "documents are validated on every read until migrated, docs/changing-models.md)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -126,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         for server in stacks:
             db = work / f"{len(rows)}.db"
             shutil.copy(data.path, db)
+            tree = server.cwd or REPO
+            if args.migrate and is_bzzlite(server) and (tree / "bzzlite" / "cli" / "migrations.py").is_file():
+                subprocess.run([sys.executable, "-m", "bzzlite", "migrate", "bench.servers.bzz_app:app", "--db",
+                                f"sqlite:///{db}", "--no-progress"], cwd=tree, check=True, capture_output=True)
             figures = measure(server, db, ids, args.requests, work)
             rows.append((server.name, figures))
             print(server.name, " ".join(f"{w} {figures[w] / 1000:.1f}k" for w in WORKLOADS), flush=True)

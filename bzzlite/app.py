@@ -30,8 +30,10 @@ from .handlers.resource import CollectionHandler, ItemHandler
 from .http.dispatch import HandlerDelegate, SegmentIndex
 from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .mocks import check_collisions, group_by_url, sample_paths
-from .models.nested import inspect_nested
+from .models.nested import inspect_nested, route_methods
+from .models.nested import routes as nested_routes
 from .openapi import build_document
+from .permissions import columns, verdict
 from .registry import Registry, default_registry
 from .routing import CustomRoute, Route
 from .runtime import Runtime
@@ -73,10 +75,13 @@ class App(tornado.web.Application):
         self.bzz_settings = Settings.load(db=db, **known)
         self.config = config if config is not None else SimpleNamespace()
         self.runtime = Runtime(self.registry, self.bzz_settings, self.config)
+        self.runtime.documents_factory = Documents.of
         if self.bzz_settings.feeds:
             self.runtime.feeds = Feeds(self.runtime)
         self.registry.freeze("an App")
         self.bzz_metrics = Metrics(self.runtime) if self.bzz_settings.metrics else None
+        if auth is None:
+            _check_rules_have_users(self.registry)
         self.routes: list[Route] = self._routes(auth)
         options.setdefault("serve_traceback", False)
         self._index: SegmentIndex | None = None  # the rules by first path segment, built at the first request
@@ -229,6 +234,44 @@ class App(tornado.web.Application):
         """Close the store; every write that was answered is already committed."""
         await self.runtime.close()
 
+    def permission_matrix(self) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+        """Who may do what: the columns (anonymous, any signed-in user, each role the rules name)
+        and a row (method, path template, one verdict per column) per route and method, nested
+        routes included: ``yes``, ``401``, ``403``, or the documents it is allowed on (``own
+        buyer``, ``where status='open'``). For ``bzzlite routes --permissions`` and tests."""
+        roles: set[str] = set()
+        for spec in self.registry.resources.values():
+            roles |= spec.permissions.roles()
+        for custom in self.registry.routes:
+            roles |= custom.allow.roles() if custom.allow is not None else frozenset()
+        callers = columns(roles)
+        policy = self.runtime.auth
+
+        def row(method: str, template: str, rule: Any, required: bool) -> tuple[str, str, list[str]]:
+            return method, template, [verdict(rule, caller, required) for _, caller in callers]
+
+        def resource_row(method: str, template: str, spec: Any, operation: str) -> tuple[str, str, list[str]]:
+            required = policy is not None and policy.required(spec, operation)
+            return row(method, template, spec.permissions.rule(operation), required)
+
+        rows = []
+        for route in self.routes:
+            spec, custom = route.spec, route.kwargs.get("route")
+            if route.kind == "nested" and spec is not None:
+                for nested in nested_routes(route.kwargs["tree"], spec.schema.write_only):
+                    for method in route_methods(spec, nested):
+                        rows.append(resource_row(method, f"{spec.path}/{{id}}/{nested.template}", spec,
+                                                 "get" if method == "GET" else "update"))
+            elif isinstance(custom, CustomRoute):
+                required = (policy is not None and policy.required(spec, custom.operation or "update")) \
+                    if spec is not None else (policy is not None and custom.auth is not False)
+                rows += [row(method, route.template, custom.rule, required) for method in route.methods]
+            elif spec is not None:
+                rows += [resource_row(method, route.template, spec, route.operations[method]) for method in route.methods]
+            else:  # auth, docs, health, metrics, mocks: what they answer, they answer anyone
+                rows += [row(method, route.template, None, False) for method in route.methods]
+        return [name for name, _ in callers], rows
+
     def route_table(self) -> list[tuple[str, str, str]]:
         """(methods, path template, handler) for every route, for ``bzzlite routes``."""
         table = []
@@ -249,3 +292,13 @@ def _served_by(route: Route) -> str:
         return f"the resource {route.spec.model.__name__}"
     return f"the route {route.template}"
 
+
+def _check_rules_have_users(registry: Registry) -> None:
+    """Permission rules that need a signed-in user need an app that signs users in."""
+    rules = [(f"@resource(allow=...) of {spec.model.__name__}", rule) for spec in registry.resources.values()
+             for rule in (*spec.permissions.rules.values(), *spec.permissions.fields.values())]
+    rules += [(f"@route({route.template!r})", route.allow) for route in registry.routes if route.allow is not None]
+    for where, rule in rules:
+        if rule.needs_user or rule.roles():
+            raise ConfigurationError(f"{where}: {rule!r} needs signed-in users, and this App has no auth: "
+                                     "pass App(auth=Auth(...)) (docs/auth.md)")

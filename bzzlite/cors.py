@@ -31,7 +31,8 @@ class CORS:
             regular expression (``str`` or ``re.Pattern``) an origin must match in full.
         credentials: let pages send cookies and ``Authorization`` (``fetch(..., {credentials:
             "include"})``); such origins are also trusted by the auth's cross-site check.
-            Not allowed with ``"*"``: any site could then act as the signed-in user.
+            Not allowed with ``"*"``, nor with a pattern that admits any site (see
+            :func:`admits_anyone`): any site could then act as the signed-in user.
         methods: methods a preflight approves.
         headers: request headers a preflight approves; ``"*"`` approves what is asked.
         expose_headers: response headers scripts may read (``ETag``, ``Location``...).
@@ -66,6 +67,11 @@ class CORS:
         if everyone and self.credentials:
             raise ConfigurationError("CORS(credentials=True) needs the origins listed or a pattern, not '*': "
                                      "otherwise any site could act as the signed-in user")
+        hostile = pattern is not None and self.credentials and admits_anyone(pattern)
+        if hostile:
+            raise ConfigurationError(f"CORS(credentials=True) with the origins pattern {pattern.pattern!r} "  # type: ignore[union-attr]
+                                     f"admits {hostile!r}, so any site could act as the signed-in user: "
+                                     "anchor it to your own hosts (r'https://app\\.example\\.com') or list the origins")
         if not isinstance(self.max_age, int) or self.max_age < 0:
             raise ConfigurationError("CORS max_age is a number of seconds, 0 or more")
         methods = ", ".join(m.upper() for m in self.methods)
@@ -122,6 +128,120 @@ class CORS:
     def varies(self) -> bool:
         """Whether answers depend on the request's Origin (then ``Vary: Origin``)."""
         return not self._any
+
+
+#: Origins no credentialed rule may admit, whatever it is meant for: ``null`` (sandboxed frames,
+#: ``file:`` pages, redirects: anyone can make a page of that origin) and hosts nobody owns.
+HOSTILE_ORIGINS = ("null", "https://evil.example", "http://attacker.invalid", "https://attacker.invalid:8443")
+_SAMPLES = 32  # origins a pattern is sampled into (one per branch of its alternatives, at most)
+
+
+def admits_anyone(pattern: re.Pattern[str]) -> str | None:
+    """An origin of a site anyone could own that ``pattern`` admits, or None.
+
+    A pattern is tried on :data:`HOSTILE_ORIGINS`, then on hostile variants of the origins it
+    is written for (sampled from the pattern itself, one per alternative): for a sample
+    ``https://app.example.com``, the same host under another domain
+    (``https://app.example.com.attacker.invalid``: an end left open), a name glued before its
+    domain (``https://attackerexample.com``: a start left open), and another registered domain
+    or top-level domain in its place (``https://app.attacker.com``, ``https://app.example.attacker``:
+    a domain left to a wildcard). Any subdomain of the sample's own domain is not hostile
+    (``https://[a-z]+\\.example\\.com`` passes). A domain under a public suffix of two labels
+    (``co.uk``) is not told apart from the suffix: anchor such patterns to your own name.
+    """
+    for origin in HOSTILE_ORIGINS:
+        if pattern.fullmatch(origin):
+            return origin
+    for sample in _samples(pattern):
+        for origin in _variants(sample):
+            if pattern.fullmatch(origin):
+                return origin
+    return None
+
+
+def _variants(sample: str) -> list[str]:
+    """Origins of other sites made from ``sample``, an origin a pattern admits."""
+    scheme, sep, rest = sample.partition("://")
+    host, colon, port = rest.partition(":")
+    labels = host.split(".")
+    if not sep or not host or host.startswith("[") or not all(labels) or labels[-1].isdigit():
+        return []  # no domain name (an IP address, no origin at all): the fixed probes only
+    port = colon + port
+    domain = ".".join(labels[-2:])
+    variants = [f"{scheme}://{host}.attacker.invalid{port}", f"{scheme}://attacker{domain}{port}",
+                f"{scheme}://{'.'.join([*labels[:-1], 'attacker'])}{port}"]
+    if len(labels) > 1:
+        variants.append(f"{scheme}://{'.'.join([*labels[:-2], 'attacker', labels[-1]])}{port}")
+    for end in range(1, len(labels) - 1):  # a dot the pattern did not escape: app-example.com
+        variants.append(f"{scheme}://{'.'.join(labels[:end])}-{'.'.join(labels[end:])}{port}")
+    return variants
+
+
+def _samples(pattern: re.Pattern[str]) -> list[str]:
+    """Strings ``pattern`` matches in full, one per alternative (empty when it cannot tell)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]  # CPython's own regex parser
+
+        tree = _parser.parse(pattern.pattern, pattern.flags)
+        texts = _sample(list(tree))
+    except Exception:  # noqa: BLE001 - a construct not sampled (or another Python): the fixed probes still run
+        return []
+    return [text for text in texts if pattern.fullmatch(text)]
+
+
+def _sample(items: list[Any]) -> list[str]:
+    from re import _constants as op  # type: ignore[attr-defined]
+
+    texts = [""]
+    for kind, value in items:
+        if kind is op.LITERAL:
+            parts = [chr(value)]
+        elif kind is op.NOT_LITERAL:
+            parts = ["a" if value != ord("a") else "b"]
+        elif kind is op.ANY:
+            parts = ["a", "."]  # a letter, or the dot it stands for when a dot was not escaped
+        elif kind is op.IN:
+            parts = [_member(value)]
+        elif kind in (op.MAX_REPEAT, op.MIN_REPEAT, op.POSSESSIVE_REPEAT):
+            low, high, sub = value
+            count = max(low, min(high, 1))  # one of what may repeat: the name a wildcard stands for
+            parts = [text * count for text in _sample(list(sub))]
+        elif kind is op.SUBPATTERN:
+            parts = _sample(list(value[-1]))
+        elif kind is op.ATOMIC_GROUP:
+            parts = _sample(list(value))
+        elif kind is op.BRANCH:
+            parts = [text for branch in value[1] for text in _sample(list(branch))]
+        elif kind in (op.AT, op.ASSERT, op.ASSERT_NOT):
+            parts = [""]
+        else:
+            raise ValueError(f"not sampled: {kind}")
+        texts = [text + part for text in texts for part in parts][:_SAMPLES]
+    return texts
+
+
+def _member(items: list[Any]) -> str:
+    """A character of a ``[...]`` class, a lowercase letter where it allows one."""
+    from re import _constants as op  # type: ignore[attr-defined]
+
+    if items and items[0][0] is op.NEGATE:  # [^/:]: a letter it does not exclude
+        for char in "abc":
+            code = ord(char)
+            if not any((kind is op.LITERAL and value == code) or (kind is op.RANGE and value[0] <= code <= value[1])
+                       or kind is op.CATEGORY for kind, value in items[1:]):
+                return char
+        raise ValueError("a negated class")
+    for kind, value in items:
+        if kind is op.RANGE and value[0] <= ord("a") <= value[1]:
+            return "a"
+    for kind, value in items:
+        if kind is op.LITERAL:
+            return chr(value)
+        if kind is op.RANGE:
+            return chr(value[0])
+        if kind is op.CATEGORY:
+            return {op.CATEGORY_DIGIT: "1", op.CATEGORY_WORD: "a", op.CATEGORY_SPACE: " "}.get(value, "a")
+    raise ValueError("an empty class")
 
 
 def _origin(value: str) -> str:

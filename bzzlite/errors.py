@@ -94,9 +94,9 @@ class Referenced(StoreError):
     """A delete refused: other documents refer to this one (``on_delete="restrict"``); 409."""
 
     def __init__(self, referrers: list[tuple[str, str, int]]) -> None:
-        self.referrers = referrers  # (model name, field, how many)
+        self.referrers = referrers  # (model name, field, how many): none when the caller may read none of them
         named = "; ".join(f"{n} {model} document(s) in {field}" for model, field, n in referrers)
-        super().__init__(f"other documents refer to this one: {named}")
+        super().__init__(f"other documents refer to this one: {named}" if named else "other documents refer to it")
 
 
 class VersionConflict(StoreError):
@@ -120,12 +120,54 @@ class TransactionIncomplete(StoreError):
         super().__init__(f"the transaction failed and these writes could not be undone: {', '.join(ids)}")
 
 
+class ConstraintBroken(StoreUnavailable):
+    """A unique constraint the stored documents break: the store cannot build its index, so it
+    does not open (a new ``Unique`` on a field that holds duplicates). ``bzzlite check`` lists
+    every offending document; ``command`` is that command line, when the caller knows it."""
+
+    def __init__(self, resource: str, field: str, groups: list[tuple[Any, list[str]]], values: int,
+                 command: str | None = None) -> None:
+        self.resource = resource  # the collection path, e.g. "/item"
+        self.field = field
+        self.groups = groups  # a few (value, ids holding it)
+        self.values = values  # how many values more than one document holds
+        self.command = command
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        shown = "; ".join(f"{value!r} in {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}"
+                          for value, ids in self.groups[:3])
+        more = f" (and {self.values - 3} more value(s))" if self.values > 3 else ""
+        command = f"`{self.command}`" if self.command else "`bzzlite check` on this app"
+        return (f"{self.resource}: Unique on {self.field!r} cannot hold, {self.values} value(s) are held by more "
+                f"than one document: {shown}{more}; {command} lists them all")
+
+
 class QueryTimeout(StoreError):
     """A query ran past its time budget and was stopped (``App(query_timeout=...)``)."""
 
     def __init__(self, budget: float) -> None:
         self.budget = budget
         super().__init__(f"the query ran past its budget of {budget:g} s and was stopped")
+
+
+class InvalidDocument(BzzliteError):
+    """A stored document that does not match its resource's model, and that no declared migration
+    brings to it: never served as if it were valid. A problem of the server's data, not of the
+    request that met it (500 over HTTP); ``bzzlite check`` lists every such document."""
+
+    def __init__(self, resource: str, id: str, errors: list[dict[str, Any]], model: str = "") -> None:
+        self.resource = resource  # the collection path, e.g. "/person"
+        self.id = id
+        self.errors = errors  # pydantic-style {"loc", "msg", "type"} entries
+        self.model = model
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'document'}: {e['msg']}" for e in self.errors[:3])
+        more = f" (and {len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+        return (f"the stored document {self.resource}/{self.id} does not match the {self.model or 'current'} "
+                f"model: {reasons}{more}")
 
 
 def error_list(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

@@ -333,10 +333,32 @@ def build_query(
 def _cursor_value(schema: ModelSchema, path: str, value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, _Stored):
+        return value.value
     try:
         return _coerce_one(_field(schema, path, "after"), "after", value, from_string=False)
     except QueryError:
         raise QueryError("after", "not a cursor from this collection's next link") from None
+
+
+def _storable_scalar(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and "\x00" not in value
+
+
+class _Stored:
+    """A cursor value as a document not migrated yet stores it, which the model's type may not fit
+    (docs/changing-models.md): written ``{"stored": value}``, compared by the store as it is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 def _signature(query: Query) -> str:
@@ -360,14 +382,26 @@ def decode_cursor(text: str, query: Query) -> Cursor:
         raise QueryError("after", "the cursor was made for another sort order")
     if not isinstance(values, list) or len(values) != len(query.order) - 1 or not is_valid_id(id_):
         raise QueryError("after", "not a cursor from this collection's next link")
+    values = [_Stored(v["stored"]) if isinstance(v, dict) and v.keys() == {"stored"} and _storable_scalar(v["stored"])
+              else v for v in values]
     if any(isinstance(v, (dict, list)) for v in values):
         raise QueryError("after", "not a cursor from this collection's next link")
     return Cursor(tuple(values), id_)
 
 
 def sort_values(query: Query, doc: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The values of a document for the query's sort keys (without the id)."""
-    return tuple(get_path(doc, k.path) for k in query.order[:-1])
+    """The values of a document for the query's sort keys (without the id): as stored, since the
+    store compares those. A document fitted to a newer model keeps what was stored (``.stored``);
+    a stored value the fitted one differs from is marked as such for :func:`encode_cursor`."""
+    stored = getattr(doc, "stored", None)
+    if stored is None:
+        return tuple(get_path(doc, k.path) for k in query.order[:-1])
+    values = []
+    for key in query.order[:-1]:
+        value, fitted = get_path(stored, key.path), get_path(doc, key.path)
+        same = value == fitted and type(value) is type(fitted)
+        values.append(value if same or value is None else {"stored": value})
+    return tuple(values)
 
 
 def get_path(doc: Mapping[str, Any], path: str, default: Any = None) -> Any:

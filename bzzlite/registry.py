@@ -20,8 +20,10 @@ from pydantic import BaseModel, create_model
 from .errors import ConfigurationError
 from .mocks import MockRoute, parse_entries
 from .models import odmantic
-from .models.resource import RESOURCE_METHODS, ResourceSpec
+from .models.migrations import Step
+from .models.resource import OPERATIONS, RESOURCE_METHODS, ResourceSpec
 from .models.schema import ModelSchema, inspect_model
+from .permissions import Rule, permissions, route_rule
 from .routing import CustomRoute, custom_route
 from .signals import SIGNAL_ARGUMENTS, SignalSet, default_signals
 
@@ -73,6 +75,9 @@ class Registry:
         methods: Iterable[str] | None = None,
         read_only: bool = False,
         lookup: str | None = None,
+        allow: Mapping[str, Rule] | None = None,
+        writable_by: Mapping[str, Rule] | None = None,
+        migrations: Mapping[int, Step] | None = None,
     ) -> Callable[[M], M]: ...
 
     def resource(self, model: Any = None, /, **options: Any) -> Any:  # type: ignore[misc]
@@ -118,6 +123,9 @@ class Registry:
         methods: Iterable[str] | None = None,
         read_only: bool = False,
         lookup: str | None = None,
+        allow: Mapping[str, Rule] | None = None,
+        writable_by: Mapping[str, Rule] | None = None,
+        migrations: Mapping[int, Step] | None = None,
         **options: Any,
     ) -> ResourceSpec:
         """Validate ``model`` and register it; the data API under ``@resource``.
@@ -146,6 +154,19 @@ class Registry:
                 ``get_id_field_name``): ``/article/my-first-post``, percent-encoded values
                 included (``/user/test%20user``); for get, put, patch, delete, nested routes,
                 actions and ``Location``. Responses still carry the ``id``.
+            allow: who may do what (:mod:`bzzlite.permissions`): a rule per operation (``get``,
+                ``list``, ``create``, ``update``, ``delete``), group (``read``, ``write``, ``*``)
+                or action name, e.g. ``{"read": anyone, "write": role("admin")}``. A document
+                the caller may not read is a 404, one they may read but not change a 403.
+            writable_by: rules for the top-level fields only some callers may set, e.g.
+                ``{"status": role("admin")}``: a request changing such a field without passing
+                its rule is refused (403, naming the field). The app's own access
+                (``app.documents(...)``) is not limited by ``allow`` or ``writable_by``.
+            migrations: how documents stored by older versions of the model are upgraded:
+                ``{2: step, 3: step}``, each step a function from a stored document (a dict) of
+                the version before to one of its version; the model's version is the last one.
+                Applied as documents are read, and to all of them by ``bzzlite migrate``
+                (docs/changing-models.md).
         Raises:
             ConfigurationError: a mistake in the declaration, an unknown option included (a
                 misspelled option is never ignored).
@@ -191,6 +212,7 @@ class Registry:
             raise ConfigurationError(f"{model.__name__}: query_timeout is a number of seconds (0: no budget)")
         schema = inspect_model(odmantic.schema_model(model) if odmantic.is_odmantic_model(model) else model)
         index_list = tuple(_index_fields(model.__name__, schema, i) for i in indexes)
+        rules = permissions(model.__name__, allow, writable_by, schema.top_level)
         if lookup is not None and (lookup not in schema.unique or lookup not in schema.top_level):
             raise ConfigurationError(
                 f"{model.__name__}: lookup={lookup!r} must name a unique top-level field, e.g. "
@@ -212,6 +234,8 @@ class Registry:
             scope=scope,
             methods=served,
             lookup=lookup,
+            permissions=rules,
+            migrations=migrations,
         )
         if spec.path in self.resources:
             other = self.resources[spec.path].model
@@ -263,6 +287,7 @@ class Registry:
         status: int | None = None,
         auth: bool | None = None,
         response: type[BaseModel] | None = None,
+        allow: Rule | None = None,
     ) -> Callable[[F], F]:
         """Serve the decorated function at ``path`` (``/order/{id}/pay``), FastAPI-style.
 
@@ -271,7 +296,9 @@ class Registry:
         and, when it declares one, a pydantic body model (validated: 422 like resources). What
         it returns is the JSON answer (a model, a dict or a list; ``None`` is a 204), with
         ``status`` (default 200, 201 for a POST-only route). ``auth``: require a signed-in user
-        (``None``: whenever the app has auth; ``False``: never). A ``tornado.web.RequestHandler``
+        (``None``: whenever the app has auth; ``False``: never); ``allow``: a rule on the user
+        (:mod:`bzzlite.permissions`, e.g. ``role("admin")``): 401 without a user when it needs
+        one, 403 for those it refuses. A ``tornado.web.RequestHandler``
         subclass can be decorated too: it is served as it is, with ``runtime=`` passed to its
         ``initialize`` (subclass :class:`bzzlite.Handler` to get problem+json errors).
         Routes appear in ``/openapi.json``, ``/docs`` and ``bzzlite routes``.
@@ -281,7 +308,8 @@ class Registry:
             # the decorating scope's names, for annotations naming classes local to a function
             scope = sys._getframe(1).f_locals
             self.add_route(custom_route(path, fn, methods=methods, name=name, status=status, auth=auth,
-                                        response=response, localns=scope))
+                                        response=response, allow=route_rule(allow, f"@route({path!r}, allow=...)"),
+                                        localns=scope))
             return fn
 
         return decorator
@@ -296,6 +324,7 @@ class Registry:
         operation: str | None = None,
         status: int | None = None,
         response: type[BaseModel] | None = None,
+        allow: Rule | None = None,
     ) -> Callable[[F], F]:
         """An action on a resource (DRF's ``@action``): ``POST /order/{id}/pay``.
 
@@ -304,6 +333,11 @@ class Registry:
         (``"update"``, or ``"get"`` for a GET-only action) and its ``scope`` (someone else's
         document is a 404). A parameter annotated with the model receives that document.
         ``detail=False`` serves ``/order/{name}`` for the collection. Otherwise as :meth:`route`.
+
+        Who may run it: ``allow`` (a rule, :mod:`bzzlite.permissions`), else the resource's
+        ``allow={name: ...}``, else its rule for ``operation``. A rule on documents
+        (``owner("buyer")``) is checked against the document ``{id}``: one the caller may read
+        but not act on is a 403.
         """
         spec = self.spec_for(model) if any(s.model is model for s in self.resources.values()) else None
         if spec is None:
@@ -313,16 +347,19 @@ class Registry:
             raise ConfigurationError(f"@action name {name!r} must be a URL path segment ([A-Za-z0-9_.~-]+)")
         upper = tuple(m.upper() for m in methods)
         op = operation or ("get" if upper == ("GET",) else "update")
+        rule = route_rule(allow, f"@action({model.__name__}, {name!r}, allow=...)")
 
         def decorator(fn: F) -> F:
             scope = sys._getframe(1).f_locals
             if detail:
                 route = custom_route(f"{spec.path}/{{id}}/{name}", fn, methods=methods, name=fn.__name__,
-                                     status=status, response=response, spec=spec, operation=op, localns=scope)
+                                     status=status, response=response, spec=spec, operation=op, localns=scope,
+                                     allow=rule, action=name)
             else:
                 route = custom_route(f"{spec.path}/{name}", fn, methods=methods, name=fn.__name__,
                                      status=status, response=response,
-                                     auth=None if spec.auth is None else True, localns=scope)
+                                     auth=None if spec.auth is None else True, localns=scope,
+                                     allow=rule or spec.permissions.rule(name), action=name)
             self.add_route(route)
             return fn
 
@@ -355,7 +392,21 @@ class Registry:
     # -- lifecycle ---------------------------------------------------------------
 
     def freeze(self, by: str) -> None:
-        """Refuse further declarations: an app has been built from this registry."""
+        """Refuse further declarations: an app has been built from this registry.
+
+        Raises:
+            ConfigurationError: an ``allow=`` key that is neither an operation nor one of the
+                resource's actions (a misspelled name is never ignored).
+        """
+        for spec in self.resources.values():
+            actions = {route.action for route in self.routes if route.action is not None
+                       and (route.spec is spec or route.template == f"{spec.path}/{route.action}")}
+            unknown = sorted(spec.permissions.names() - set(OPERATIONS) - actions)
+            if unknown:
+                raise ConfigurationError(
+                    f"@resource(allow=...) of {spec.model.__name__}: {', '.join(map(repr, unknown))} is no operation "
+                    f"({', '.join(OPERATIONS)}), group (read, write, *) or action of it "
+                    f"({', '.join(sorted(str(a) for a in actions)) or 'none declared'})")
         self._frozen_by = by
 
     def _check_open(self, what: str) -> None:

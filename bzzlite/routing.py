@@ -31,6 +31,7 @@ from .models.schema import inspect_model
 
 if TYPE_CHECKING:
     from .models.resource import ResourceSpec
+    from .permissions import Rule
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -90,10 +91,21 @@ class CustomRoute:
     summary: str = ""
     description: str = ""
     handler: type | None = None  # a RequestHandler subclass registered as is
+    allow: Rule | None = None  # who may call it (bzzlite.permissions); actions: see Registry.action
+    action: str | None = None  # an action's name (``pay`` of ``/order/{id}/pay``)
 
     @property
     def kind(self) -> str:
         return "action" if self.spec is not None else "custom"
+
+    @property
+    def rule(self) -> Rule | None:
+        """Who may call it: its own ``allow=``; for an action without one, its resource's rule
+        for the action's name, else for its operation (None: the app's auth alone decides)."""
+        if self.allow is not None or self.spec is None:
+            return self.allow
+        rules = self.spec.permissions
+        return (rules.rule(self.action) if self.action else None) or rules.rule(self.operation or "update")
 
 
 def custom_route(
@@ -108,6 +120,8 @@ def custom_route(
     spec: ResourceSpec | None = None,
     operation: str | None = None,
     localns: Mapping[str, Any] | None = None,
+    allow: Rule | None = None,
+    action: str | None = None,
 ) -> CustomRoute:
     """Check a custom route's declaration and read what its endpoint's signature says."""
     if not template.startswith("/"):
@@ -121,9 +135,13 @@ def custom_route(
         raise ConfigurationError(f"route {template!r}: a path parameter appears twice")
     doc = inspect.getdoc(endpoint) or ""
     summary, _, description = doc.partition("\n\n")
+    if allow is not None and allow.on_documents and spec is None:
+        raise ConfigurationError(f"route {template!r}: {allow!r} is a rule on documents, and this route reaches none; "
+                                 "give it a rule on the user (role(...), signed_in), or make it an @action")
     route = CustomRoute(template=template, methods=upper, endpoint=endpoint,
                         name=name or str(getattr(endpoint, "__name__", "route")), auth=auth, spec=spec,
-                        operation=operation, summary=summary.strip(), description=description.strip())
+                        operation=operation, summary=summary.strip(), description=description.strip(),
+                        allow=allow, action=action)
     if inspect.isclass(endpoint):  # a RequestHandler subclass, served as it is
         route.handler = endpoint
         route.status = status or 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import StoreUnavailable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from .models.nested import NestedModel
     from .models.resource import ResourceSpec
+    from .permissions import Caller
     from .registry import Registry
     from .settings import Settings
 
@@ -46,6 +48,10 @@ class AuthSlot(Protocol):
 
     async def still_signed_in(self, handler: tornado.web.RequestHandler, user: dict[str, Any]) -> bool: ...
 
+    def required(self, spec: ResourceSpec, operation: str) -> bool: ...
+
+    async def caller(self, handler: tornado.web.RequestHandler) -> Caller: ...
+
 
 class Runtime:
     """Shared state of one App."""
@@ -58,6 +64,8 @@ class Runtime:
         self.auth: AuthSlot | None = None  # the auth policy (bzzlite.auth), set by App when configured
         self.store: Store = self._store_for(settings.db)
         self.in_flight = 0  # requests being handled (counted by BaseHandler)
+        # Documents.of, given by App: the runtime sits below the operations layer it hands out
+        self.documents_factory: Callable[[Runtime, type[Any], Any], Any] | None = None
         self.feeds: Any = None  # the change feeds (bzzlite.feeds.Feeds, a FeedsSlot), set by App unless off
         self._open = False
         self._opening: asyncio.Lock | None = None
@@ -66,6 +74,13 @@ class Runtime:
         # each app its own (bzzlite/documents/transactions.py)
         self.transaction: contextvars.ContextVar[Any] = contextvars.ContextVar(
             f"bzzlite-transaction-{id(self)}", default=None)
+
+    def documents(self, model: type[Any], handler: Any = None) -> Any:
+        """The document API of a resource's model (a :class:`bzzlite.documents.Documents`), bound
+        to ``handler``'s request when given: for handlers registered as they are with ``@route``."""
+        if self.documents_factory is None:
+            raise RuntimeError("this runtime belongs to no App")
+        return self.documents_factory(self, model, handler)
 
     @functools.cached_property
     def nested_trees(self) -> dict[str, NestedModel]:

@@ -11,6 +11,11 @@ from .errors import ConfigurationError
 DEFAULT_DB = "sqlite:///bzzlite.db"
 #: The MongoDB store's drivers (docs/mongodb.md), the default first: PyMongo's asyncio API, motor.
 MONGO_DRIVERS = ("pymongo", "motor")
+#: HTTP server limits (both servers; docs/cli.md "HTTP limits"): header fields in one request,
+#: and the slowest a request body may arrive, in bytes a second over each period of seconds
+MAX_HEADERS = 100
+MIN_BODY_RATE = 500
+BODY_RATE_PERIOD = 10.0
 
 
 @dataclass(slots=True)
@@ -44,6 +49,10 @@ class Settings:
     root_path: str = ""  # the path prefix a proxy mounts the app under ("/api")
     log_format: str = "text"  # or "json": the server's log lines (serve --log-format)
     metrics: bool = False  # Prometheus metrics at /_metrics (the extra bzzlite[metrics])
+    # -- what the HTTP server accepts (docs/cli.md, docs/security.md) --
+    max_headers: int = MAX_HEADERS  # header fields in one request; more: 431
+    min_body_rate: int = MIN_BODY_RATE  # bytes/s a body must arrive at, over each body_rate_period; 0: no minimum
+    body_rate_period: float = BODY_RATE_PERIOD  # seconds of waiting for a body over which its rate is measured
 
     @classmethod
     def load(cls, environ: dict[str, str] | None = None, **given: Any) -> Settings:
@@ -72,6 +81,9 @@ class Settings:
         if settings.mongo_driver not in MONGO_DRIVERS:
             raise ConfigurationError(f"mongo_driver is one of {', '.join(map(repr, MONGO_DRIVERS))}, "
                                      f"not {settings.mongo_driver!r}")
+        if settings.max_headers < 1 or settings.min_body_rate < 0 or not settings.body_rate_period > 0:
+            raise ConfigurationError("max_headers is 1 or more, min_body_rate 0 or more bytes a second (0: no "
+                                     "minimum) and body_rate_period a positive number of seconds")
         if settings.log_format not in ("text", "json"):
             raise ConfigurationError(f"log_format is 'text' or 'json', not {settings.log_format!r}")
         from .cors import CORS

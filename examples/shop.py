@@ -1,19 +1,23 @@
-"""A shop: products, orders that belong to their buyer, and a pay action.
+"""A shop: admins manage products, buyers order them and pay through the ``pay`` action.
 
     python -m bzzlite serve examples/shop.py:app
+    python -m bzzlite routes examples/shop.py:app --permissions    # who may do what
 
-What it shows beyond CRUD (docs/beyond-crud.md):
+Who may do what (docs/permissions.md), decided on every route — items, lists, nested lines,
+the change feeds, the pay action:
 
-- ``scope=``: each buyer reaches only their own orders, on every route (item, list, nested
-  lines, the pay action, the change feed); another buyer's order is a 404, like an unknown id,
-  and the buyer is filled in on create.
-- ``@action(Order, "pay")``: ``POST /order/{id}/pay`` with a validated body, documented in
-  /openapi.json and /docs, listed by ``bzzlite routes``.
-- A multi-document write: paying marks the order paid and takes the stock of its products
-  down, all or nothing (``handler.transaction()``).
-- ``@route``: a public ``GET /stats`` computed with the document API.
+- Products: anyone browses them, only admins create, change or delete them.
+- Orders: a buyer creates orders (the buyer is filled in), reads and lists their own (an order
+  of someone else is a 404, like an unknown id) and changes the lines of their own while it is
+  open; ``status`` and ``total`` are not theirs to set (403 naming the field): an order is paid
+  only through ``POST /order/{id}/pay``. Admins read and manage every order.
+- A product that orders refer to (``Order.lines[].product``) cannot be deleted (409).
 
-Sign in as a fake local buyer (see ``bzzlite.auth.testing.StaticTokenProvider``):
+What else it shows (docs/beyond-crud.md): an ``@action`` with a validated body, in
+/openapi.json and /docs; a multi-document write in one transaction (paying takes the stock of
+its products down, all or nothing); a public ``@route`` computed with the document API.
+
+Sign in as a fake local buyer or admin (see ``bzzlite.auth.testing.StaticTokenProvider``):
 
     curl -si -X POST localhost:8888/auth/signin/ -H 'Content-Type: application/json' \\
          -d '{"provider": "local-dev", "access_token": "alice-local-token"}'
@@ -31,11 +35,12 @@ from pydantic import BaseModel, Field
 from bzzlite import App, HTTPError, Ref, Registry, Unique, etag_of
 from bzzlite.auth import Auth
 from bzzlite.auth.testing import StaticTokenProvider
+from bzzlite.permissions import anyone, owner, role, where
 
 api = Registry()
 
 
-@api.resource(auth={"get": False, "list": False})  # anyone may browse; writes need a user
+@api.resource(allow={"read": anyone, "write": role("admin")})
 class Product(BaseModel):
     sku: Annotated[str, Unique]
     name: str
@@ -44,19 +49,23 @@ class Product(BaseModel):
 
 
 class Line(BaseModel):
-    product: Annotated[str, Ref(Product)]
+    product: Annotated[str, Ref(Product)]  # on_delete="restrict": a product on order stays
     quantity: int = Field(ge=1, le=1000)
 
 
-def my_orders(handler: Any) -> dict[str, Any]:
-    """The one authorization decision for orders: a buyer reaches their own."""
-    return {"buyer": handler.current_user["id"]}
-
-
-@api.resource(scope=my_orders)
+@api.resource(
+    allow={
+        "read": owner("buyer") | role("admin"),  # a buyer's own orders; an admin's, all
+        "create": owner("buyer") | role("admin"),  # the buyer is filled in; naming another is a 403
+        "update": (owner("buyer") & where(status="open")) | role("admin"),
+        "delete": role("admin"),
+        "pay": owner("buyer"),  # the action below
+    },
+    writable_by={"status": role("admin"), "total": role("admin")},
+)
 class Order(BaseModel):
     lines: list[Line] = Field(min_length=1)
-    buyer: str | None = None  # filled in by the scope
+    buyer: str | None = None
     status: Literal["open", "paid"] = "open"
     total: Decimal | None = None
 
@@ -74,8 +83,10 @@ async def pay(handler: Any, order: Order, payment: Payment) -> Order:
     """
     if order.status == "paid":
         raise HTTPError(409, "This order is already paid.")
-    products = handler.application.documents(Product)  # the shop's own access to its stock
-    orders = handler.documents(Order)  # the buyer's access: the scope still applies
+    # The shop's own access: the buyer may neither change stock nor set status or total,
+    # but the shop does it for them here, once the rules above let them call pay on this order.
+    products = handler.application.documents(Product)
+    orders = handler.application.documents(Order)
     async with handler.transaction():
         total = Decimal(0)
         for line in order.lines:
@@ -104,5 +115,6 @@ app = App(api, auth=Auth(secret, [
     StaticTokenProvider("local-dev", {  # FOR TRYING LOCALLY ONLY: remove before deploying
         "alice-local-token": {"id": "alice", "name": "Alice"},
         "bob-local-token": {"id": "bob", "name": "Bob"},
+        "admin-local-token": {"id": "admin", "name": "Admin", "roles": ["admin"]},
     }),
 ]))

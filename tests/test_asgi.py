@@ -140,6 +140,29 @@ def test_async_client() -> None:
     asyncio.run(main())
 
 
+def test_a_second_login_switches_users_after_a_request() -> None:
+    """login(ann), a request (the server renews the cookie), login(bob): the client is bob."""
+    with TestClient(auth_app(cors=None, auth=True)) as in_process:
+        in_process.login({"id": "ann", "name": "Ann"})
+        assert in_process.get("/auth/me/").json()["userData"]["id"] == "ann"
+        in_process.login({"id": "bob", "name": "Bob"})
+        assert in_process.get("/auth/me/").json()["userData"]["id"] == "bob"
+        assert in_process.get("/auth/me/").json()["userData"]["id"] == "bob"  # bob's renewed cookie
+        in_process.logout()
+        assert in_process.get("/auth/me/").json() == {"authenticated": False}
+
+
+def test_a_second_login_switches_users_in_the_async_client() -> None:
+    async def main() -> None:
+        async with AsyncTestClient(auth_app(cors=None, auth=True)) as in_process:
+            in_process.login({"id": "ann", "name": "Ann"})
+            assert (await in_process.get("/auth/me/")).json()["userData"]["id"] == "ann"
+            in_process.login({"id": "bob", "name": "Bob"})
+            assert (await in_process.get("/auth/me/")).json()["userData"]["id"] == "bob"
+
+    asyncio.run(main())
+
+
 def test_login_needs_auth() -> None:
     with TestClient(auth_app(cors=None)) as in_process, pytest.raises(RuntimeError, match="auth=Auth"):
         in_process.login({"id": "x"})

@@ -5,6 +5,7 @@ included), and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -14,11 +15,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._processes import ROOT, free_port, http
+from tests.test_proxy import nginx_in_front
 
 websockets_sync = pytest.importorskip("websockets.sync.client", reason="the WebSocket client of these tests")
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -67,29 +70,35 @@ def request(port: int, method: str, path: str, body: dict | None = None, headers
     return http(port, method, path, json.dumps(body).encode() if body is not None else None, headers)
 
 
-@pytest.fixture(params=list(SERVERS))
-def server(request: pytest.FixtureRequest, tmp_path: Path):
-    module, argv = SERVERS[request.param]
+#: server -> its option mounting the app under a path prefix (gunicorn has none)
+ROOT_PATH_OPTIONS = {"uvicorn": ("--root-path", "/api"), "hypercorn": ("--root-path", "/api"),
+                     "granian": ("--url-path-prefix", "/api")}
+
+
+@contextlib.contextmanager
+def serving(name: str, folder: Path, options: tuple[str, ...] = ()) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """The app of APP under the ASGI server ``name`` (with ``options``) on a free port, until stopped."""
+    module, argv = SERVERS[name]
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{request.param} is not installed (the test extra pins it)")
-    (tmp_path / "app.py").write_text(APP)
+        pytest.skip(f"{name} is not installed (the test extra pins it)")
+    (folder / "app.py").write_text(APP)
     port = free_port()
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.Popen([sys.executable, *(arg.format(port=port) for arg in argv)], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, *(arg.format(port=port) for arg in argv), *options], cwd=folder,
                             env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, f"{request.param} exited: {proc.stderr.read() if proc.stderr else ''}"
+            assert proc.poll() is None, f"{name} exited: {proc.stderr.read() if proc.stderr else ''}"
             try:
                 if request_status(port) == 200:
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"{request.param} did not start"
+            assert time.monotonic() < deadline, f"{name} did not start"
             time.sleep(0.1)
-        yield request.param, port, proc
+        yield port, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -98,6 +107,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture(params=list(SERVERS))
+def server(request: pytest.FixtureRequest, tmp_path: Path):
+    with serving(request.param, tmp_path) as (port, proc):
+        yield request.param, port, proc
 
 
 #: servers offering ASGI's websocket.http.response extension: a refused upgrade is answered in full
@@ -187,3 +202,76 @@ def test_sigterm_closes_an_open_websocket_and_stops(server) -> None:
     # closed); a feed client resumes from its last event id whatever the code.
     assert ws.close_code == CLOSED_AT_SHUTDOWN[name]
     assert proc.wait(20) in (0, -signal.SIGTERM)
+
+
+
+#: requests the app must refuse (issue 28) -> the status bzzlite's own server answers
+MALFORMED = {
+    "no Host": (b"GET /thing HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+    "two Host headers": (b"GET /thing HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400),
+    "a Host list": (b"GET /thing HTTP/1.1\r\nHost: a, b\r\nConnection: close\r\n\r\n", 400),
+    "HTTP/0.9": (b"GET /thing\r\n\r\n", 400),
+    "HTTP/2.0 over HTTP/1.1": (b"GET /thing HTTP/2.0\r\nHost: a\r\nConnection: close\r\n\r\n", 505),
+}
+#: granian gives the app an empty Host for a request without one (an empty Host is valid
+#: HTTP/1.1, RFC 9112 3.2): the app cannot tell them apart
+SERVED = {("granian", "no Host")}
+
+
+def raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        return received
+
+
+def test_a_request_without_one_host_is_a_4xx_never_a_500(server) -> None:
+    name, port, proc = server
+    answered_by_the_app = 0
+    for case, (data, status) in MALFORMED.items():
+        reply = raw(port, data)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        code = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else None
+        assert code is None or code < 500 or code == status, (name, case, reply[:300])  # was a 500
+        if b"application/problem+json" in head.lower():  # the app answered, as bzzlite's own server does
+            answered_by_the_app += 1
+            assert code == status and json.loads(body)["status"] == status, (name, case, reply[:300])
+        elif (name, case) in SERVED:
+            assert code == 200
+        else:  # the server refused it before the app saw it (its own 400, or closing)
+            assert code in (None, 400), (name, case, reply[:300])
+    assert answered_by_the_app  # each server lets some through to the app
+    assert request_status(port) == 200
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else ""), name  # a client's mistake: no traceback
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["nginx-keeps-the-prefix", "nginx-strips-it"])
+@pytest.mark.parametrize("name", list(ROOT_PATH_OPTIONS))
+def test_root_path_behind_nginx(name: str, strip: bool, tmp_path: Path) -> None:
+    """docs/deployment.md's nginx in front of the server's own root path option: every route
+    answers through /api whether nginx passes the prefix on or strips it (uvicorn puts the root
+    path in front of the path it received; hypercorn and granian leave the path as received)."""
+    with serving(name, tmp_path, ROOT_PATH_OPTIONS[name]) as (port, _), \
+            nginx_in_front(tmp_path, port, strip=strip) as front:
+        status, headers, body = request(front, "POST", "/api/thing", {"name": "a"})
+        assert status == 201, body
+        created = json.loads(body)
+        assert headers["Location"] == f"/api/thing/{created['id']}"
+        assert json.loads(request(front, "GET", headers["Location"])[2]) == created
+        status, headers, _ = request(front, "GET", "/api/thing?per_page=1")
+        assert status == 200 and "</api/thing?per_page=1&page=1>" in headers["Link"]
+        assert json.loads(request(front, "GET", "/api/openapi.json")[2])["servers"] == [{"url": "/api"}]
+        status, _, page = request(front, "GET", "/api/docs")
+        assert status == 200 and b'src="/api/docs/static/swagger-ui-bundle.js"' in page
+        assert request(front, "GET", "/api/docs/static/swagger-ui-bundle.js")[0] == 200
+        assert request(front, "GET", "/api/secret")[0] == 401
+        with websockets_sync.connect(f"ws://127.0.0.1:{front}/api/thing/_changes", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "subscribe", "id": "all"}))
+            assert json.loads(ws.recv(10))["type"] == "ready"

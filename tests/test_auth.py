@@ -364,7 +364,10 @@ def test_authorized_user_receivers_add_to_the_user_data_and_may_refuse(fake, sql
     # the recorder, connected last, did not hear the refused sign-in: a raising receiver stops the send
     assert [c["sender"] for c in calls] == ["google"]
     assert calls[0]["user_data"]["id"] == "ann-1"
-    assert "roles" not in claims(set_cookies(response)["AUTH_TOKEN"].value)  # the token stays minimal
+    # the token stays minimal: who the user is, and the roles permission rules read (bzzlite.permissions)
+    token = claims(set_cookies(response)["AUTH_TOKEN"].value)
+    assert set(token) == {"sub", "name", "email", "provider", "roles", "sid", "iat", "exp", "sat"}
+    assert token["roles"] == ["editor"]
 
 
 def test_an_authorized_user_receiver_can_map_to_a_local_user_id(fake, sqlite_url):

@@ -151,10 +151,14 @@ def test_a_same_origin_browser_request_passes(fake, sqlite_url):
         created = client.post("/note", json={"text": "mine"}, headers=browser(token, client))
         assert created.code == 201
         item = f"/note/{created.json()['id']}"
-        assert client.patch(item, json={"text": "edited"}, headers=browser(token, client)).code == 200
+        edited = client.patch(item, json={"text": "edited"}, headers=browser(token, client))
+        assert edited.code == 200 and edited.json()["text"] == "edited"
+        assert client.get(item, headers=bearer(token)).json()["text"] == "edited"  # read back: it was written
         # the header alone (an older browser, no Origin sent) is enough
         just_header = {"Cookie": f"AUTH_TOKEN={token}", "X-Requested-With": "XMLHttpRequest"}
-        assert client.put(item, json={"text": "again"}, headers=just_header).code == 200
+        again = client.put(item, json={"text": "again"}, headers=just_header)
+        assert again.code == 200 and again.json()["text"] == "again"
+        assert client.get(item, headers=bearer(token)).json()["text"] == "again"
         assert client.delete(item, headers=browser(token, client)).code == 204
         # reading is not a write: a cross-site GET with the cookie (a link) works
         assert client.get("/note", headers={"Cookie": f"AUTH_TOKEN={token}", "Sec-Fetch-Site": "cross-site"}).code == 200

@@ -67,3 +67,14 @@ def test_workers_apply_to_bzzlite_stacks_only() -> None:
     for bad in (["--workers", "0"], ["--workers", "two"], ["--workers", "2", "--mixed", "5"]):
         with pytest.raises(SystemExit):
             parse_config(bad)
+
+
+def test_check_benchmark_runs_on_a_small_collection(tmp_path: Path) -> None:
+    """bench/check.py (bzzlite check and migrate over a large SQLite collection), at its smallest."""
+    result = subprocess.run([sys.executable, "-m", "bench.check", "--docs", "300", "--data", str(tmp_path / "c.db")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 6
+    assert "all 300 document(s) fit their models" in rows[1]  # version 2: every document upgraded
+    assert "300 document(s) written" in rows[3] and "0 document(s) written" in rows[4]

@@ -140,6 +140,48 @@ def test_bad_targets_give_one_line(project: Path, target: str, message: str) -> 
         assert "Traceback" not in result.stderr
 
 
+#: ``python -m bzzlite`` as an editable install runs it: setuptools' finder comes after the path
+#: finder, so a folder named ``bzzlite`` in the working directory is imported first, as a namespace
+#: package. Here the finder serves this checkout (the venv's own editable install may be another's).
+EDITABLE_RUN = textwrap.dedent(
+    """
+    import importlib.machinery, pathlib, runpy, sys
+    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != pathlib.Path(ROOT).resolve()]
+
+    class Editable:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name.partition(".")[0] != "bzzlite":
+                return None
+            return importlib.machinery.PathFinder.find_spec(
+                name, [str(pathlib.Path(ROOT, *name.split(".")[:-1]))])
+
+    sys.meta_path = [f for f in sys.meta_path if "Editable" not in type(f).__name__ + getattr(f, "__name__", "")]
+    sys.meta_path.append(Editable)
+    sys.argv = ["bzzlite", *ARGS]
+    runpy.run_module("bzzlite", run_name="__main__", alter_sys=True)
+    """
+)
+
+
+def test_a_checkout_named_bzzlite_in_the_working_directory_is_one_line(tmp_path: Path) -> None:
+    """``python -m bzzlite`` from the folder above a checkout named ``bzzlite``: that folder (no
+    ``__init__.py`` at its top) hides the installed package; say so instead of an ImportError."""
+    (tmp_path / "bzzlite").mkdir()
+    (tmp_path / "bzzlite" / "pyproject.toml").write_text("[project]\nname = 'bzzlite'\n")
+    (tmp_path / "app.py").write_text(APP)
+    script = EDITABLE_RUN.replace("ROOT", repr(str(ROOT)), 2).replace("*ARGS", '"routes", "app.py:app"')
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{tmp_path / 'bzzlite'}" in done.stderr and "hides the installed bzzlite" in done.stderr
+    (tmp_path / "bzzlite").rename(tmp_path / "checkout")  # the same command, elsewhere, works
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0 and "/thing" in done.stdout, done.stderr
+
+
 def test_bad_store_url_is_one_line(project: Path) -> None:
     result = bzzlite("serve", "app.py:app", "--db", "postgres://x", "--port", str(free_port()), cwd=project)
     assert result.returncode == 1

@@ -390,8 +390,11 @@ def test_trailing_slashes_are_accepted(store_url):
         assert client.get("/person/").json()["total"] == 1
         assert client.get("/person/?name=Ann").json()["total"] == 1
         assert client.get(url + "/").code == 200
-        assert client.put(url + "/", json={"name": "Bob"}).code == 200
-        assert client.patch(url + "/", json={"age": 1}).code == 200
+        put = client.put(url + "/", json={"name": "Bob"})
+        assert put.code == 200 and put.json()["name"] == "Bob"
+        patched = client.patch(url + "/", json={"age": 1})
+        assert patched.code == 200 and (patched.json()["name"], patched.json()["age"]) == ("Bob", 1)
+        assert client.get(url).json() == patched.json()  # read back: both writes were stored
         assert client.delete(url + "/").code == 204
         assert client.get(url + "/").code == 404
 
@@ -404,7 +407,9 @@ def test_every_write_changes_the_etag(store_url):
         second = client.patch(url, json={"age": 1}).headers["ETag"]
         third = client.put(url, json={"name": "Bob"}).headers["ETag"]
         assert len({first, second, third}) == 3
-        assert client.get(url).headers["ETag"] == third
+        current = client.get(url)
+        assert current.headers["ETag"] == third
+        assert (current.json()["name"], current.json()["age"]) == ("Bob", defaults()["age"])  # the PUT replaced all
 
 
 def test_form_fields_work_for_put_and_patch(store_url):
@@ -416,6 +421,7 @@ def test_form_fields_work_for_put_and_patch(store_url):
         response = client.put(url, data={"name": "Bob"})
         assert response.code == 200
         assert response.json() == {"id": url.rsplit("/", 1)[1], "name": "Bob", **defaults()}
+        assert client.get(url).json() == response.json()  # read back: what was answered was stored
 
 
 class Event(BaseModel):

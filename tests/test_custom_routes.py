@@ -48,9 +48,10 @@ def test_the_shop_pays_orders_all_or_nothing(store_url: str) -> None:
     shop.app.use_store(store_url)
     with serve(shop.app) as client:
         alice, bob = sign_in(client, "alice-local-token"), sign_in(client, "bob-local-token")
+        admin = sign_in(client, "admin-local-token")
         pen, ink = client.post("/product", json=[{"sku": "pen", "name": "Pen", "price": "1.50", "stock": 5},
                                                  {"sku": "ink", "name": "Ink", "price": 3, "stock": 1}],
-                               headers=alice).json()
+                               headers=admin).json()
         order = client.post("/order", json={"lines": [{"product": pen["id"], "quantity": 2},
                                                       {"product": ink["id"], "quantity": 1}]}, headers=alice).json()
         assert order["buyer"] == "alice" and order["status"] == "open"
@@ -65,6 +66,8 @@ def test_the_shop_pays_orders_all_or_nothing(store_url: str) -> None:
         paid = client.post(pay, json={"card_last4": "1234"}, headers=alice)
         assert paid.code == 200 and paid.headers["ETag"] == '"2"'
         assert (paid.json()["status"], paid.json()["total"]) == ("paid", "6.00")
+        read = client.get(f"/order/{order['id']}", headers=alice).json()
+        assert list(paid.json()) == list(read) and list(read)[0] == "id"  # id first, as every document answer
         stock = {p["sku"]: p["stock"] for p in client.get("/product").json()["items"]}
         assert stock == {"pen": 3, "ink": 0}
         assert "already paid" in problem(client.post(pay, json={"card_last4": "1234"}, headers=alice), 409)["detail"]
@@ -132,8 +135,9 @@ def notes_app(store_url: str) -> App:
         def initialize(self, runtime: Any) -> None:
             self.runtime = runtime
 
-        def get(self, name: str) -> None:
-            self.write({"hello": name, "resources": len(self.runtime.registry.resources)})
+        async def get(self, name: str) -> None:  # the bound document API, as docs/beyond-crud.md shows
+            notes = await self.runtime.documents(Note, self).count()
+            self.write({"hello": name, "resources": len(self.runtime.registry.resources), "notes": notes})
 
     return App(registry, db=store_url)
 
@@ -154,7 +158,7 @@ def test_actions_and_routes_answer_problems(store_url: str) -> None:
         assert client.get("/add/2/0.5").json() == {"sum": 2.5}
         assert problem(client.get("/add/two/1"), 422)["errors"][0]["loc"] == ["path", "a"]
         assert client.delete("/nothing").code == 204
-        assert client.get("/raw/bob").json() == {"hello": "bob", "resources": 1}
+        assert client.get("/raw/bob").json() == {"hello": "bob", "resources": 1, "notes": 1}
 
 
 def test_declaration_mistakes_name_the_fix() -> None:
@@ -230,5 +234,7 @@ def test_answers_holding_documents_are_json_without_write_only_fields(sqlite_url
         assert [a.code for a in answers] == [200, 200, 200]
         assert all(b"s3cret" not in a.body for a in answers)
         assert answers[0].json() == [created]
+        assert list(answers[0].json()[0]) == list(created) == ["id", "name"]  # id first, in lists too
+        assert list(answers[1].json()["first"]) == ["id", "name"]
         assert answers[1].json() == {"first": created, "admins": [{"name": "ann", "level": 1}], "count": 1}
         assert answers[2].json() == {"items": [created], "total": 1, "page": 1, "per_page": 20, "next": None}

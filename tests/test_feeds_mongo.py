@@ -231,3 +231,4 @@ def test_the_lease_is_a_setting(mongo_db_url, monkeypatch):
     assert app_for(mongo_db_url, feed_lease=3).runtime.feeds.lease == 3
     with pytest.raises(ConfigurationError, match="feed_lease are positive numbers of seconds"):
         app_for(mongo_db_url, feed_lease=0)
+

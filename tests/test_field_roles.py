@@ -78,7 +78,10 @@ def test_field_roles_on_every_route(store_url: str) -> None:
         assert client.get("/account?sort=password_hash").code == 400
         assert client.get("/account?fields=password_hash").code == 400
         assert client.get(f"{url}/password_hash").code == 404
-        events = [feed.next() for _ in range(6)]
+        events = [feed.next() for _ in range(6)]  # every write above, none missing: no secret in any
+        assert [e.type if e is not None else None for e in events] == [
+            "created", "updated", "updated", "updated", "created", "created"]
+        assert all(e is not None and e.data["doc"]["id"] for e in events)
         no_secret([e.data for e in events if e is not None])
         document = client.get("/openapi.json").json()
 
@@ -147,3 +150,26 @@ def test_no_route_of_the_table_sends_a_write_only_field(store_url: str) -> None:
                     seen += 1
                     assert SECRET not in response.text and PIN not in response.text, (method, url, response.text)
         assert seen >= 12, seen
+
+
+def test_routes_inside_a_read_only_field_are_listed_as_served_get_only(sqlite_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource
+    class Badge(BaseModel):
+        shown: Profile | None = None
+        earned: Annotated[Profile | None, ReadOnly] = None
+        history: Annotated[list[Profile], ReadOnly] = []
+
+    app = App(registry, db=sqlite_url)
+    table = {template: methods for methods, template, _ in app.route_table()}
+    assert table["/badge/{id}/earned"] == "GET"  # was GET,PUT,PATCH,DELETE, each write a 405
+    assert table["/badge/{id}/history"] == table["/badge/{id}/history/{history_index}"] == "GET"
+    assert table["/badge/{id}/shown"] == "GET,PUT,PATCH,DELETE"
+    with serve(app) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert set(paths["/badge/{id}/earned"]) - {"parameters"} == {"get"}
+        assert set(paths["/badge/{id}/history"]) - {"parameters"} == {"get"}
+        badge = client.post("/badge", json={}).json()
+        refused = client.put(f"/badge/{badge['id']}/earned", json={"bio": "x"})
+        assert refused.code == 405 and refused.headers["Allow"] == "GET"  # what the listing now says

@@ -22,7 +22,7 @@ PACKAGE = ROOT / "bzzlite"
 #: units and from the layers below, never from above. A unit is a top-level module or package.
 LAYERS: list[set[str]] = [
     {"errors", "signals"},
-    {"models", "query", "routing", "mocks", "cors", "settings"},
+    {"models", "permissions", "query", "routing", "mocks", "cors", "settings"},
     {"registry"},
     {"stores", "openapi", "http"},
     {"runtime"},
@@ -43,7 +43,7 @@ TYPE_ONLY_CYCLES = [{"bzzlite.http.exchange", "bzzlite.http.protocol", "bzzlite.
 #: What the core (declarations, the query language, the OpenAPI generator) and the operations
 #: layer never load: no web framework, no server, no database driver.
 IO_MODULES = ("tornado", "httptools", "uvloop", "motor", "pymongo", "sqlite3")
-PURE_UNITS = ("errors", "signals", "models", "query", "routing", "mocks", "cors", "settings", "registry",
+PURE_UNITS = ("errors", "signals", "models", "permissions", "query", "routing", "mocks", "cors", "settings", "registry",
               "openapi", "documents")
 
 

@@ -143,10 +143,15 @@ def test_request_and_response_schemas_come_from_the_model(doc: dict[str, Any]) -
     assert resolve(doc, created["headers"]["X-Created-Id"])["required"] is True
     assert created["links"]["get_todo_item"]["parameters"] == {"id": "$response.body#/id"}
 
-    # form fields for flat models only (TodoItem has a nested address; Person is flat)
+    # form fields for flat models only (TodoItem has a nested address; Person is flat): documented on
+    # PUT and named on POST, whose JSON body (an object or an array) generators cannot mix with a form
     assert set(post["requestBody"]["content"]) == {"application/json"}
-    people = doc["paths"]["/api/people"]["post"]["requestBody"]["content"]
-    assert set(people) == {"application/json", "application/x-www-form-urlencoded"}
+    assert set(doc["paths"]["/todo_item/{id}"]["put"]["requestBody"]["content"]) == {"application/json"}
+    people = doc["paths"]["/api/people"]["post"]
+    assert set(people["requestBody"]["content"]) == {"application/json"}
+    assert "`PersonForm`" in people["description"]
+    people_put = doc["paths"]["/api/people/{id}"]["put"]["requestBody"]["content"]
+    assert set(people_put) == {"application/json", "application/x-www-form-urlencoded"}
     patch = doc["paths"]["/todo_item/{id}"]["patch"]["requestBody"]["content"]
     assert set(patch) == {"application/json", "application/merge-patch+json"}
     merge = resolve(doc, patch["application/json"]["schema"])
@@ -383,6 +388,22 @@ def test_strings_carry_no_pattern_swagger_ui_would_fill_with_garbage(doc: dict[s
     assert request["properties"]["title"]["not"] == {"pattern": "\\u0000"}
     assert "pattern" not in request["properties"]["title"]
     assert validator(doc, request).is_valid({"title": "café ☕"})
+
+
+def test_request_bodies_say_defaults_in_words_and_require_only_what_has_none(doc: dict[str, Any]) -> None:
+    """A ``default`` reads as "always present" to client generators (openapi-typescript makes such a
+    field required): true of a document, not of a request, where the server fills it in."""
+    schemas = doc["components"]["schemas"]
+    request = schemas["TodoItemRequest"]
+    assert request["required"] == ["title"]
+    assert not [key for key, prop in request["properties"].items() if "default" in prop]
+    assert request["properties"]["done"]["description"] == "Default: `false`."
+    assert request["properties"]["color"]["description"].endswith("Default: `\"red\"`.")
+    assert not [key for key, prop in schemas["Address-Input"]["properties"].items() if "default" in prop]
+    assert not [key for key, prop in schemas["PersonForm"]["properties"].items() if "default" in prop]
+    assert schemas["TodoItemDocument"]["properties"]["done"]["default"] is False  # responses keep theirs
+    assert doc["paths"]["/todo_item"]["post"]["requestBody"]["content"]["application/json"]["examples"][
+        "one"]["value"]["done"] is False  # examples still show the default
 
 
 def test_patch_bodies_have_no_defaults_and_nothing_required() -> None:

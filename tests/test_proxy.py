@@ -4,6 +4,7 @@ nginx in front (Debian's ``nginx``; skipped with the reason when /usr/sbin/nginx
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,7 +58,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location /api/ {{
-            proxy_pass http://bzzlite;              # the /api prefix is passed on: --root-path /api
+            proxy_pass {pass_to};              # http://bzzlite passes /api on, http://bzzlite/ strips it
             proxy_http_version 1.1;
             proxy_set_header Host $host:$server_port;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -127,15 +129,19 @@ def test_headers_are_believed_from_trusted_peers_only(served: int) -> None:
     assert json.loads(get(served, "/whoami", rfc)[2]) == {"ip": "2001:db8::7", "scheme": "https", "host": "b.example"}
 
 
-@pytest.fixture
-def nginx(served: int, tmp_path: Path):
+@contextlib.contextmanager
+def nginx_in_front(folder: Path, app_port: int, *, strip: bool = False) -> Iterator[int]:
+    """docs/deployment.md's nginx before the app on ``app_port``, under ``/api``: passing the prefix
+    on (``proxy_pass http://bzzlite;``), or stripping it (``proxy_pass http://bzzlite/;``)."""
     if not NGINX.exists():
         print("SKIPPED: /usr/sbin/nginx is missing (apt-get install nginx)")
         pytest.skip("the nginx test needs Debian's nginx: apt-get install nginx")
-    prefix = tmp_path / "nginx"
+    prefix = folder / "nginx"
     prefix.mkdir()
     port = free_port()
-    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, port=port, app_port=served))
+    pass_to = "http://bzzlite/" if strip else "http://bzzlite"
+    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, port=port, app_port=app_port,
+                                                         pass_to=pass_to))
     proc = subprocess.Popen([str(NGINX), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e",
                              str(prefix / "error.log")], stderr=subprocess.PIPE, text=True)
     try:
@@ -148,6 +154,12 @@ def nginx(served: int, tmp_path: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(params=["keeps-the-prefix", "strips-it"])
+def nginx(served: int, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[int]:
+    with nginx_in_front(tmp_path, served, strip=request.param == "strips-it") as port:
+        yield port
 
 
 def test_behind_nginx(nginx: int) -> None:
@@ -168,6 +180,12 @@ def test_behind_nginx(nginx: int) -> None:
     assert '</api/thing?per_page=1&page=2>; rel="next"' in reply.headers["Link"]
     conn.request("GET", "/api/openapi.json")  # /docs calls the API through the prefix
     assert json.loads(conn.getresponse().read())["servers"] == [{"url": "/api"}]
+    conn.request("GET", "/api/docs")  # and loads its files and the document through it
+    page = conn.getresponse().read().decode()
+    assert 'src="/api/docs/static/swagger-ui-bundle.js"' in page and '"/api/openapi.json"' in page
+    conn.request("GET", "/api/docs/static/swagger-ui-bundle.js")
+    reply = conn.getresponse()
+    assert reply.status == 200 and reply.read()
     conn.close()
 
     # SSE: an event arrives through nginx while the stream stays open (not buffered)

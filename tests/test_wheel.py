@@ -136,7 +136,7 @@ def test_getting_started_as_written_from_the_wheel(wheel: Path, tmp_path: Path) 
             assert reply.status == 200 and kind in reply.headers["Content-Type"], asset
             assert len(body) > 1000, asset
         installed = run([str(home / ".venv" / "bin" / "python"), "-c", "import bzzlite; print(bzzlite.__file__)"],
-                        cwd=home)
+                        cwd=home, env=env)  # the reader's environment: no PYTHONPATH to this checkout
         assert installed.stdout.startswith(str(home / ".venv")), installed.stdout  # not this checkout
     finally:
         pid_file = home / "serve.pid"

@@ -29,6 +29,8 @@ from typing import Any
 import tornado.websocket
 from tornado import httputil
 
+from ..http import jsoncodec
+from ..http.errors import PROBLEM_JSON, ProtocolError, problem
 from ..settings import mount_path
 from .connection import Connection, Receive, Scope, Send
 from .websocket import SocketConnection, socket_class
@@ -75,7 +77,12 @@ class ASGIAdapter:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._mounted(scope)
         connection = Connection(scope, send)
-        start_line, request = _request(scope, connection, scope["method"])
+        try:
+            start_line, request = _request(scope, connection, scope["method"])
+        except ProtocolError as error:
+            _refused(scope, error)
+            await _send_problem(send, "http.response", error)
+            return
         delegate = self.app.find_handler(request)
         ready = delegate.headers_received(start_line, request.headers)
         if ready is not None:
@@ -105,7 +112,15 @@ class ASGIAdapter:
             return
         self._mounted(scope)
         connection = SocketConnection(scope, receive, send)
-        start_line, request = _request(scope, connection, "GET")
+        try:
+            start_line, request = _request(scope, connection, "GET")
+        except ProtocolError as error:
+            _refused(scope, error)
+            if connection.can_refuse:
+                await _send_problem(send, "websocket.http.response", error)
+            else:  # the server answers a handshake closed before the accept with 403
+                await send({"type": "websocket.close", "code": 1008})
+            return
         request.headers["Upgrade"] = "websocket"  # what a websocket scope is; Tornado's handler checks them
         request.headers["Connection"] = "Upgrade"
         delegate = self.app.find_handler(request)
@@ -130,21 +145,59 @@ class ASGIAdapter:
             settings.root_path = mount_path(scope["root_path"])
 
 
+#: ``http_version`` values of ASGI scopes served; "0.9" is refused (400) as a request line
+#: without a version, any other (uvicorn and hypercorn pass on an ``HTTP/2.0`` request line
+#: read over HTTP/1.1 as "2.0") with 505, as bzzlite's own server does
+VERSIONS = frozenset({"1.0", "1.1", "2", "3"})
+
+
 def _request(scope: Scope, connection: httputil.HTTPConnection,
              method: str) -> tuple[httputil.RequestStartLine, httputil.HTTPServerRequest]:
-    """The Tornado request an ASGI scope describes, answered through ``connection``."""
+    """The Tornado request an ASGI scope describes, answered through ``connection``.
+
+    Raises:
+        ProtocolError: a request Tornado cannot make a request of (no Host, two, a version
+            not served): the client's mistake, which the ASGI server let through.
+    """
+    version = scope.get("http_version", "1.1")
+    if version not in VERSIONS:
+        if version == "0.9":
+            raise ProtocolError(400, "Malformed request: HTTP/0.9 is not served; send an HTTP/1.1 request line.")
+        raise ProtocolError(505, f"HTTP/{version} is not served over this connection; use HTTP/1.1.")
     headers = httputil.HTTPHeaders()
     for name, value in scope["headers"]:
         headers.add(name.decode("latin-1"), value.decode("latin-1"))
     path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    root = (scope.get("root_path") or "").encode("utf-8")
-    if root and not path.startswith(root):  # servers differ: the path may or may not carry the root path
-        path = root + path
+    root = (scope.get("root_path") or "").rstrip("/").encode("utf-8")
+    if root and (path == root or path.startswith(root + b"/")):
+        # The server's mount comes off once. Servers differ: uvicorn puts its root path in front of
+        # the path it received (as ASGI says), hypercorn and granian pass that path as it came. What
+        # is left is what the proxy sent, with its prefix or without: the app's root path (the same,
+        # see _mounted) takes a prefix off when there is one.
+        path = path[len(root):] or b"/"
     query = scope.get("query_string") or b""
     uri = (path + (b"?" + query if query else b"")).decode("latin-1")
-    start_line = httputil.RequestStartLine(method, uri, "HTTP/" + scope.get("http_version", "1.1"))
-    request = httputil.HTTPServerRequest(headers=headers, connection=connection, start_line=start_line)
+    start_line = httputil.RequestStartLine(method, uri, "HTTP/" + version)
+    try:
+        request = httputil.HTTPServerRequest(headers=headers, connection=connection, start_line=start_line)
+    except httputil.HTTPInputError as exc:  # no Host, two, or one that is not a host
+        raise ProtocolError(400, f"Malformed request: {exc}.") from None
     return start_line, request
+
+
+def _refused(scope: Scope, error: ProtocolError) -> None:
+    """One line for a request refused as the client's mistake, as bzzlite's own server logs it."""
+    client = scope.get("client") or ("-",)
+    log.info("%s from %s: %s", error.status, client[0], error.detail)
+
+
+async def _send_problem(send: Send, kind: str, error: ProtocolError) -> None:
+    """Answer ``error`` as problem+json, through ``kind`` (``http.response`` or its WebSocket twin)."""
+    body = jsoncodec.dumps(problem(error.status, error.detail))
+    await send({"type": f"{kind}.start", "status": error.status,
+                "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": f"{kind}.body", "body": body})
 
 
 async def _wait_disconnect(receive: Receive, connection: Connection) -> None:

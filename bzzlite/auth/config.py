@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
@@ -79,6 +79,10 @@ class Auth:
             :class:`MemoryRevocations` for one process only (tests).
         max_session_age: seconds after sign-in when a session ends even if it is renewed
             (``None``: no limit but the token lifetime between requests).
+        roles: a user's roles, for ``role(...)`` rules (:mod:`bzzlite.permissions`): a function
+            (sync or async) of the user data returning role names, asked at most once per
+            request; by default the ``roles`` list of the user data, which a provider or an
+            ``authorized_user`` receiver sets at sign-in (it is then signed into the token).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Auth:
         trusted_origins: Iterable[str] = (),
         revocations: Revocations | None = None,
         max_session_age: float | None = None,
+        roles: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         if secret is None:
             secret = os.environ.get(SECRET_ENV)
@@ -136,6 +141,10 @@ class Auth:
         if max_session_age is not None and max_session_age <= 0:
             raise ConfigurationError("max_session_age must be a positive number of seconds (or None)")
         self.max_session_age = max_session_age
+        if roles is not None and not callable(roles):
+            raise ConfigurationError("Auth(roles=...) takes a function of the user data returning role names, "
+                                     "e.g. roles=lambda user: ['admin'] if user['id'] in ADMINS else []")
+        self.roles = roles
 
     def __repr__(self) -> str:  # never the secret
         return f"Auth(providers={list(self.providers)!r}, require={self.require!r}, prefix={self.prefix!r})"

@@ -11,6 +11,7 @@ without a CORS preflight this app never approves, and an ``Origin`` (or
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from ..errors import HTTPError
+from ..permissions import ANONYMOUS, Caller
 from ..signals import send, send_after_commit
 from .providers import ProviderError
 from .revocation import Revocations, StoreRevocations
@@ -69,10 +71,36 @@ class AuthPolicy:
         self._requirements = {path: auth.requirements_for(spec) for path, spec in runtime.registry.resources.items()}
 
     def required(self, spec: ResourceSpec, operation: str) -> bool:
+        """Whether ``operation`` on ``spec`` needs a signed-in user: its permission rule says
+        so when it has one (``anyone`` does not, ``role(...)`` does), else the app's and the
+        resource's ``auth`` requirements."""
+        rule = spec.permissions.rule(operation)
+        if rule is not None:
+            return rule.needs_user
         requirements = self._requirements.get(spec.path)
         if requirements is None:
             requirements = self._requirements[spec.path] = self.auth.requirements_for(spec)
         return requirements.get(operation, True)
+
+    async def caller(self, handler: tornado.web.RequestHandler) -> Caller:
+        """Who the request comes from, with their roles (``Auth(roles=...)``, else the user
+        data's ``roles``), for permission rules; asked once per request. The user must have
+        been resolved (:meth:`authorize` or :meth:`resolve_user`) before."""
+        known: Caller | None = getattr(handler, "_bzz_caller", None)
+        user = handler.current_user
+        if known is not None and known.user is user:
+            return known
+        if user is None:
+            caller = ANONYMOUS
+        else:
+            found: Any = self.auth.roles(dict(user)) if self.auth.roles is not None else user.get("roles")
+            if inspect.isawaitable(found):
+                found = await found
+            if isinstance(found, str):
+                found = (found,)
+            caller = Caller(user, frozenset(str(r) for r in found or ()))
+        handler._bzz_caller = caller  # type: ignore[attr-defined]
+        return caller
 
     # -- the hooks handlers call ---------------------------------------------------------
 
@@ -259,7 +287,10 @@ class AuthPolicy:
         if user_data.get("id") in (None, "") or user_data.get("provider") != provider_name:
             raise HTTPError(500, "Internal server error.", log_message="an authorized_user receiver removed the id "
                             "or changed the provider of the user data")
-        token, session = self.auth.signer.issue(user_data)
+        try:
+            token, session = self.auth.signer.issue(user_data)
+        except ValueError as exc:  # roles that are no list of names: the provider's or a receiver's bug
+            raise HTTPError(500, "Internal server error.", log_message=f"sign-in with {provider_name}: {exc}") from None
         self.set_cookie(handler, token)
         handler.current_user = dict(session.user)
         return user_data

@@ -1,8 +1,9 @@
 """Signed session tokens: PyJWT with the algorithm pinned to HS256.
 
-A token carries only who the user is (``sub``, ``name``, ``email``, ``provider``),
-when it was issued and expires (``iat``, ``exp``), and the session it belongs to
-(``sid``, which sign-out revokes). Never the provider's access token.
+A token carries only who the user is (``sub``, ``name``, ``email``, ``provider``, and
+``roles`` when the user data has them: permission rules read them), when it was issued and
+expires (``iat``, ``exp``), and the session it belongs to (``sid``, which sign-out revokes).
+Never the provider's access token.
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ class TokenSigner:
               started_at: float | None = None, now: float | None = None) -> tuple[str, Session]:
         """A new token for ``user``; pass the ``session_id`` of the token being renewed."""
         now = time.time() if now is None else now
+        kept = {k: user.get(k) for k in ("id", "email", "name", "provider")}
+        roles = _roles(user.get("roles"))
+        if roles is not None:
+            kept["roles"] = roles
         session = Session(
-            user=MappingProxyType({k: user.get(k) for k in ("id", "email", "name", "provider")}),
+            user=MappingProxyType(kept),
             session_id=session_id or secrets.token_urlsafe(16),
             issued_at=int(now),
             expires_at=int(now + self.lifetime),
@@ -86,6 +91,8 @@ class TokenSigner:
             "exp": session.expires_at,
             "sat": session.started_at,
         }
+        if roles is not None:
+            claims["roles"] = list(roles)
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), session
 
     def verify(self, token: str) -> Session:
@@ -136,5 +143,30 @@ class TokenSigner:
             raise InvalidToken("the token's 'sat' claim is not a number")
         user = {"id": claims["sub"], "email": claims.get("email"), "name": claims.get("name"),
                 "provider": claims["provider"]}
+        if "roles" in claims:
+            roles = claims["roles"]
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                raise InvalidToken("the token's 'roles' claim is not a list of strings")
+            user["roles"] = tuple(roles)
         return Session(user=MappingProxyType(user), session_id=claims["sid"], issued_at=claims["iat"],
                        expires_at=claims["exp"], started_at=started)
+
+
+MAX_ROLES = 64  # roles a token carries at most (a token is sent with every request)
+
+
+def _roles(value: Any) -> tuple[str, ...] | None:
+    """The user data's ``roles`` as a token keeps them: a tuple of names, or None.
+
+    Raises:
+        ValueError: roles that are not a list of at most MAX_ROLES names (a provider's or a
+            receiver's mistake, found at sign-in).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"the user data's 'roles' must be a list of role names, not {type(value).__name__}")
+    roles = tuple(sorted({str(r) for r in value}))
+    if len(roles) > MAX_ROLES:
+        raise ValueError(f"the user data holds {len(roles)} roles; a token carries at most {MAX_ROLES}")
+    return roles

@@ -24,6 +24,20 @@ class CLIError(Exception):
         self.details = details
 
 
+def shadowing_folder() -> str | None:
+    """The folder that hides bzzlite's own package, if there is one.
+
+    ``python -m bzzlite`` puts the working directory first on ``sys.path``: a folder named
+    ``bzzlite`` there with no ``__init__.py`` (the top of a checkout) is imported as a namespace
+    package ahead of an editable install, whose finder comes after the path finder; its modules
+    still load, but not the names of ``bzzlite/__init__.py``.
+    """
+    package = sys.modules.get("bzzlite")
+    if package is None or getattr(package, "__file__", None) is not None:
+        return None
+    return next(iter(getattr(package, "__path__", None) or ()), "bzzlite")
+
+
 def locate_app(target: str) -> Any:
     """Import ``MODULE:ATTR`` (MODULE dotted or a ``.py`` path) and return the app.
 

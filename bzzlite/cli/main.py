@@ -1,4 +1,5 @@
-"""``python -m bzzlite``: serve an app, print its routes or its OpenAPI document.
+"""``python -m bzzlite``: serve an app, print its routes or its OpenAPI document, check and
+migrate its stored documents (:mod:`.migrations`).
 
 Every mistake the user can make here (a wrong target, an import error in their
 module, a port in use, a bad store URL) ends in one line on stderr and exit 1.
@@ -18,7 +19,8 @@ from typing import Any
 from ..errors import BzzliteError
 from ..http.observability import configure_logging
 from ..settings import mount_path
-from .discovery import CLIError, locate_app
+from .discovery import CLIError, locate_app, shadowing_folder
+from .migrations import add_commands as add_migration_commands
 from .process import PARENT_ENV, die_with_parent, run_reloader
 from .serving import bind, bind_slots, run_single, run_workers, tune_gc
 
@@ -106,11 +108,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.root_path = mount_path(args.root_path)
     if args.gc == "tuned":
         tune_gc()  # before forking workers too: they share the frozen pages
+    check = f"bzzlite check {args.target}" + (f" --db {args.db}" if args.db else "")  # named when data breaks Unique
     if workers > 1:
         return run_workers(app, bind_slots(host, port, workers), args.graceful_timeout, ssl_options=ssl_options,
-                           http=http)
+                           http=http, check_command=check)
     return run_single(app, bind(host, port), args.graceful_timeout, parent_pid=parent_pid, ssl_options=ssl_options,
-                      http=http)
+                      http=http, check_command=check)
 
 
 def _ssl_context(certfile: str | None, keyfile: str | None) -> Any:
@@ -131,10 +134,23 @@ def _ssl_context(certfile: str | None, keyfile: str | None) -> Any:
 
 def cmd_routes(args: argparse.Namespace) -> int:
     app = locate_app(args.target)
+    if args.permissions:
+        return print_matrix(*app.permission_matrix())
     rows = app.route_table()
     width = max(len(r[0]) for r in rows)
     for methods, path, handler in rows:
         print(f"{methods:<{width}}  {path}  ({handler})")
+    return 0
+
+
+def print_matrix(columns: list[str], rows: list[tuple[str, str, list[str]]]) -> int:
+    """The permission matrix as an aligned table: a row per route and method, a column per caller."""
+    table = [["METHOD", "PATH", *columns], *([method, path, *cells] for method, path, cells in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print("\nyes: allowed; 401: sign in first; 403: refused; own F: the documents whose F is the user; "
+          "where ...: the documents matching it (others answer 404 when unreadable, 403 when readable).")
     return 0
 
 
@@ -186,10 +202,13 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
     routes = sub.add_parser("routes", help="print the route table", parents=[common])
     routes.add_argument("target")
+    routes.add_argument("--permissions", action="store_true",
+                        help="print who may do what instead: a row per route and method, a column per caller")
     routes.set_defaults(run=cmd_routes)
     openapi = sub.add_parser("openapi", help="print the OpenAPI document", parents=[common])
     openapi.add_argument("target")
     openapi.set_defaults(run=cmd_openapi)
+    add_migration_commands(sub, common)
     return top
 
 
@@ -200,6 +219,11 @@ def _tornado_version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    shadow = shadowing_folder()
+    if shadow is not None:
+        print(f"bzzlite: error: the folder {shadow} hides the installed bzzlite package (Python imports "
+              "'bzzlite' from the working directory first): run from another folder", file=sys.stderr)
+        return 1
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a --reload child runs again
     try:

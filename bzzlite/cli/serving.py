@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StoreUnavailable
+from ..errors import ConstraintBroken, StoreUnavailable
 from .discovery import CLIError
 from .process import Workers, watch_parent
 
@@ -55,6 +55,7 @@ async def serve_forever(
     on_ready: Callable[[], None] | None = None,
     ssl_options: Any = None,
     http: str = "httptools",
+    check_command: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop accepting and let requests in flight finish.
 
@@ -64,20 +65,26 @@ async def serve_forever(
         ssl_options: an ``ssl.SSLContext`` to serve HTTPS (``--certfile``/``--keyfile``): served
             by Tornado's server.
         http: the server, resolved (``httptools``: bzzlite's own; ``tornado``: Tornado's).
+        check_command: the command line that lists what stored documents break (``bzzlite check``),
+            named when they keep a unique index from being built.
     """
     from ..handlers.base import server_body_limit
     from ..http import make_server
+    from ..http.limits import server_limits
     from ..http.tornado_server import Server
 
     try:
         await app.startup()
     except StoreUnavailable as exc:
+        if isinstance(exc, ConstraintBroken):  # waiting will not mend it, on any store
+            exc.command = check_command
+            raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         if _must_open(app):
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
     limit = server_body_limit(app.bzz_settings.max_body_size)
     if ssl_options is not None:
-        server = Server(app, max_body_size=limit, ssl_options=ssl_options)
+        server = Server(app, max_body_size=limit, ssl_options=ssl_options, **server_limits(app))
     else:
         server = make_server(http, app, max_body_size=limit)
     server.add_sockets(sockets)
@@ -113,7 +120,7 @@ def _must_open(app: Any) -> bool:
     return bool(app.runtime.settings.db.startswith("sqlite"))
 
 
-def check_store(app: Any) -> None:
+def check_store(app: Any, check_command: str | None = None) -> None:
     """Open the store once and close it, before workers are forked: a store that cannot be
     opened is then one error, where each worker would fail on it, be replaced and fail again."""
     if not _must_open(app):
@@ -121,6 +128,8 @@ def check_store(app: Any) -> None:
     try:
         asyncio.run(app.runtime.probe_store())
     except StoreUnavailable as exc:
+        if isinstance(exc, ConstraintBroken):
+            exc.command = check_command
         raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
 
 
@@ -166,7 +175,7 @@ def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: fl
     replaces it, where closing the slot's socket would reset them; before the first workers
     listen, connections wait rather than being refused.
     """
-    check_store(app)
+    check_store(app, options.get("check_command"))
     parent = os.getpid()
 
     def serve(ready: Callable[[], None], slot: int) -> int:

@@ -11,6 +11,7 @@ imports the names below; only the change feeds, which render and match change ev
 
 from __future__ import annotations
 
+from .access import authorize_call
 from .matcher import matches
 from .nested import NestedDocuments
 from .operations import Documents, Found, entity_tags, etag, etag_of, precondition_holds, version_of
@@ -18,6 +19,6 @@ from .paths import NestedPath, PathNotFound
 from .transactions import Transaction, current_transaction, transaction
 
 __all__ = [
-    "Documents", "Found", "NestedDocuments", "NestedPath", "PathNotFound", "Transaction", "current_transaction",
+    "Documents", "Found", "authorize_call", "NestedDocuments", "NestedPath", "PathNotFound", "Transaction", "current_transaction",
     "entity_tags", "etag", "etag_of", "matches", "precondition_holds", "transaction", "version_of",
 ]

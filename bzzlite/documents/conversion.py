@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 from collections.abc import Iterator, Mapping
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ValidationFailed, error_list
 from ..models import odmantic
-from ..models.schema import canonical_time, check_object, unknown_keys
+from ..models.schema import canonical_times, check_object, unknown_keys
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -99,40 +98,12 @@ def unstorable(value: Any, loc: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]
 
 def dump(spec: ResourceSpec, instance: BaseModel) -> dict[str, Any]:
     """A validated model instance as a JSON-mode document (without the id)."""
-    if spec.is_odmantic:
-        doc = odmantic.dump(instance)
-    else:
-        schema = spec.schema
-        doc = instance.model_dump(mode="json", exclude=set(schema.computed) or None)
-        doc.pop("id", None)
-        for name, adapter in schema.excluded.items():  # Field(exclude=True): stored, never sent
-            doc[name] = adapter.dump_python(getattr(instance, name), mode="json")
+    if not spec.is_odmantic:
+        return spec.schema.dump(instance)
+    doc = odmantic.dump(instance)
     if spec.schema.has_times:
         canonical_times(instance, doc)
     return doc
-
-
-def canonical_times(value: Any, dumped: Any) -> Any:
-    """Rewrite, in place, the datetimes and times of ``value`` in its JSON-mode ``dumped``
-    form as :func:`~bzzlite.models.schema.canonical_time` text, so stores compare them in time order."""
-    if isinstance(value, (datetime.datetime, datetime.time)):
-        text = canonical_time(value) if isinstance(dumped, str) else None  # keep custom serializers' output
-        return dumped if text is None else text
-    if isinstance(value, BaseModel):
-        if isinstance(dumped, dict):
-            for name in type(value).model_fields:
-                if name in dumped:
-                    dumped[name] = canonical_times(getattr(value, name), dumped[name])
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        items = list(value)
-        if isinstance(dumped, list) and len(items) == len(dumped):
-            for index, item in enumerate(items):
-                dumped[index] = canonical_times(item, dumped[index])
-    elif isinstance(value, dict) and isinstance(dumped, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and key in dumped:
-                dumped[key] = canonical_times(item, dumped[key])
-    return dumped
 
 
 def check_patch(spec: ResourceSpec, patch: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ..query import build_query
 from ..signals import send, send_after_commit
 from ..stores.base import Record, Store
 from . import conversion, references
+from .access import forbidden_fields
 from .paths import NestedPath, PathNotFound, get_in, locate, parse_path, remove_in, set_in
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class NestedDocuments:
         self.parent_id: str | None = None
         self.nested_path: list[str] | None = None
         self.parent_record: Record | None = None
+        self._targets: dict[str, Documents[Any]] = {}
 
     @property
     def spec(self) -> ResourceSpec:
@@ -253,9 +255,17 @@ class NestedDocuments:
                 return Written(current, before, before, loc)
             changed, result_loc = outcome
             doc = conversion.validate(spec, changed)
+            access = self.docs.access
+            if access is not None:  # a change inside a field is a change of that field
+                errors = access.field_errors((path.steps[0].field.name,), {"id": current.id, **before},
+                                             {"id": current.id, **doc}, "update")
+                if errors:
+                    raise forbidden_fields(errors)
             await self.docs.check_references(doc, before)  # a reference it now holds names a document
             return Written(await store.replace(spec, current.id, doc, current.version), before, doc, result_loc)
 
+        if self.docs.access is not None:
+            await self.docs.access.resolve_fields()
         written = await self.docs.conditional_write(id_, if_match, write)
         written.id, written.path = id_, path
         self.parent_record = written.record
@@ -414,12 +424,17 @@ class NestedDocuments:
 
     async def _authorize_target(self, target: ResourceSpec, operation: str) -> None:
         """Reading a referenced document also needs what its own resource requires."""
-        runtime = self.docs.runtime
-        if runtime.auth is not None and target is not self.spec and self.handler is not None:
-            await runtime.auth.authorize(self.handler, target, operation)
+        if target is not self.spec:
+            await self._target_docs(target).authorize(operation)
 
     def _target_docs(self, target: ResourceSpec) -> Documents[Any]:
-        return type(self.docs)(self.docs.runtime, target, self.handler)
+        """The referenced resource's documents, for this caller (its rules, its scope)."""
+        if target is self.spec:
+            return self.docs
+        found = self._targets.get(target.path)
+        if found is None:
+            found = self._targets[target.path] = type(self.docs)(self.docs.runtime, target, self.handler)
+        return found
 
     async def _referenced(self, nested: NestedField, ref_id: Any) -> Record:
         assert nested.target is not None
@@ -438,7 +453,7 @@ class NestedDocuments:
         if not wanted:
             return []
         found = await references.existing(await self.docs.store(), target, wanted)
-        by_id = {r.id: r for r in self._target_docs(target).visible(found)}
+        by_id = {r.id: r for r in await self._target_docs(target).visible(found)}
         return [by_id[i] for i in ids if i in by_id]
 
     async def _ref_instance(self, target: ResourceSpec, ref_id: str) -> BaseModel:

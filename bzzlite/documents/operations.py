@@ -27,16 +27,18 @@ from pydantic import BaseModel
 
 from ..errors import HTTPError, NotFound, Referenced, ValidationFailed, VersionConflict
 from ..models.ids import is_valid_id, new_id
-from ..query import All, Query, build_query, encode_cursor, parse_arguments, sort_values
+from ..permissions import OPERATIONS
+from ..query import Condition, Query, build_query, encode_cursor, parse_arguments, sort_values
 from ..signals import send, send_after_commit
 from ..stores.base import Record, Write
 from . import conversion, references
-from .matcher import matches
+from .access import Access, forbidden_fields, merge_filters
 from .transactions import current_transaction, transaction
 
 if TYPE_CHECKING:
     from ..models.nested import Referrer
     from ..models.resource import ResourceSpec
+    from ..permissions import Rule
     from ..runtime import Runtime
     from ..stores.base import Page, Store
 
@@ -104,7 +106,11 @@ class Documents(Generic[M]):
         self.spec = spec
         self.model = spec.model
         self.handler = handler
-        self._authorized: set[str] = set(authorized)  # operations the app's auth already allowed
+        # the authorization decision of a caller bound to a request, when the resource has a
+        # scope or rules (None: the app's own access, or the app's auth decides alone)
+        self.access: Access | None = (Access(runtime, spec, handler) if handler is not None
+                                      and (spec.scope is not None or spec.permissions.declared) else None)
+        self._authorized: set[str] = set(authorized)  # operations already decided for this request
 
     @classmethod
     def of(cls, runtime: Runtime, model: type[M], handler: Any = None) -> Documents[M]:
@@ -120,58 +126,57 @@ class Documents(Generic[M]):
         bound = "bound to a request" if self.handler is not None else "unbound"
         return f"<Documents of {self.model.__name__} ({bound})>"
 
-    # -- the authorization decision ---------------------------------------------------
+    # -- the authorization decision (bzzlite/documents/access.py) -----------------------
 
-    async def authorize(self, operation: str) -> None:
-        """The app's auth rules for ``operation`` (401 when a user is needed): bound callers only."""
+    async def authorize(self, operation: str, *, rule: Rule | None = None, fallback: str | None = None) -> None:
+        """Decide ``operation`` for a bound caller, once per request: 401 when it needs a user and
+        there is none, 403 when its rule refuses this caller. ``rule`` and ``fallback``: an
+        action's own rule, or the operation whose rule applies (see :meth:`Access.authorize`)."""
         if self.handler is None or operation in self._authorized:
             return
-        if self.runtime.auth is not None:
-            await self.runtime.auth.authorize(self.handler, self.spec, operation)
+        if self.access is None and rule is not None:  # an action's own rule on a resource without any
+            self.access = Access(self.runtime, self.spec, self.handler)
+        if self.access is not None:
+            await self.access.authorize(operation, rule=rule, fallback=fallback)
+        elif self.runtime.auth is not None:  # no scope, no rule: whether a user is needed, as ever
+            known = operation in OPERATIONS or fallback is None
+            await self.runtime.auth.authorize(self.handler, self.spec, operation if known else fallback)
         self._authorized.add(operation)
 
     def scope(self) -> dict[str, Any] | None:
         """The resource's scope for this caller: filters every document it reaches must match."""
-        rule = self.spec.scope
-        if rule is None or self.handler is None:
-            return None
-        scope = rule(self.handler)
-        return dict(scope) if scope else None
+        return None if self.access is None else self.access.scope()
 
-    def _scope_query(self) -> Query | None:
-        scope = self.scope()
-        return build_query(self.spec.schema, {"filters": scope}) if scope else None
-
-    def _in_scope(self, record: Record, scoped: Query | None) -> bool:
-        return scoped is None or matches(scoped.conditions, self.spec.schema.fill_defaults(record.doc))
-
-    def visible(self, records: Sequence[Record]) -> list[Record]:
-        """The records this caller may reach."""
-        scoped = self._scope_query()
-        return [r for r in records if self._in_scope(r, scoped)]
-
-    def _fill_scope(self, data: Any) -> Any:
-        """Equality conditions of the scope, written into a document (the owner on create)."""
-        scope = self.scope()
-        if not scope or not isinstance(data, dict):
-            return data
-        return {**data, **{k: v for k, v in scope.items() if "__" not in k and not isinstance(v, (list, tuple))}}
+    async def visible(self, records: Sequence[Record]) -> list[Record]:
+        """The records this caller may read (its scope and the resource's read rule)."""
+        if self.access is None:
+            return list(records)
+        await self.access.resolve("get")
+        return [r for r in records if self.access.readable(r)]
 
     # -- record-level operations (what the HTTP handlers call) -------------------------
 
     async def store(self) -> Store:
         return await self.runtime.ready_store()
 
-    async def read(self, id_: Any) -> Record:
-        """The document ``id_`` if this caller may reach it; NotFound otherwise (same answer)."""
+    async def read(self, id_: Any, operation: str = "get") -> Record:
+        """The document ``id_`` for ``operation``: NotFound (404) when the caller may not read
+        it, the same answer as an unknown id; 403 when they may read it but not ``operation``
+        it (a write, an action)."""
         if self.spec.lookup is not None:
             record = await self._by_lookup(id_)
         elif not is_valid_id(id_):
             raise NotFound(str(id_))
         else:
             record = self._pending(id_) or await (await self.store()).get(self.spec, id_)
-        if not self._in_scope(record, self._scope_query()):
-            raise NotFound(str(id_))
+        access = self.access
+        if access is not None:
+            if operation == "get":
+                await access.resolve("get")
+                if not access.readable(record):
+                    raise NotFound(str(id_))
+            else:
+                await access.check(record, operation)
         return record
 
     def _pending(self, id_: str) -> Record | None:
@@ -230,14 +235,21 @@ class Documents(Generic[M]):
         spec = self.spec
         await self.authorize("list")
         await send(self.runtime.signals.pre_get_list, self.model, arguments=arguments, handler=self.handler)
-        scope = self.scope()
-        if scope:  # after the receivers, so nothing widens it; a client's own filter must hold too
-            filters = dict(arguments.get("filters") or {})
-            for key, value in scope.items():
-                filters[key] = All((*_as_all(filters[key]), value)) if key in filters else value
-            arguments = {**arguments, "filters": filters}
+        reach = self.reach("list")
+        if reach:  # after the receivers, so nothing widens it; a client's own filter must hold too
+            arguments = {**arguments, "filters": merge_filters(arguments.get("filters"), reach)}
         return build_query(spec.schema, arguments, max_per_page=spec.max_per_page,
                            max_offset=spec.max_offset if self.handler is not None else None)
+
+    def reach(self, operation: str = "list") -> dict[str, Any] | None:
+        """The filters of everything this caller may ``operation`` (its scope and the rule's
+        conditions on documents; None: everything): what a list, a count and a feed add."""
+        return None if self.access is None else self.access.reach(operation)
+
+    def reach_conditions(self, operation: str = "list") -> tuple[Condition, ...]:
+        """:meth:`reach` as query conditions (what a feed tests a change it knows little of by)."""
+        reach = self.reach(operation)
+        return build_query(self.spec.schema, {"filters": reach}).conditions if reach else ()
 
     async def find_records(self, arguments: dict[str, Any]) -> tuple[Query, Page]:
         """A page for list ``arguments`` (as ``pre_get_list`` receivers see them)."""
@@ -258,22 +270,35 @@ class Documents(Generic[M]):
             raise ValidationFailed([{"loc": [], "msg": "The array is empty: send at least one object",
                                      "type": "too_short"}])
         all_arguments = [{"data": item} for item in items]
+        access = self.access
+        # the fields each item names, as the client sent them (field rules judge those)
+        mentioned = [set(item) if isinstance(item, dict) else set() for item in items] if access is not None else []
         for arguments in all_arguments:
             await send(signals.pre_create_instance, self.model, arguments=arguments, handler=self.handler)
         docs, errors = [], []
         for index, arguments in enumerate(all_arguments):
+            data = arguments.get("data")
             try:
-                docs.append(conversion.validate(spec, self._fill_scope(arguments.get("data")),
-                                               (index,) if bulk else ()))
+                docs.append(conversion.validate(spec, data if access is None else access.fill(data, "create"),
+                                                (index,) if bulk else ()))
             except ValidationFailed as exc:
                 errors.extend(exc.errors or [])
         if errors:
             raise ValidationFailed(errors)
+        pairs = [(new_id(), doc) for doc in docs]
+        if access is not None:
+            await access.resolve_fields()
+            blank = spec.schema.fill_defaults({})
+            for index, (id_, doc) in enumerate(pairs):
+                prefix = (index,) if bulk else ()
+                access.check_created(doc, id_, prefix)
+                errors += access.field_errors(mentioned[index], blank, {"id": id_, **doc}, "create", prefix)
+            if errors:
+                raise forbidden_fields(errors)
         for index, doc in enumerate(docs):
             errors += await self.missing_references(doc, (index,) if bulk else ())
         if errors:
             raise ValidationFailed(errors)
-        pairs = [(new_id(), doc) for doc in docs]
         tx = current_transaction(self.runtime)
         if tx is not None:
             records = [Record(id_, 1, doc) for id_, doc in pairs]
@@ -291,23 +316,37 @@ class Documents(Generic[M]):
         """Replace (``partial=False``) or merge-patch a document; one conditional write.
         A replace keeps the stored values of the ``preserve`` fields (the read-only ones,
         which a client's body cannot carry)."""
-        spec = self.spec
+        spec, access = self.spec, self.access
         await self.authorize("update")
+        mentioned = set(data) if access is not None and isinstance(data, dict) else set()  # as the client sent it
         arguments: dict[str, Any] = {"id": id_, "data": data, "partial": partial}
         await send(self.runtime.signals.pre_update_instance, self.model, arguments=arguments, handler=self.handler)
         id_, partial, data = arguments.get("id"), bool(arguments.get("partial")), arguments.get("data")
         if spec.lookup is None and not is_valid_id(id_):
             raise NotFound(str(id_))
         patch = conversion.check_patch(spec, data) if partial else None
+        if access is not None:
+            await access.resolve_fields()
 
         def change(current: Record) -> tuple[dict[str, Any], dict[str, Any]]:
             before = spec.schema.fill_defaults(current.doc)
             after = conversion.merge_patch(before, patch) if partial else data
-            if preserve and not partial and isinstance(after, dict):
-                after = {**after, **{k: before[k] for k in preserve if k in before}}
-            return before, conversion.validate(spec, self._fill_scope(after))
+            if not partial and isinstance(after, dict):
+                keep = set(preserve)
+                if access is not None:  # a field the caller may not set keeps its value, as a read-only one
+                    stored = {"id": current.id, **before}
+                    keep |= {f for f in spec.permissions.fields if f not in after and not access.may_set(f, stored)}
+                if keep:
+                    after = {**after, **{k: before[k] for k in keep if k in before}}
+            if access is None:
+                return before, conversion.validate(spec, after)
+            doc = conversion.validate(spec, access.fill(after, "update"))
+            errors = access.field_errors(mentioned, {"id": current.id, **before}, {"id": current.id, **doc}, "update")
+            if errors:
+                raise forbidden_fields(errors)
+            return before, doc
 
-        before, record = await self._write(id_, if_match, change)
+        before, record = await self._write(id_, if_match, change, "update")
         await self._announce("post_update_instance", record=record,
                              updated_fields=conversion.updated_fields(before, record.doc))
         return record
@@ -327,36 +366,73 @@ class Documents(Generic[M]):
         return record
 
     async def _delete(self, id_: Any, if_match: str | int | None, referrers: list[Referrer]) -> Record:
-        """Apply each reference's ``on_delete`` to the documents naming ``id_``, then delete it."""
+        """Apply each reference's ``on_delete`` to the documents naming ``id_``, then delete it.
+
+        A bound caller acts on those documents with its own rights: ``restrict`` names only the
+        referring documents it may read (and says nothing more when it may read none of them);
+        ``cascade`` and ``set_null`` go ahead only when it may delete (or change) every one of
+        them, else the delete is refused like a ``restrict`` (409), and nothing is written."""
         if referrers:
-            current = await self.read(id_)
+            current = await self.read(id_, "delete")
             store = await self.store()
-            blocking = []
+            tx = current_transaction(self.runtime)
+            blocking: list[tuple[str, str, int]] = []
+            hidden = False  # referring documents the caller may not read, or may not change
+            plans = []
             for referrer in referrers:
-                if referrer.on_delete == "restrict":
+                others: Documents[Any] = Documents(self.runtime, referrer.spec, self.handler)
+                if referrer.on_delete == "restrict" and others.access is None:
                     page = await store.find(referrer.spec, references.referring_query(referrer, current.id, 1))
                     if page.total:
-                        blocking.append((referrer.spec.model.__name__, referrer.field, page.total))
-            if blocking:
-                raise Referenced(blocking)
-            for referrer in referrers:
-                if referrer.on_delete == "restrict":
+                        blocking.append((referrer.spec.model.__name__, referrer.label, page.total))
                     continue
-                others: Documents[Any] = Documents(self.runtime, referrer.spec)  # integrity is not scoped
                 page = await store.find(referrer.spec, references.referring_query(referrer, current.id, 10_000))
-                tx = current_transaction(self.runtime)
-                for record in page.records:
+                records = [r for r in page.records if not (tx is not None and tx.deleted(referrer.spec.path, r.id))]
+                if not records:
+                    continue
+                if referrer.on_delete == "restrict":
+                    visible = await others.visible(records)
+                    if visible:
+                        blocking.append((referrer.spec.model.__name__, referrer.label, len(visible)))
+                    hidden = hidden or len(visible) < len(records)
+                    continue
+                if not await others.may_apply(referrer, records):
+                    hidden = True
+                plans.append((referrer, others, records))
+            if blocking or hidden:
+                raise Referenced(blocking)
+            for referrer, others, records in plans:
+                for record in records:
                     if tx is not None and tx.deleted(referrer.spec.path, record.id):
                         continue  # already deleted by this transaction (a cascade through another field)
                     if referrer.on_delete == "cascade":
                         await others.delete_record(record.id)
                     else:
                         doc = referrer.spec.schema.fill_defaults(record.doc)
-                        value = ([i for i in doc.get(referrer.field) or [] if i != current.id] if referrer.many
-                                 else None)
+                        value = references.without_reference(doc, referrer, current.id)
                         await others.update_record(record.id, {referrer.field: value}, partial=True)
-        _, record = await self._write(id_, if_match, None)
+        _, record = await self._write(id_, if_match, None, "delete")
         return record
+
+    async def may_apply(self, referrer: Referrer, records: Sequence[Record]) -> bool:
+        """Whether this caller may do to ``records`` what ``referrer``'s ``on_delete`` does:
+        delete them (cascade) or change the field holding the reference (set_null)."""
+        access = self.access
+        if access is None:
+            return True
+        operation = "delete" if referrer.on_delete == "cascade" else "update"
+        try:
+            await self.authorize(operation)
+        except HTTPError:
+            return False
+        await access.resolve("get")
+        await access.resolve_fields()
+        for record in records:
+            if not access.allows(operation, record):
+                return False
+            if operation == "update" and not access.may_set(referrer.field, access.document(record)):
+                return False
+        return True
 
     async def missing_references(self, doc: dict[str, Any], prefix: tuple[Any, ...] = (),
                                  before: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -377,7 +453,7 @@ class Documents(Generic[M]):
         for target in {id(t): t for _, t, _ in found}.values():
             ids = [i for _, t, i in found if t is target]
             found_records = await references.existing(store, target, ids)
-            known = {r.id for r in Documents(self.runtime, target, self.handler).visible(found_records)}
+            known = {r.id for r in await Documents(self.runtime, target, self.handler).visible(found_records)}
             if tx is not None:  # the transaction's own inserts and deletes count
                 for (path, pending_id), after in tx.pending.items():
                     if path == target.path:
@@ -394,9 +470,10 @@ class Documents(Generic[M]):
             raise ValidationFailed(errors)
 
     async def conditional_write(self, id_: Any, if_match: str | int | None,
-                                write: Callable[[Store, Record], Awaitable[T]]) -> T:
+                                write: Callable[[Store, Record], Awaitable[T]], operation: str = "update") -> T:
         """Run ``write(store, current)`` — one write conditioned on ``current.version`` — for
-        the document ``id_`` (scope-checked), after checking ``if_match`` against it.
+        the document ``id_`` (read for ``operation``: 404 or 403 as :meth:`read` says), after
+        checking ``if_match`` against it.
 
         When another writer wins in between (VersionConflict), a caller that gave ``if_match``
         gets it (412 over HTTP); any other reads again and retries after a short random
@@ -404,7 +481,7 @@ class Documents(Generic[M]):
         """
         store = await self.store()
         for attempt in range(_WRITE_ATTEMPTS):
-            current = await self.read(id_)
+            current = await self.read(id_, operation)
             if not precondition_holds(current, if_match):
                 raise VersionConflict(str(id_))
             try:
@@ -416,14 +493,14 @@ class Documents(Generic[M]):
         raise HTTPError(409, "The document is being changed by others; try again.")
 
     async def _write(self, id_: Any, if_match: str | int | None,
-                     change: Callable[[Record], tuple[dict[str, Any], dict[str, Any]]] | None
+                     change: Callable[[Record], tuple[dict[str, Any], dict[str, Any]]] | None, operation: str
                      ) -> tuple[dict[str, Any], Record]:
         """Replace (``change`` gives before/after) or delete (``change`` None) one document;
         inside a transaction the write is collected, conditioned on the version read."""
         spec = self.spec
         tx = current_transaction(self.runtime)
         if tx is not None:
-            current = await self.read(id_)
+            current = await self.read(id_, operation)
             if not precondition_holds(current, if_match):
                 raise VersionConflict(str(id_))
             if change is None:
@@ -443,7 +520,7 @@ class Documents(Generic[M]):
             await self.check_references(doc, before)
             return before, await store.replace(spec, current.id, doc, current.version)
 
-        return await self.conditional_write(id_, if_match, write)
+        return await self.conditional_write(id_, if_match, write, operation)
 
     async def _announce(self, name: str, record: Record, **kwargs: Any) -> None:
         """A ``post_*`` signal for ``record`` (after the transaction commits, inside one)."""
@@ -542,5 +619,3 @@ def _as_data(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-def _as_all(value: Any) -> tuple[Any, ...]:
-    return tuple(value) if isinstance(value, All) else (value,)

@@ -49,5 +49,30 @@ async def existing(store: Store, target: ResourceSpec, ids: Iterable[str]) -> li
 
 
 def referring_query(referrer: Referrer, id_: str, per_page: int) -> Query:
-    """The documents whose reference field names ``id_`` (a list field: any member)."""
-    return Query(conditions=(Condition(referrer.field, "eq", id_, referrer.many),), per_page=per_page)
+    """The documents whose reference names ``id_`` (a list of references: any member; inside a
+    list of embedded models: any element's)."""
+    return Query(conditions=(Condition(referrer.path or referrer.field, "eq", id_, referrer.many),), per_page=per_page)
+
+
+def without_reference(doc: dict[str, Any], referrer: Referrer, id_: str) -> Any:
+    """The value of ``referrer.field`` in ``doc`` once every reference to ``id_`` at
+    ``referrer.path`` is gone: a reference set to None, a list of references without it."""
+
+    def clear(value: Any, steps: list[str]) -> Any:
+        step, rest = steps[0], steps[1:]
+        name, through_list = step.removesuffix("[]"), step.endswith("[]")
+        if not isinstance(value, dict) or value.get(name) is None:
+            return value
+        inner = value[name]
+        if through_list:
+            new = [clear(item, rest) for item in inner] if isinstance(inner, list) else inner
+        elif rest:
+            new = clear(inner, rest)
+        elif referrer.many:
+            new = [i for i in inner if i != id_] if isinstance(inner, list) else inner
+        else:
+            new = None if inner == id_ else inner
+        return {**value, name: new}
+
+    steps = (referrer.path or referrer.field).replace("[].", "[] ").replace(".", " ").split(" ")
+    return clear(doc, steps).get(referrer.field)

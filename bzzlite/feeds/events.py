@@ -9,6 +9,7 @@ the same thing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,15 @@ import orjson
 
 from ..documents import conversion as documents
 from ..documents.matcher import matches
+from ..errors import InvalidDocument
 from ..query import project
 from ..stores.base import Record
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
     from ..query import Condition
+
+log = logging.getLogger("bzzlite.feeds")
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 RESET = "reset"  # a journal marker: this collection's changes since the previous event are unknown
@@ -56,30 +60,45 @@ class Decoded:
         self.unknown = not change.before_known and change.op not in (CREATED, RESET)
         if change.op == RESET:
             return
-        doc = documents.as_json(spec, Record(change.doc_id, 0, change.doc))
+        doc = _public(spec, change.doc_id, change.doc)
+        if doc is None and change.op != DELETED:
+            # The document does not match the model (logged): it is served to no one, so the
+            # subscribers are told only its id, to drop it.
+            self.unknown = True
         if self.unknown:  # written by another program, with no pre-image to tell
             self.before, self.after = None, None if change.op == DELETED else doc
         elif change.op == CREATED:
             self.before, self.after = None, doc
         elif change.op == DELETED:
             self.before, self.after = doc, None
+            self.unknown = doc is None
         else:
-            self.before = documents.as_json(spec, Record(change.doc_id, 0, change.old or {}))
+            self.before = _public(spec, change.doc_id, change.old or {})
             self.after = doc
+            if self.before is None:
+                self.unknown = True
+                return
             # as clients see the document: write-only fields never, computed ones as computed
             self.updated_fields = documents.updated_fields(
                 {k: v for k, v in self.before.items() if k != "id"}, {k: v for k, v in doc.items() if k != "id"}
             )
 
-    def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> Event | None:
+    def event_for(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None,
+                  reach: tuple[Condition, ...] = ()) -> Event | None:
         """The event a subscriber with this query receives, or None when it concerns none
-        of the documents it can see (neither before nor after the change)."""
+        of the documents it can see (neither before nor after the change). ``reach`` is what
+        it may read at all (the scope's and the rules' conditions): a change whose document
+        before is unknown is told (by its id only) to a subscriber that may read the document
+        after it, never to one that may not (it may have been theirs: MongoDB's pre-images
+        tell, docs/feeds.md)."""
         change = self.change
         if change.op == RESET:  # every subscriber of the collection must reload
-            reset = {"event_id": change.seq, "reason": "changes were lost: " + str(change.doc.get("reason", "")) +
+            reset = {"type": RESET, "event_id": change.seq, "reason": "changes were lost: " + str(change.doc.get("reason", "")) +
                     "; reload, then follow from this event"}
             return Event(change.seq, RESET, orjson.dumps(reset))
         now = matches(conditions, self.after)
+        if not now and self.unknown and reach and not matches(reach, self.after):
+            return None  # nothing about a document outside what the subscriber may read
         if not now and self.unknown:
             # Whether the subscriber could see the document before is unknown: tell it only
             # the id, to drop the document if it has it.
@@ -94,6 +113,17 @@ class Decoded:
         if change.at is not None:
             body["at"] = change.at
         return Event(change.seq, change.op, orjson.dumps(body))
+
+
+def _public(spec: ResourceSpec, doc_id: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A journaled document as clients see it (fitted to the model: the journal keeps documents as
+    stored), or None, logged, when it does not match the model."""
+    try:
+        return documents.as_json(spec, Record(doc_id, 0, spec.versions.read(doc_id, doc)))
+    except InvalidDocument as exc:
+        log.error("change feed of %s: %s; its subscribers are told only its id. `bzzlite check` lists every "
+                  "such document", spec.path, exc)
+        return None
 
 
 def project_updated_fields(updated: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:

@@ -6,6 +6,11 @@ runs when nobody subscribes. Subscribers that asked the same query form a group:
 match and the event body are computed once per group, then written to each member.
 A write never waits for a subscriber: delivery only appends to the subscriber's
 bounded output buffer, and one whose buffer is full is disconnected (it can resume).
+
+A process whose reader falls more than the journal's size behind (a long GC pause, a paused
+VM, a starved CPU, a slow link to MongoDB) finds the changes it had not read trimmed: the
+next id it reads is not the one after its position. Its subscribers are then sent ``reset``,
+as a resuming client whose id is too old is, never left with a silent gap.
 """
 
 from __future__ import annotations
@@ -37,15 +42,19 @@ _SLICE = 500  # subscribers served before other work gets a turn (a send costs ~
 class Subscription:
     """One query followed by one client; subclasses write to an SSE stream or a WebSocket."""
 
-    __slots__ = ("__weakref__", "backlog", "closed", "conditions", "fields", "key", "last", "spec")
+    __slots__ = ("__weakref__", "backlog", "closed", "conditions", "fields", "key", "last", "lost", "reach", "spec")
 
-    def __init__(self, spec: ResourceSpec, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
+    def __init__(self, spec: ResourceSpec, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None,
+                 reach: tuple[Condition, ...] = ()) -> None:
         self.spec = spec
-        self.conditions = conditions
+        self.conditions = conditions  # the query's, scope and rules included
         self.fields = fields
-        self.key = (spec.path, orjson.dumps([[c.path, c.op, c.value, c.is_list] for c in conditions]), fields)
+        self.reach = reach  # the scope's and the rules' alone: what the subscriber may read at all
+        self.key = (spec.path, orjson.dumps([[[c.path, c.op, c.value, c.is_list] for c in part]
+                                             for part in (conditions, reach)]), fields)
         self.last = 0  # the id of the latest change this subscriber is up to date with
         self.backlog: list[Event] | None = None  # live events held while replaying
+        self.lost = 0  # changes up to this id were trimmed before this process read them (while replaying)
         self.closed = False
 
     # -- what the hub calls --------------------------------------------------------------
@@ -62,6 +71,15 @@ class Subscription:
                 return
         self.last = events[-1].seq
         self.deliver(events)
+
+    def skip(self, resumed: int, reason: str) -> None:
+        """The changes up to ``resumed`` were trimmed before this process read them: a
+        subscriber not yet past them is told to reload (``reset``), then follows from there."""
+        if self.backlog is not None:  # replaying from the journal: decided when the replay ends
+            self.lost = max(self.lost, resumed)
+        elif resumed > self.last:
+            self.last = resumed
+            self.control("reset", resumed, {"event_id": resumed, "reason": reason})
 
     def deliver(self, events: list[Event]) -> None:
         """Queue events for the client (never blocks; overflows instead)."""
@@ -86,11 +104,13 @@ class Subscription:
 class _Group:
     """Subscribers of one collection that asked the same conditions and fields."""
 
-    __slots__ = ("conditions", "fields", "members")
+    __slots__ = ("conditions", "fields", "members", "reach")
 
-    def __init__(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None) -> None:
+    def __init__(self, conditions: tuple[Condition, ...], fields: tuple[str, ...] | None,
+                 reach: tuple[Condition, ...]) -> None:
         self.conditions = conditions
         self.fields = fields
+        self.reach = reach
         self.members: dict[Subscription, None] = {}  # insertion-ordered set
 
 
@@ -228,6 +248,10 @@ class Feeds:
             })
         if sub.closed:
             return
+        if sub.lost > sub.last:  # the live path lost changes the replay did not reach
+            reason = _behind(sub.last, sub.lost)
+            sub.last = sub.lost
+            sub.control("reset", sub.last, {"event_id": sub.last, "reason": reason})
         backlog, sub.backlog = sub.backlog or [], None
         if backlog:
             sub.offer(backlog)
@@ -244,7 +268,7 @@ class Feeds:
             for change in changes:
                 if change.collection != spec.path:
                     continue
-                event = Decoded(spec, change).event_for(sub.conditions, sub.fields)
+                event = Decoded(spec, change).event_for(sub.conditions, sub.fields, sub.reach)
                 if event is not None:
                     events.append(event)
                     size += len(event.body)
@@ -264,7 +288,7 @@ class Feeds:
         groups = self.groups.setdefault(sub.spec.path, {})
         group = groups.get(sub.key)
         if group is None:
-            group = groups[sub.key] = _Group(sub.conditions, sub.fields)
+            group = groups[sub.key] = _Group(sub.conditions, sub.fields, sub.reach)
         group.members[sub] = None
         self.count += 1
 
@@ -300,6 +324,8 @@ class Feeds:
     async def _follow(self, journal: Journal, after: int) -> None:
         try:
             async for batch in journal.follow(after):
+                if batch and batch[0].seq > self.position + 1:  # ids are consecutive: these were trimmed
+                    self.fell_behind(batch[0].seq - 1)
                 await self.dispatch(batch)
         except asyncio.CancelledError:
             raise
@@ -309,6 +335,22 @@ class Feeds:
                 for sub in list(group.members):
                     sub.end()
             self._tasks = []
+
+    def fell_behind(self, resumed: int) -> None:
+        """The changes after :attr:`position` up to ``resumed`` left the journal before this
+        process read them: every subscriber here is told to reload (``reset``)."""
+        log.warning("the change feed fell behind the journal: changes %d to %d were trimmed before this process "
+                    "read them (feed_journal_size=%d); its subscribers are told to reload",
+                    self.position + 1, resumed, self.journal_size)
+        reason = _behind(self.position, resumed)
+        self.position = max(self.position, resumed)
+        for group in [g for groups in self.groups.values() for g in groups.values()]:
+            for sub in list(group.members):
+                try:
+                    sub.skip(resumed, reason)
+                except Exception:
+                    log.exception("telling a feed subscriber to reload failed; disconnecting it")
+                    sub.end()
 
     async def dispatch(self, changes: list[Any]) -> None:
         """Hand a batch of committed changes (in id order) to the matching subscribers,
@@ -320,7 +362,7 @@ class Feeds:
                 continue
             decoded = Decoded(self.specs[change.collection], change)
             for group in groups.values():
-                event = decoded.event_for(group.conditions, group.fields)
+                event = decoded.event_for(group.conditions, group.fields, group.reach)
                 if event is not None:
                     pending.setdefault(group, []).append(event)
         if changes:
@@ -367,3 +409,8 @@ class Feeds:
                 continue
             if not signed_in:
                 endpoint.unauthorized()
+
+
+def _behind(after: int, resumed: int) -> str:
+    return (f"the changes after event {after} up to {resumed} left the journal before this server read them "
+            "(it fell behind by more than feed_journal_size changes): reload, then follow from this event")

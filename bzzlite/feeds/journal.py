@@ -26,7 +26,12 @@ class Unsupported(Exception):
 
 
 class Journal(ABC):
-    """Reads a store's changes in commit order; ids are increasing integers."""
+    """Reads a store's changes in commit order; ids are consecutive integers.
+
+    Consecutive: a reader that reads ``n`` and then, next, an id above ``n + 1`` knows the
+    changes in between were trimmed (the journal keeps only the latest ones) before it read
+    them, and tells its subscribers (:meth:`bzzlite.feeds.Feeds.fell_behind`).
+    """
 
     @abstractmethod
     async def attach(self, specs: Sequence[ResourceSpec]) -> None:

@@ -47,6 +47,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..errors import StoreUnavailable
+from ..models.migrations import MARK
 from ..stores.base import Record
 from .events import Change
 from .journal import Journal, TooOld, Unsupported
@@ -348,6 +349,12 @@ class MongoJournal(Journal):
             if kind == "delete" and before is None and full is not None:
                 before = coll.decode(dict(full))  # servers that send the deleted document
             if kind == "update" and after is None:  # deleted since: a deletion event follows
+                return
+            changed = (event.get("updateDescription") or {}).get("updatedFields") or {}
+            if kind == "update" and MARK in changed and "_v" not in changed:
+                # `bzzlite migrate` wrote the document in its model's current form, keeping its
+                # version: what is served did not change, so no one is told (docs/changing-models.md)
+                self._remember(spec.path, doc_id, after.doc if after is not None else None)
                 return
             entry: dict[str, Any] = {"c": spec.path, "doc_id": doc_id, "tok": _token_key(event["_id"]),
                                      "at": _iso(event.get("wallTime") or event.get("clusterTime"))}

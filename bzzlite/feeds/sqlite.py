@@ -53,15 +53,18 @@ def trigger_sql(spec: ResourceSpec) -> dict[str, str]:
     name = table_name(spec)
     table, collection = _q(name), _literal(spec.path)
     insert = f"INSERT INTO {TABLE} (collection, op, doc_id, doc, old, at) VALUES"
+    # An update that keeps the version is no user's change: `bzzlite migrate` writing a document in
+    # its model's current form (what is served stays the same), or the store filling a new column.
     bodies = {
         "created": ("INSERT", f"{insert} ({collection}, 'created', NEW.id, NEW.doc, NULL, {_NOW})"),
         "updated": ("UPDATE", f"{insert} ({collection}, 'updated', NEW.id, NEW.doc, OLD.doc, {_NOW})"),
         "deleted": ("DELETE", f"{insert} ({collection}, 'deleted', OLD.id, OLD.doc, NULL, {_NOW})"),
     }
+    when = {"created": "", "updated": " WHEN NEW.v != OLD.v", "deleted": ""}
     statements = {}
     for op, (event, body) in bodies.items():
         trigger = f"{TABLE}_{name}_{op}"
-        statements[trigger] = f"CREATE TRIGGER {_q(trigger)} AFTER {event} ON {table} BEGIN {body}; END"
+        statements[trigger] = f"CREATE TRIGGER {_q(trigger)} AFTER {event} ON {table}{when[op]} BEGIN {body}; END"
     return statements
 
 

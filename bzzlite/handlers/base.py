@@ -20,6 +20,7 @@ from ..documents import Documents, transaction
 from ..errors import (
     DuplicateKey,
     HTTPError,
+    InvalidDocument,
     NotFound,
     QueryTimeout,
     QueryTooComplex,
@@ -58,6 +59,8 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
                          errors=[{"loc": [exc.field] if exc.field else [], "msg": "value already taken",
                                   "type": "unique"}])
     if isinstance(exc, Referenced):
+        if not exc.referrers:  # only documents the caller may not read: nothing about them
+            return HTTPError(409, "The document cannot be deleted: other documents refer to it.")
         return HTTPError(409, f"The document cannot be deleted: {exc}; delete or change them first.",
                          errors=[{"loc": [field], "msg": f"{n} {model} document(s) refer to it", "type": "referenced"}
                                  for model, field, n in exc.referrers])
@@ -77,6 +80,13 @@ def as_http_error(exc: BaseException) -> HTTPError | None:
     if isinstance(exc, StoreUnavailable):
         return HTTPError(503, "The store is unavailable; try again shortly.", headers={"Retry-After": "1"},
                          log_message=str(exc))
+    if isinstance(exc, InvalidDocument):
+        # The server's data, not the request: a deliberate 500 naming the document, never a traceback.
+        return HTTPError(500, f"The stored document {exc.resource}/{exc.id} does not match the current "
+                         f"{exc.model} model, and no migration upgrades it. This is a problem of the server's "
+                         "data, not of the request; the server's log has the details.",
+                         log_message=f"{exc}; `bzzlite check` lists every such document, and a migration "
+                         "(docs: Changing your models) upgrades them")
     if isinstance(exc, ValidationError):
         return HTTPError(422, "The request body is invalid.", errors=error_list(exc))
     if isinstance(exc, tornado.web.HTTPError):

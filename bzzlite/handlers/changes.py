@@ -75,8 +75,8 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
     async def prepare(self) -> None:
         if self.request.method not in self.ALLOWED:
             raise HTTPError(405, "Method not allowed on this route.")
-        if self.runtime.auth is not None:
-            await self.runtime.auth.authorize(self, self.spec, "list")
+        self.docs: Documents[Any] = Documents(self.runtime, self.spec, self)
+        await self.docs.authorize("list")  # the list's auth and rules, for every subscription of the socket
         # Tornado answers a plain GET here with text/html; bzzlite's errors are problem+json.
         connection = [part.strip().lower() for part in self.request.headers.get("Connection", "").split(",")]
         if self.request.headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
@@ -212,11 +212,11 @@ class ChangesHandler(tornado.websocket.WebSocketHandler):
         spec = self.spec
         arguments = parse_arguments(spec.schema, parse_qs(query.lstrip("?"), keep_blank_values=True),
                                     per_page=spec.per_page, filterable=spec.filterable, sortable=spec.sortable)
-        # the list's receivers and the resource's scope (auth was checked at the upgrade)
-        built = await Documents(self.runtime, spec, self, authorized=("list",)).list_query(arguments)
+        # the list's receivers, the resource's scope and rules (decided at the upgrade)
+        built = await self.docs.list_query(arguments)
         if self.gone or sub_id in self.subs:
             return
-        sub = SocketSubscription(self, sub_id, spec, built.conditions, built.fields)
+        sub = SocketSubscription(self, sub_id, spec, built.conditions, built.fields, self.docs.reach_conditions())
         self.subs[sub_id] = sub
         await self.feeds.subscribe(sub, since)
 
@@ -244,8 +244,9 @@ class SocketSubscription(Subscription):
         spec: ResourceSpec,
         conditions: tuple[Condition, ...],
         fields: tuple[str, ...] | None,
+        reach: tuple[Condition, ...] = (),
     ) -> None:
-        super().__init__(spec, conditions, fields)
+        super().__init__(spec, conditions, fields, reach)
         self.socket = socket
         self.sub_id = sub_id
         self.sent = 0  # the id of the latest event queued for the client

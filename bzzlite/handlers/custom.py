@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..documents import Documents, etag_of
+from ..documents import Documents, authorize_call, etag_of
 from ..errors import HTTPError, ValidationFailed, error_list
 from ..models.schema import check_object, unknown_keys
 from ..routing import CustomRoute, convert_path
@@ -51,15 +51,16 @@ class RouteHandler(BaseHandler):
     async def _serve(self, **path: str) -> None:
         route = self.route
         kwargs: dict[str, Any] = {}
-        if route.spec is not None:
+        if route.spec is not None:  # an action: its rule (else the resource's for its operation)
             docs: Documents[Any] = Documents(self.runtime, route.spec, self)
-            await docs.authorize(route.operation or "update")
-            record = await docs.read(path.get("id"))  # the resource's scope: 404 for others' documents
+            name = route.action or route.operation or "update"
+            await docs.authorize(name, rule=route.rule, fallback=route.operation or "update")
+            record = await docs.read(path.get("id"), name)  # 404 for what they may not read, else 403
             self.instance = docs.instance(record)
             if route.instance_param:
                 kwargs[route.instance_param] = self.instance
-        elif self.runtime.auth is not None and route.auth is not False:
-            await self.runtime.auth.resolve_user(self, required=True)
+        elif route.allow is not None or (self.runtime.auth is not None and route.auth is not False):
+            await authorize_call(self.runtime, self, route.allow, required=route.auth is not False)
         try:
             kwargs.update({k: v for k, v in convert_path(route, path).items() if k not in kwargs})
         except ValueError as exc:
@@ -100,7 +101,11 @@ class RouteHandler(BaseHandler):
         if isinstance(value, BaseModel):
             body = value.model_dump(mode="json")
             hidden = self._hidden(type(value))
-            return {k: v for k, v in body.items() if k not in hidden} if hidden else body
+            if hidden is None:  # not a resource's document: the model's own order
+                return body
+            if "id" in body:  # a document: its id first, as every other answer holding one
+                body = {"id": body["id"], **body}
+            return {k: v for k, v in body.items() if k not in hidden}
         if isinstance(value, list | tuple):
             return [self._public(item) for item in value]
         if isinstance(value, dict):
@@ -109,11 +114,13 @@ class RouteHandler(BaseHandler):
             return {field.name: self._public(getattr(value, field.name)) for field in dataclasses.fields(value)}
         return value
 
-    def _hidden(self, model: type) -> frozenset[str]:
+    def _hidden(self, model: type) -> frozenset[str] | None:
+        """The write-only fields of the resource whose model ``model`` is (or extends); None for
+        a model that is no resource's."""
         known = self.runtime.write_only
         if model in known:
             return known[model]
-        return next((fields for base, fields in known.items() if issubclass(model, base)), frozenset())
+        return next((fields for base, fields in known.items() if issubclass(model, base)), None)
 
     async def get(self, **path: str) -> None:
         await self._serve(**path)

@@ -51,6 +51,14 @@ _SCRIPT = """
       });
       return spec;
     }
+    // Try-it-out requests to the app itself carry the header a cookie-authenticated write needs,
+    // as the app's own pages do: once signed in (POST /auth/signin/ right here), writes work.
+    function sameSiteHeader(request) {
+      if (CSRF_HEADER && new URL(request.url, window.location.href).origin === window.location.origin) {
+        request.headers[CSRF_HEADER] = "swagger-ui";
+      }
+      return request;
+    }
     fetch(DOCUMENT_URL).then(function (r) { return r.json(); }).then(function (spec) {
       window.ui = SwaggerUIBundle({
         spec: showAll ? spec : fold(spec),
@@ -58,6 +66,7 @@ _SCRIPT = """
         deepLinking: true,
         layout: "BaseLayout",
         validatorUrl: null,
+        requestInterceptor: sameSiteHeader,
         presets: [SwaggerUIBundle.presets.apis]
       });
     });
@@ -69,12 +78,12 @@ _PAGE = """<!DOCTYPE html>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{title}</title>
-  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
-  <link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png" sizes="32x32">
+  <link rel="stylesheet" href="{root}/docs/static/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{root}/docs/static/favicon-32x32.png" sizes="32x32">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script src="{root}/docs/static/swagger-ui-bundle.js"></script>
   <script>{script}</script>
 </body>
 </html>
@@ -122,9 +131,22 @@ class DocsHandler(BaseHandler):
             raise HTTPError(501, "The docs page needs the swagger-ui-py package: pip install swagger-ui-py "
                                  "(or build the App with docs=False).")
         title = html.escape(f"{self.runtime.settings.title} - docs")
+        root = self.runtime.settings.root_path  # behind a proxy, the page's URLs go through its prefix
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        script = _SCRIPT.replace("DOCUMENT_URL", json.dumps("/openapi.json"), 1)
-        self.finish(_PAGE.format(title=title, script=script))
+        script = (_SCRIPT.replace("DOCUMENT_URL", _script_value(f"{root}/openapi.json"), 1)
+                  .replace("CSRF_HEADER", _script_value(csrf_header(self.runtime)), 2))
+        self.finish(_PAGE.format(title=title, script=script, root=html.escape(root)))
+
+
+def csrf_header(runtime: Runtime) -> str | None:
+    """The header the app's auth policy wants on a cookie-authenticated write (None without auth)."""
+    config = getattr(runtime.auth, "auth", None)
+    return getattr(config, "csrf_header", None)
+
+
+def _script_value(value: str | None) -> str:
+    """``value`` as a JavaScript literal inside a ``<script>`` element."""
+    return json.dumps(value).replace("<", "\\u003c")
 
 
 class AssetHandler(BaseHandler):

@@ -1,26 +1,34 @@
-"""Health probes: ``GET /_health`` (the store answers) and ``GET /_health/live`` (the process serves)."""
+"""Health probes: ``GET /_health`` (the store answers) and ``GET /_health/live`` (the process serves).
+
+Anyone can call them, so they answer a status and nothing about how the app is configured:
+no file path, no store URL, server name, version or error text. Why a store is unavailable
+goes to the log.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from ..errors import StoreUnavailable
 from .base import BaseHandler
 
+log = logging.getLogger("bzzlite")
+
 
 class HealthHandler(BaseHandler):
-    """``GET /_health``: 200 when the store answers, 503 when it does not."""
+    """``GET /_health``: 200 ``{"status": "ok"}`` when the store answers, 503 when it does not."""
 
     ALLOWED = ("GET",)
 
     async def get(self) -> None:
         try:
             store = await self.runtime.ready_store()
-            details = await store.ping()
+            await store.ping()
         except StoreUnavailable as exc:
-            self.set_status(503)
-            self.write_json({"status": "unavailable", "store": {"url_scheme": self.runtime.settings.db.split(":")[0],
-                                                                "error": str(exc)}}, 503)
+            log.warning("health: the store is unavailable: %s", exc)
+            self.write_json({"status": "unavailable"}, 503)
             return
-        self.write_json({"status": "ok", "store": details})
+        self.write_json({"status": "ok"})
 
 
 class LiveHandler(BaseHandler):

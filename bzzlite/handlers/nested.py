@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 from ..documents import Documents, NestedDocuments, NestedPath
 from ..errors import HTTPError, QueryError
-from ..models.nested import REF_LIST, NestedModel, routes
+from ..models.nested import REF_LIST, NestedModel, route_methods, routes, served_methods
 from ..query import parse_arguments
 from .base import _AnyMethod
 from .resource import ItemHandler, ResourceHandler, etag
@@ -37,16 +37,11 @@ _LIST_PARAMETERS = ("page", "per_page")
 
 
 def route_rows(spec: ResourceSpec, tree: NestedModel) -> list[tuple[str, str, str]]:
-    """(methods, path template, handler) of every nested route, for ``bzzlite routes``."""
-    rows = [(",".join(served_methods(spec, r.methods)), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__)
-            for r in routes(tree)]
+    """(methods, path template, handler) of every nested route, for ``bzzlite routes``; none
+    inside a write-only field (they answer 404), GET only inside a read-only one (as served)."""
+    rows = [(",".join(route_methods(spec, r)), f"{spec.path}/{{id}}/{r.template}", NestedHandler.__name__)
+            for r in routes(tree, spec.schema.write_only)]
     return [row for row in rows if row[0]]
-
-
-def served_methods(spec: ResourceSpec, methods: tuple[str, ...]) -> tuple[str, ...]:
-    """A nested path's methods that its resource serves: reading needs GET, and every write
-    inside a document is a change of it, which needs PATCH (``@resource(methods=...)``)."""
-    return tuple(m for m in methods if m in spec.methods if m == "GET" or "PATCH" in spec.methods)
 
 
 class NestedHandler(ResourceHandler):

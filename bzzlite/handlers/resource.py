@@ -15,7 +15,6 @@ from urllib.parse import quote, urlencode
 from ..documents import Documents, entity_tags, etag
 from ..errors import HTTPError
 from ..http.observability import header
-from ..models.ids import is_valid_id
 from ..models.resource import RESOURCE_METHODS
 from ..query import encode_cursor, parse_arguments, project, sort_values
 from .base import BaseHandler, link_header
@@ -81,15 +80,6 @@ class ResourceHandler(BaseHandler):
     async def store(self) -> Store:
         return await self.runtime.ready_store()
 
-    def checked_id(self, value: Any) -> str:
-        if self.spec.lookup is not None:  # a lookup field's value: any text, found or not later
-            if not isinstance(value, str):
-                raise HTTPError(404, f"No document with that {self.spec.lookup}.")
-            return value
-        if not is_valid_id(value):
-            raise HTTPError(404, "No document with that id (ids are 24 hexadecimal characters).")
-        return str(value)
-
     def write_document(self, record: Record, status: int = 200, body: dict[str, Any] | None = None) -> None:
         self.set_header("ETag", etag(record))
         self.write_json(body if body is not None else self.docs.public(record), status)
@@ -147,7 +137,8 @@ class CollectionHandler(ResourceHandler):
         arguments = parse_arguments(spec.schema, query_args, per_page=spec.per_page,
                                     filterable=spec.filterable, sortable=spec.sortable)
         if changes:  # the list's rules, then its changes as Server-Sent Events
-            await feed_stream(self, feeds, spec, await self.docs.list_query(arguments), since)
+            query = await self.docs.list_query(arguments)
+            await feed_stream(self, feeds, spec, query, since, self.docs.reach_conditions())
             return
         query, page = await self.docs.find_records(arguments)
         public = self.docs.public

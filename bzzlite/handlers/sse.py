@@ -65,15 +65,16 @@ def _is_event_id(text: str) -> bool:
 
 
 async def stream(handler: tornado.web.RequestHandler, feeds: Feeds, spec: ResourceSpec, query: Query,
-                 since: int | None) -> None:
+                 since: int | None, reach: tuple[Condition, ...] = ()) -> None:
     """Answer ``handler``'s GET with the changes of ``spec``'s documents that match ``query``
-    (the list's, as its rules, receivers and scope made it), until the client leaves."""
+    (the list's, as its rules, receivers and scope made it), until the client leaves. ``reach``:
+    the conditions of what the caller may read at all (scope and rules)."""
     await feeds.ready()
 
     handler.set_header("Content-Type", EVENT_STREAM)
     handler.set_header("Cache-Control", "no-cache")
     handler.set_header("X-Accel-Buffering", "no")  # tell nginx not to hold events back
-    sub = EventStream(feeds, handler, spec, query.conditions, query.fields)
+    sub = EventStream(feeds, handler, spec, query.conditions, query.fields, reach)
     handler.feed = sub  # type: ignore[attr-defined]  # ended when the client leaves
     handler.write(b": bzzlite change feed\n\n")
     handler.flush()
@@ -108,8 +109,9 @@ class EventStream(Subscription):
         spec: ResourceSpec,
         conditions: tuple[Condition, ...],
         fields: tuple[str, ...] | None,
+        reach: tuple[Condition, ...] = (),
     ) -> None:
-        super().__init__(spec, conditions, fields)
+        super().__init__(spec, conditions, fields, reach)
         self.feeds = feeds
         self.handler = handler
         self.stream: Any = None

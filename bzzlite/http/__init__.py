@@ -34,14 +34,17 @@ def resolve(kind: str) -> str:
 
 
 def make_server(kind: str, app: Any, *, max_body_size: int) -> Any:
-    """A server for ``app`` (``add_sockets``, ``stop``, ``close_all_connections``)."""
+    """A server for ``app`` (``add_sockets``, ``stop``, ``close_all_connections``), with the
+    limits its settings give (``max_headers``, ``min_body_rate``, ``body_rate_period``)."""
+    from .limits import server_limits
+
     if resolve(kind) == "httptools":
         from .server import HTTPServer
 
-        return HTTPServer(app, max_body_size=max_body_size)
+        return HTTPServer(app, max_body_size=max_body_size, **server_limits(app))
     from .tornado_server import Server
 
-    return Server(app, max_body_size=max_body_size)
+    return Server(app, max_body_size=max_body_size, **server_limits(app))
 
 
 def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -21,7 +21,10 @@ from tornado import httputil
 from tornado.concurrent import Future
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
+from .errors import ProtocolError
+
 if TYPE_CHECKING:
+    from .limits import BodyRate
     from .protocol import HTTPProtocol
 
 log = logging.getLogger("bzzlite.http")
@@ -57,6 +60,7 @@ class Exchange(httputil.HTTPConnection):
         self.delegate: httputil.HTTPMessageDelegate | None = None
         self.max_body_size = protocol.server.max_body_size
         self.received = 0  # body bytes read
+        self.rate: BodyRate | None = None  # how fast they arrive, once the server's sweep measures it
         self.complete = False  # the whole request has been read
         self.headers_written = False
         self.response_done = False
@@ -80,6 +84,10 @@ class Exchange(httputil.HTTPConnection):
         try:
             self.delegate = protocol.server.app.start_request(protocol, self)
             prepared = self.delegate.headers_received(self.start_line, self.headers)
+        except httputil.HTTPInputError as exc:  # a Host Tornado refuses (a list, not a host): the client's mistake
+            self.delegate = None
+            protocol.fail(ProtocolError(400, f"Malformed request: {exc}."))
+            return
         except Exception:
             log.exception("the application refused the request's head")
             protocol.close()
@@ -95,6 +103,10 @@ class Exchange(httputil.HTTPConnection):
                 and not self.gone:
             self.protocol.send(CONTINUE)  # the handler accepted it: now send the body
         self._pump()
+
+    def asked_for_body(self) -> bool:
+        """Whether a client that expects ``100 Continue`` was told to send its body."""
+        return self._ready or self.headers_written
 
     def body_received(self, chunk: bytes) -> None:
         if self.response_done or self.gone:

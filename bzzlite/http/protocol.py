@@ -26,7 +26,7 @@ from tornado.iostream import StreamClosedError
 
 from .errors import ProtocolError, error_response
 from .exchange import Exchange
-from .limits import LINGER
+from .limits import LINGER, BodyRate
 
 if TYPE_CHECKING:
     from .server import HTTPServer
@@ -38,6 +38,7 @@ log = logging.getLogger("bzzlite.http")
 _METHODS: dict[bytes, str] = {}
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
 _STAND_IN = b"PROPPATCH"
+_PREFACE = b"PRI * HTTP/2.0\r\n"
 _FRAMING = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
 _FRAMING_LENGTHS = frozenset(len(name) for name in _FRAMING)  # a method llhttp knows and treats like any other
 #: Response bytes held for the end of the loop's turn past which they are written at once.
@@ -77,6 +78,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers: httputil.HTTPHeaders | None = None
         self._header_bytes = 0
         self._head_size = 0
+        self._header_count = 0
         self._framing: list[bytes] = []
         self._begun = 0  # requests begun on this connection
         self._method: str | None = None
@@ -129,7 +131,10 @@ class HTTPProtocol(asyncio.Protocol):
                 self.fail(ProtocolError(400, "Malformed request."))
             return
         except httptools.HttpParserError as exc:
-            self.fail(ProtocolError(400, f"Malformed request: {exc}."))
+            if fresh and data.startswith(_PREFACE[:len(data)]):  # HTTP/2 with prior knowledge
+                self.fail(ProtocolError(505, "HTTP/2 is not served over this connection; use HTTP/1.1."))
+            else:
+                self.fail(ProtocolError(400, f"Malformed request: {exc}."))
             return
         if self.message_started is not None:  # still in a request's head after all of this data
             self._header_bytes += len(data)
@@ -187,6 +192,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._headers = httputil.HTTPHeaders()
         self._header_bytes = 0  # bytes received while the head is incomplete (a head never ending)
         self._head_size = 0  # the size of the header lines parsed
+        self._header_count = 0
         self._framing = []  # the names of the framing headers seen (lowercase)
 
     def on_url(self, url: bytes) -> None:
@@ -198,6 +204,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self.server.max_header_size:
             raise ProtocolError(431, f"The request's header block exceeds {self.server.max_header_size} bytes.")
+        self._header_count += 1  # compared with the limit once the head is complete (its size bounds it meanwhile)
         if len(name) in _FRAMING_LENGTHS and name.lower() in _FRAMING:
             self._framing.append(name.lower())  # checked once the head is complete
         # Leading and trailing whitespace is not part of the value (RFC 9110 5.5), as Tornado strips it.
@@ -208,12 +215,18 @@ class HTTPProtocol(asyncio.Protocol):
         parser = self.parser
         self.message_started = None
         version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            if version == "0.9":  # a request line without a version
+                raise ProtocolError(400, "Malformed request: HTTP/0.9 is not served; send an HTTP/1.1 request line.")
+            raise ProtocolError(505, f"HTTP/{version} is not served over this connection; use HTTP/1.1.")
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method)
         if method is None:
             method = _METHODS.setdefault(raw_method, raw_method.decode("ascii"))
         if self._method is not None:  # an extension method parsed under the stand-in
             method, self._method = self._method, None
+        if self._header_count > self.server.max_headers:
+            raise ProtocolError(431, f"The request has more than {self.server.max_headers} header fields.")
         framing = self._framing
         expects = False
         bodiless = True
@@ -376,6 +389,17 @@ class HTTPProtocol(asyncio.Protocol):
         self.close()
 
     # -- used by the server ------------------------------------------------------------------
+
+    def body_fast_enough(self, waited: float) -> bool:
+        """Whether the body being read arrives fast enough, counting ``waited`` more seconds
+        if the server waited for it all along (reading, and the client told to send it)."""
+        exchange = self.parsing
+        if exchange is None or not self._reading or (exchange.expects_continue and not exchange.asked_for_body()):
+            return True
+        if exchange.rate is None:
+            exchange.rate = BodyRate()
+        server = self.server
+        return exchange.rate.waited(waited, exchange.received, server.min_body_rate, server.body_rate_period)
 
     def idle(self) -> bool:
         """Open and waiting for a request (none is being read or answered)."""

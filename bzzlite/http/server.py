@@ -9,7 +9,13 @@ Timeouts are enforced by one sweep a second rather than a timer per request:
   :meth:`HTTPProtocol.linger` closes: its client may be sending that request now);
 - ``header_timeout``: a request whose head has not fully arrived this long after its first
   byte gets 408 and the connection closes (slow-header clients cannot hold connections);
-- ``body_timeout``: a request body that stops arriving for this long gets 408 likewise.
+- ``body_timeout``: a request body that stops arriving for this long gets 408 likewise;
+- ``min_body_rate``: a request body arriving slower than this many bytes a second, measured
+  over each ``body_rate_period`` seconds the server waits for it, gets 408 likewise (a byte
+  every few seconds never trips the timeout above, yet holds the connection for ever).
+
+Requests with more than ``max_headers`` header fields get 431, and request lines of an HTTP
+version other than 1.0 and 1.1 get 505 (HTTP/0.9, which has no version, 400).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 from typing import Any
 
 from .errors import ProtocolError
-from .limits import LINGER, REQUEST_GRACE
+from .limits import BODY_RATE_PERIOD, LINGER, MAX_HEADERS, MIN_BODY_RATE, REQUEST_GRACE
 from .protocol import HTTPProtocol
 
 #: The largest request head (request line and headers) read, as Tornado's default; above it: 431.
@@ -42,6 +48,9 @@ class HTTPServer:
         idle_timeout: float = 75.0,
         header_timeout: float = 15.0,
         body_timeout: float = 60.0,
+        max_headers: int = MAX_HEADERS,
+        min_body_rate: float = MIN_BODY_RATE,
+        body_rate_period: float = BODY_RATE_PERIOD,
     ) -> None:
         self.app = app
         self.max_body_size = max_body_size
@@ -50,6 +59,9 @@ class HTTPServer:
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.max_headers = max_headers
+        self.min_body_rate = min_body_rate
+        self.body_rate_period = body_rate_period
         self.connections: set[HTTPProtocol] = set()
         self._held: list[HTTPProtocol] = []  # connections with bytes to write at the end of the turn
         self.draining = False  # stopping: answer what is in flight, start nothing new
@@ -59,6 +71,7 @@ class HTTPServer:
         self._starting: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._drain_started = 0.0
+        self._swept = 0.0  # when the last sweep ran
 
     def add_sockets(self, sockets: list[socket.socket]) -> None:
         """Serve on bound, listening sockets (from within the running event loop)."""
@@ -68,6 +81,7 @@ class HTTPServer:
         for sock in sockets:
             self._starting.append(self.loop.create_task(self._listen(sock)))
         if self._sweeper is None:
+            self._swept = time.monotonic()
             self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)
 
     def hold(self, connection: HTTPProtocol) -> None:
@@ -153,17 +167,23 @@ class HTTPServer:
             connection.abort()
 
     def _sweep_interval(self) -> float:
-        return max(0.05, min(1.0, self.idle_timeout / 4, self.header_timeout / 4, self.body_timeout / 4))
+        return max(0.05, min(1.0, self.idle_timeout / 4, self.header_timeout / 4, self.body_timeout / 4,
+                             self.body_rate_period / 4))
 
     def _sweep(self) -> None:
-        """Close the connections that have been silent longer than their timeout allows."""
+        """Close the connections that have been silent, or slow, longer than their limits allow."""
         now = time.monotonic()
+        waited, self._swept = now - self._swept, now
         for connection in list(self.connections):
             if connection.idle():
                 if now - connection.last_active > self.idle_timeout:
                     connection.timed_out(None)
             elif connection.message_started is not None and now - connection.message_started > self.header_timeout:
                 connection.timed_out(ProtocolError(408, f"The request's head did not arrive within {self.header_timeout:g} s."))
-            elif connection.parsing is not None and now - connection.last_active > self.body_timeout:
-                connection.timed_out(ProtocolError(408, f"The request's body stopped arriving for {self.body_timeout:g} s."))
+            elif connection.parsing is not None:
+                if now - connection.last_active > self.body_timeout:
+                    connection.timed_out(ProtocolError(408, f"The request's body stopped arriving for {self.body_timeout:g} s."))
+                elif self.min_body_rate and not connection.body_fast_enough(waited):
+                    connection.timed_out(ProtocolError(408, f"The request's body arrived slower than "
+                                                            f"{self.min_body_rate:g} bytes/s."))
         self._sweeper = self.loop.call_later(self._sweep_interval(), self._sweep)

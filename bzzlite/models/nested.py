@@ -17,7 +17,7 @@ one, else by their position. A reference is a field declared ``Annotated[str, Re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
@@ -271,22 +271,48 @@ class _Resolver:
 
 @dataclass(frozen=True, slots=True)
 class Referrer:
-    """A top-level reference field of ``spec`` that points at another resource."""
+    """A reference field of ``spec`` that points at another resource, at any depth.
+
+    ``path`` is where the reference is, with ``[]`` after each list on the way
+    (``lines[].product``: the ``product`` of every element of ``lines``); ``field`` is the
+    top-level field that holds it; ``many``: the reference is a list of ids.
+    """
 
     spec: ResourceSpec
     field: str
-    many: bool  # a list of references
+    many: bool
     on_delete: str
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        """The path as a person reads it: ``lines.product``."""
+        return (self.path or self.field).replace("[]", "")
+
+
+def references_in(node: NestedModel, prefix: str = "", seen: tuple[type, ...] = ()) -> Iterator[tuple[str, NestedField]]:
+    """(path, field) of every reference field of a tree, at any depth (a model nested in itself
+    is walked once)."""
+    for name, nested in node.fields.items():
+        path = f"{prefix}{name}"
+        if nested.kind in (REF, REF_LIST):
+            yield path, nested
+        elif nested.node is not None and nested.model not in seen:
+            step = "[]." if nested.kind == LIST else "."
+            yield from references_in(nested.node, path + step, (*seen, nested.model))
 
 
 def referrers_of(target: ResourceSpec, trees: Mapping[str, NestedModel],
                  specs: Iterable[ResourceSpec]) -> list[Referrer]:
-    """The reference fields (top-level) of every resource that point at ``target``."""
+    """The reference fields of every resource that point at ``target``, inside embedded models
+    and lists too."""
     found = []
     for spec in specs:
-        for name, nested in trees[spec.path].fields.items():
-            if nested.kind in (REF, REF_LIST) and nested.target is target:
-                found.append(Referrer(spec, name, nested.kind == REF_LIST, nested.on_delete))
+        tree = trees[spec.path]
+        for path, nested in references_in(tree, seen=(tree.model,)):
+            if nested.target is target:
+                found.append(Referrer(spec, path.split("[]")[0].split(".")[0], nested.kind == REF_LIST,
+                                      nested.on_delete, path))
     return found
 
 
@@ -307,14 +333,35 @@ class Route:
         return METHODS[self.endpoint]
 
 
-def routes(root: NestedModel) -> list[Route]:
-    """Every nested route template of a tree; a recursive model is listed once."""
-    return list(_routes(root, "", (), (root.model,)))
+def served_methods(spec: ResourceSpec, methods: tuple[str, ...]) -> tuple[str, ...]:
+    """A nested path's methods that its resource serves: reading needs GET, and every write
+    inside a document is a change of it, which needs PATCH (``@resource(methods=...)``)."""
+    return tuple(m for m in methods if m in spec.methods if m == "GET" or "PATCH" in spec.methods)
+
+
+def route_methods(spec: ResourceSpec, route: Route) -> tuple[str, ...]:
+    """The methods a nested route serves: its resource's (:func:`served_methods`), GET only
+    inside a read-only field."""
+    methods = served_methods(spec, route.methods)
+    if route.template.split("/", 1)[0] in spec.schema.read_only:
+        methods = tuple(m for m in methods if m == "GET")
+    return methods
+
+
+def routes(root: NestedModel, hidden: Collection[str] = ()) -> list[Route]:
+    """Every nested route template of a tree; a recursive model is listed once.
+
+    Args:
+        hidden: top-level fields whose routes are left out: a resource's write-only fields
+            (``spec.schema.write_only``), whose nested paths answer 404 as if absent.
+    """
+    fields = {name: nested for name, nested in root.fields.items() if name not in hidden} if hidden else root.fields
+    return list(_routes(root, "", (), (root.model,), fields))
 
 
 def _routes(node: NestedModel, prefix: str, params: tuple[tuple[str, str], ...],
-            visiting: tuple[type, ...]) -> Iterator[Route]:
-    for name, nested in node.fields.items():
+            visiting: tuple[type, ...], fields: Mapping[str, NestedField] | None = None) -> Iterator[Route]:
+    for name, nested in (node.fields if fields is None else fields).items():
         base = f"{prefix}{name}"
         if nested.kind == EMBEDDED:
             yield Route(base, "embedded", nested, params)
@@ -344,5 +391,5 @@ def _unique(name: str, params: tuple[tuple[str, str], ...]) -> str:
 
 __all__ = [
     "EMBEDDED", "LIST", "METHODS", "REF", "REF_LIST", "NestedField", "NestedModel", "Ref", "Referrer", "Route",
-    "inspect_all", "inspect_nested", "referrers_of", "routes",
+    "inspect_all", "inspect_nested", "referrers_of", "route_methods", "routes", "served_methods",
 ]

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..permissions import NO_PERMISSIONS, OPERATIONS, Permissions
+from .migrations import Step, Versions
 from .schema import ModelSchema
 
-#: What a client may do to a resource's documents: each is authorized on its own.
-OPERATIONS = ("get", "list", "create", "update", "delete")
 #: The HTTP methods a resource can serve (``@resource(methods=...)``).
 RESOURCE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -41,11 +41,17 @@ class ResourceSpec:
     scope: Callable[[Any], Mapping[str, Any] | None] | None = None
     methods: tuple[str, ...] = RESOURCE_METHODS  # the HTTP methods served (405 for the others)
     lookup: str | None = None  # the unique field item URLs name instead of the id
+    permissions: Permissions = NO_PERMISSIONS  # who may do what (allow=, writable_by=)
+    migrations: Mapping[int, Step] | None = None  # version -> the step that upgrades stored documents to it
     # Derived once: requests read these (a pydantic model class answers a missing attribute
     # by raising inside its metaclass, so asking the model on every request costs).
     path: str = field(init=False, repr=False, compare=False)  # the collection URL path, /{prefix}/{name}
     is_odmantic: bool = field(init=False, repr=False, compare=False)
+    versions: Versions = field(init=False, repr=False, compare=False)  # how stored documents are read
 
     def __post_init__(self) -> None:
         self.path = f"{self.prefix}/{self.name}"
+        self.versions = Versions(self.path, self.schema, self.migrations)
         self.is_odmantic = getattr(self.model, "__collection__", None) is not None and hasattr(self.model, "__odm_fields__")
+
+__all__ = ["OPERATIONS", "RESOURCE_METHODS", "ResourceSpec"]

@@ -134,6 +134,29 @@ def canonical_time(value: datetime.datetime | datetime.time) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def canonical_times(value: Any, dumped: Any) -> Any:
+    """Rewrite, in place, the datetimes and times of ``value`` in its JSON-mode ``dumped``
+    form as :func:`~bzzlite.models.schema.canonical_time` text, so stores compare them in time order."""
+    if isinstance(value, (datetime.datetime, datetime.time)):
+        text = canonical_time(value) if isinstance(dumped, str) else None  # keep custom serializers' output
+        return dumped if text is None else text
+    if isinstance(value, BaseModel):
+        if isinstance(dumped, dict):
+            for name in type(value).model_fields:
+                if name in dumped:
+                    dumped[name] = canonical_times(getattr(value, name), dumped[name])
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        if isinstance(dumped, list) and len(items) == len(dumped):
+            for index, item in enumerate(items):
+                dumped[index] = canonical_times(item, dumped[index])
+    elif isinstance(value, dict) and isinstance(dumped, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and key in dumped:
+                dumped[key] = canonical_times(item, dumped[key])
+    return dumped
+
+
 def mentions_time(annotation: Any, _seen: set[type] | None = None) -> bool:
     """Whether a type can hold a datetime or a time anywhere inside (nested models included)."""
     seen = set() if _seen is None else _seen
@@ -294,6 +317,17 @@ class ModelSchema:
                 text = canonical_time(value) if isinstance(value, (datetime.datetime, datetime.time)) else None
                 filled[name] = text if text is not None else TypeAdapter(type(value)).dump_python(value, mode="json")
         return filled
+
+    def dump(self, instance: BaseModel) -> dict[str, Any]:
+        """A validated instance of the model as the JSON-mode document the stores keep (no id, no
+        computed fields, ``Field(exclude=True)`` fields included, times in canonical form)."""
+        doc = instance.model_dump(mode="json", exclude=set(self.computed) or None)
+        doc.pop("id", None)
+        for name, adapter in self.excluded.items():  # Field(exclude=True): stored, never sent
+            doc[name] = adapter.dump_python(getattr(instance, name), mode="json")
+        if self.has_times:
+            canonical_times(instance, doc)
+        return doc
 
 
 def _json_default(info: Any) -> tuple[bool, Any]:

@@ -69,3 +69,16 @@ def header(name: str, required: bool | None = None) -> dict[str, Any]:
 def auth_required(auth: Any, spec: ResourceSpec, operation: str) -> bool:
     required = getattr(auth, "required", None)
     return bool(required(spec, operation)) if callable(required) else True
+
+
+def permissions(spec: ResourceSpec, operation: str, rule: Any = None) -> dict[str, Any]:
+    """What an operation's permission rules say, as OpenAPI extensions: ``x-bzzlite-allow``
+    (who may, e.g. ``owner('buyer') | role('admin')``) and, on writes, ``x-bzzlite-writable-by``
+    (the fields only some may set)."""
+    rule = rule if rule is not None else spec.permissions.rule(operation)
+    found: dict[str, Any] = {}
+    if rule is not None:
+        found["x-bzzlite-allow"] = rule.describe()
+    if operation in ("create", "update") and spec.permissions.fields:
+        found["x-bzzlite-writable-by"] = {name: field.describe() for name, field in spec.permissions.fields.items()}
+    return found

@@ -46,7 +46,7 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
     settings = settings if settings is not None else Settings()
     specs = list(registry.resources.values())
     trees = {spec.path: inspect_nested(spec, specs) for spec in specs}
-    schemas = Schemas(specs, inner=inner_models(trees.values()))
+    schemas = Schemas(specs, inner=inner_models((spec, trees[spec.path]) for spec in specs))
     components: dict[str, Any] = {
         "schemas": {**copy.deepcopy(_PROBLEM_SCHEMAS), **schemas.components},
         "responses": {
@@ -73,7 +73,9 @@ def build(registry: Registry, settings: Settings | None = None, *, auth: Any = N
             served[f"{spec.path}/_changes"] = changes_item(spec, protected, security)
         nested_writes = spec.methods if "PATCH" in spec.methods else ("GET",)  # a nested write changes the document
         for path, item in nested_paths(spec, trees[spec.path], schemas, protected, security).items():
-            served[path] = _served(item, tuple(m for m in nested_writes if m in spec.methods))
+            field = path[len(spec.path) + len("/{id}/"):].split("/", 1)[0]
+            methods = ("GET",) if field in spec.schema.read_only else nested_writes  # GET only inside a read-only field
+            served[path] = _served(item, tuple(m for m in methods if m in spec.methods))
         paths.update({path: item for path, item in served.items() if item})
     paths["/_health"] = copy.deepcopy(HEALTH)
     if settings.docs:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..models.nested import EMBEDDED, LIST, NestedModel, Route, routes
-from .common import HEADERS, JSON, errors, header, ref
+from .common import HEADERS, JSON, errors, header, permissions, ref
 from .parameters import item_parameter
 from .schemas import ID, Schemas
 
@@ -35,11 +35,11 @@ _REFERENCE_BODY = {
 }
 
 
-def inner_models(trees: Iterable[NestedModel]) -> list[type[BaseModel]]:
-    """The embedded models nested routes serve, each once."""
+def inner_models(trees: Iterable[tuple[ResourceSpec, NestedModel]]) -> list[type[BaseModel]]:
+    """The embedded models nested routes serve (a resource's and its tree), each once."""
     found: dict[type[BaseModel], None] = {}
-    for tree in trees:
-        for route in routes(tree):
+    for spec, tree in trees:
+        for route in routes(tree, spec.schema.write_only):
             if route.field.kind in (EMBEDDED, LIST):
                 found.setdefault(route.field.model)
     return list(found)
@@ -47,9 +47,10 @@ def inner_models(trees: Iterable[NestedModel]) -> list[type[BaseModel]]:
 
 def nested_paths(spec: ResourceSpec, tree: NestedModel, schemas: Schemas, protected: dict[str, bool],
                  security: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The path items of a resource's nested routes (see :mod:`bzzlite.models.nested`)."""
+    """The path items of a resource's nested routes (see :mod:`bzzlite.models.nested`); none
+    inside a write-only field, whose paths answer 404 and whose value is never sent."""
     return {f"{spec.path}/{{id}}/{route.template}": _nested_item(spec, route, schemas, protected, security)
-            for route in routes(tree)}
+            for route in routes(tree, spec.schema.write_only)}
 
 
 def _nested_item(spec: ResourceSpec, route: Route, schemas: Schemas, protected: dict[str, bool],
@@ -75,8 +76,9 @@ def _nested_item(spec: ResourceSpec, route: Route, schemas: Schemas, protected: 
         if tagged else {}
 
     def operation(kind: str, verb: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        op: dict[str, Any] = {"tags": [spec.name], "summary": summary, "operationId": f"{verb}_{op_id}", **extra}
-        codes = [*_NESTED_ERRORS[kind], 403]  # any pre_* receiver may refuse
+        op: dict[str, Any] = {"tags": [spec.name], "summary": summary, "operationId": f"{verb}_{op_id}", **extra,
+                              **permissions(spec, "get" if kind in ("get", "list") else "update")}
+        codes = [*_NESTED_ERRORS[kind], 403]  # any pre_* receiver or rule may refuse
         if protected.get("get" if kind in ("get", "list") else "update"):
             op["security"] = security
             codes.append(401)

@@ -7,7 +7,7 @@ import copy
 import re
 from typing import TYPE_CHECKING, Any
 
-from .common import JSON, errors, header, json_body, ref
+from .common import JSON, errors, header, json_body, permissions, ref
 from .parameters import filter_table, item_parameter, list_parameters
 
 if TYPE_CHECKING:
@@ -66,14 +66,18 @@ def resource_paths(
             "many": {"summary": "Many at once", "value": example["Many"]},
         }
         patch_body["example"] = example["Patch"]
+    create_description = ""
     if "Form" in names:
-        form = {FORM: {"schema": {"$ref": ref(names["Form"])}}}
-        request_body["content"].update(form)
-        single["content"].update(form)
+        # PUT documents the form encoding beside JSON. POST only names it: openapi-python-client
+        # (0.29) cannot generate a body that is one of JSON (an object or an array) and a form.
+        single["content"][FORM] = {"schema": {"$ref": ref(names["Form"])}}
+        create_description = (f"Form fields (`{FORM}`, as `{names['Form']}` describes) create one {model} "
+                              "too.")
 
     def operation(kind: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra}
-        codes = [*OPERATION_ERRORS[kind], 403]  # any pre_* receiver may refuse
+        op: dict[str, Any] = {"tags": tags, "summary": summary, "operationId": f"{kind}_{op_id}", **extra,
+                              **permissions(spec, "update" if kind == "replace" else kind)}
+        codes = [*OPERATION_ERRORS[kind], 403]  # any pre_* receiver or rule may refuse
         if protected.get(kind):
             op["security"] = security
             codes.append(401)
@@ -106,6 +110,7 @@ def resource_paths(
                 "links": links,
             }},
             requestBody=request_body,
+            **({"description": create_description} if create_description else {}),
         ),
     }
     if_match = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},

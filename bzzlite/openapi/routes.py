@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 from ..mocks import METHODS, MockRoute, content_type, encode_body
 from ..routing import CustomRoute
 from .common import JSON, REF, auth_required, errors, json_body
-from .schemas import ID, Generator, Schemas
+from .schemas import ID, Generator, Schemas, defaults_as_text
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -35,6 +35,7 @@ def custom_paths(routes: Iterable[CustomRoute], schemas: Schemas, auth: Any,
         refs, top = models_json_schema(sorted(models, key=lambda m: (m[0].__name__, m[1])),  # type: ignore[arg-type]
                                        ref_template=REF, schema_generator=Generator)
         components.update(top.get("$defs", {}))
+        defaults_as_text(components, [refs[model] for model in models if model[1] == "validation"])
     paths: dict[str, Any] = {}
     for route in routes:
         item = paths.setdefault(route.template, {})
@@ -75,8 +76,14 @@ def _custom_operation(route: CustomRoute, method: str, refs: dict[Any, Any], sch
         codes.add(422)
     if route.spec is not None:
         codes.add(404)
-    needs_user = route.auth is not False and (
-        auth_required(auth, route.spec, route.operation or "update") if route.spec is not None else auth is not None)
+    rule = route.rule
+    if rule is not None:
+        op["x-bzzlite-allow"] = rule.describe()
+        needs_user = rule.needs_user
+    elif route.spec is not None:  # an action: its resource's auth for its operation
+        needs_user = auth_required(auth, route.spec, route.operation or "update")
+    else:
+        needs_user = route.auth is not False and auth is not None
     if security and needs_user:
         op["security"] = security
         codes |= {401, 403}
@@ -100,11 +107,11 @@ HEALTH = {"get": {
     "tags": ["meta"], "summary": "Health: does the store answer?", "operationId": "health",
     "responses": {
         "200": {"description": "The store answers.", "content": {JSON: {"schema": {
-            "type": "object", "properties": {"status": {"const": "ok"}, "store": {"type": "object"}},
-            "required": ["status", "store"]}}}},
-        "503": {"description": "The store is unavailable.", "content": {JSON: {"schema": {
-            "type": "object", "properties": {"status": {"const": "unavailable"}, "store": {"type": "object"}},
-            "required": ["status", "store"]}}}},
+            "type": "object", "properties": {"status": {"const": "ok"}}, "required": ["status"],
+            "additionalProperties": False}}}},
+        "503": {"description": "The store is unavailable (the server log says why).", "content": {JSON: {"schema": {
+            "type": "object", "properties": {"status": {"const": "unavailable"}}, "required": ["status"],
+            "additionalProperties": False}}}},
     },
 }}
 

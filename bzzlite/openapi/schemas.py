@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import decimal
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -194,6 +195,12 @@ class Schemas:
                 # a flat model can be sent as form fields too (bzz's example did)
                 names["Form"] = self._free_name(f"{spec.model.__name__}Form")
                 self.components[names["Form"]] = _form_schema(self.components[names["Request"]])
+        reading = [refs[(spec.schema.model, "validation")] for spec in specs]
+        reading += [refs[(model, "validation")] for model in inner]
+        for spec in specs:
+            reading += [{"$ref": ref(self.names[spec.path][role])} for role in ("Request", "Form")
+                        if role in self.names[spec.path]]
+        defaults_as_text(self.components, reading)
         for name, schema in self.components.items():
             # generators name classes after titles, and Swagger UI lists schemas by them: one each
             if isinstance(schema, dict) and ("properties" in schema or "enum" in schema or "title" in schema):
@@ -233,6 +240,30 @@ def _field_roles(schema: dict[str, Any], spec: ResourceSpec, *, writing: bool) -
         hidden = roles.write_only
     if "required" in schema:
         schema["required"] = [name for name in schema["required"] if name not in hidden]
+
+def defaults_as_text(components: dict[str, Any], roots: Iterable[Any]) -> None:
+    """Request bodies say a field's default in its description, not as ``default``.
+
+    A field with a default may be left out of a request, and the server fills it in. Client
+    generators read ``default`` as "always present" (openapi-typescript's default options make such
+    a field required), which is true of a response and not of a request; so the request-side
+    component schemas (those reached from ``roots``) keep the default as text. Response schemas
+    keep theirs: every field of a stored document is present.
+    """
+    seen: set[str] = set()
+    todo = [name for _, name in refs(list(roots))]
+    while todo:
+        name = todo.pop()
+        if name in seen or not isinstance(components.get(name), dict):
+            continue
+        seen.add(name)
+        schema = components[name]
+        for prop in schema.get("properties", {}).values():
+            if isinstance(prop, dict) and "default" in prop:
+                default = json.dumps(prop.pop("default"))
+                prop["description"] = f"{prop.get('description', '')} Default: `{default}`.".strip()
+        todo += [found for _, found in refs(schema)]
+
 
 def _examples(spec: ResourceSpec, request: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Request, Patch and Document examples of a resource (none when no valid one is found);

@@ -7,9 +7,10 @@ deprecated it in favour of PyMongo's API (end of life 2026-05-14, critical fixes
 
 Both give the same database and collection API for what the store, the change journal and the
 sign-out list call (``find`` and its cursor's ``to_list``, inserts, updates, deletes, indexes,
-commands). They differ in which calls are coroutines: opening a change stream (PyMongo:
-awaited), starting a session (motor: awaited), starting a transaction (PyMongo: awaited) and
-closing the client (PyMongo: awaited). Those four go through a :class:`Driver`.
+commands). They differ in which calls are coroutines: opening a change stream and running an
+aggregation (PyMongo: awaited), starting a session (motor: awaited), starting a transaction
+(PyMongo: awaited) and closing the client (PyMongo: awaited). Those five go through a
+:class:`Driver`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Driver:
         """A change stream on ``collection``, opened (``collection.watch(**options)``)."""
         raise NotImplementedError
 
+    async def aggregate(self, collection: Any, pipeline: list[dict[str, Any]]) -> Any:
+        """The cursor of ``collection.aggregate(pipeline)`` (read it with ``to_list``)."""
+        raise NotImplementedError
+
     def transaction(self, client: Any) -> contextlib.AbstractAsyncContextManager[Any]:
         """``async with driver.transaction(client) as session:`` — a session in a transaction,
         committed at the end of the block (aborted if it raises)."""
@@ -57,6 +62,9 @@ class PyMongoDriver(Driver):
 
     async def watch(self, collection: Any, **options: Any) -> Any:
         return await collection.watch(**options)
+
+    async def aggregate(self, collection: Any, pipeline: list[dict[str, Any]]) -> Any:
+        return await collection.aggregate(pipeline)
 
     @contextlib.asynccontextmanager
     async def transaction(self, client: Any) -> AsyncIterator[Any]:
@@ -80,6 +88,9 @@ class MotorDriver(Driver):
 
     async def watch(self, collection: Any, **options: Any) -> Any:
         return collection.watch(**options)
+
+    async def aggregate(self, collection: Any, pipeline: list[dict[str, Any]]) -> Any:
+        return collection.aggregate(pipeline)
 
     @contextlib.asynccontextmanager
     async def transaction(self, client: Any) -> AsyncIterator[Any]:

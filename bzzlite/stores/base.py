@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ..errors import ConstraintBroken
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -31,6 +33,27 @@ class Write:
     doc: dict[str, Any] | None
     expected_version: int | None = None
     previous: dict[str, Any] | None = None  # the document as read (replace, delete): to undo it
+
+
+@dataclass(slots=True)
+class Rewrite:
+    """One document ``bzzlite migrate`` writes in its current model's form: conditioned on the
+    version read, which it keeps (what is served does not change, so neither does the ETag)."""
+
+    id: str
+    version: int
+    doc: dict[str, Any]  # the document as the model says (fitted)
+    stored: dict[str, Any]  # the document as it was read, mark included
+
+
+@dataclass(slots=True)
+class Rewritten:
+    """What a batch of rewrites did: how many were written, which documents changed meanwhile
+    (or went away), and which would break a unique constraint (id -> the field)."""
+
+    written: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    duplicates: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -101,6 +124,33 @@ class Store(ABC):
 
     def check_resource(self, spec: ResourceSpec) -> None:
         """Raise ConfigurationError if this store cannot serve ``spec``."""
+
+    # -- bringing stored documents to the model (bzzlite check, bzzlite migrate) ------------
+
+    #: Open even when stored documents break a unique constraint (its index is then left out and
+    #: the breach recorded in :attr:`broken`): for ``bzzlite check`` and ``migrate``, never to serve.
+    tolerate_broken: bool = False
+    broken: list[ConstraintBroken]  # the breaches found by a tolerant open (each store sets it)
+
+    def constraint_broken(self, breach: ConstraintBroken) -> None:
+        """A unique index the stored documents keep from being built: raise, or record it."""
+        if not self.tolerate_broken:
+            raise breach
+        self.broken.append(breach)
+
+    @abstractmethod
+    async def count(self, spec: ResourceSpec) -> int:
+        """How many documents the resource has (all of them, with no query budget)."""
+
+    @abstractmethod
+    async def scan(self, spec: ResourceSpec, after: str | None, limit: int) -> list[Record]:
+        """Up to ``limit`` documents with ids above ``after``, in id order, as stored (their
+        model mark included, not fitted to the model)."""
+
+    @abstractmethod
+    async def rewrite(self, spec: ResourceSpec, rewrites: Sequence[Rewrite]) -> Rewritten:
+        """Write each document in its model's current form, conditioned on its version, which
+        stays as it is; no change event (a migration is no user's change)."""
 
 
 def table_name(spec: ResourceSpec) -> str:

@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 from bson import ObjectId
 from bson.errors import BSONError, InvalidId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -47,6 +47,7 @@ from pymongo.uri_parser import parse_uri
 
 from ..errors import (
     ConfigurationError,
+    ConstraintBroken,
     DuplicateKey,
     NotFound,
     QueryTimeout,
@@ -55,10 +56,11 @@ from ..errors import (
     VersionConflict,
 )
 from ..models import odmantic
+from ..models.migrations import MARK
 from ..models.schema import canonical_time
 from ..query import Condition, Query
 from ._mongo_drivers import DRIVERS, Driver, driver
-from .base import Page, Record, Store, Write, table_name
+from .base import Page, Record, Rewrite, Rewritten, Store, Write, table_name
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -121,11 +123,12 @@ def _plain(value: Any) -> Any:
 class MongoCollection:
     """What the store knows about one resource's collection."""
 
-    __slots__ = ("handle", "name", "objectid_fields", "unique_indexes")
+    __slots__ = ("handle", "name", "objectid_fields", "unique_indexes", "versions")
 
     def __init__(self, spec: ResourceSpec, handle: Any) -> None:
         self.name = collection_name(spec)
         self.handle = handle
+        self.versions = spec.versions
         self.objectid_fields = odmantic.objectid_fields(spec.model)
         self.unique_indexes: dict[str, str] = {}  # index name -> field(s), for DuplicateKey
 
@@ -141,19 +144,27 @@ class MongoCollection:
     def encode(self, id_: str, version: int, doc: dict[str, Any]) -> dict[str, Any]:
         stored: dict[str, Any] = {"_id": ObjectId(id_), _VERSION: version}
         stored.update(doc)
+        stored[MARK] = self.versions.mark  # the model that wrote it (bzzlite/models/migrations.py)
         for name in self.objectid_fields:
             if stored.get(name) is not None:
                 stored[name] = self.to_objectid(name, stored[name])
         return stored
 
     def decode(self, raw: dict[str, Any]) -> Record:
+        """A stored document as it is (its model mark included)."""
         id_ = raw.pop("_id")
         version = raw.pop(_VERSION, None)
         return Record(str(id_), version if isinstance(version, int) else 0, _plain(raw))
 
+    def load(self, raw: dict[str, Any]) -> Record:
+        """A stored document as its model says (InvalidDocument when it cannot be)."""
+        record = self.decode(raw)
+        return Record(record.id, record.version, self.versions.load(record.id, record.doc))
+
 
 def _path(path: str) -> str:
-    return "_id" if path == "id" else path
+    # "lines[].product": MongoDB's dotted paths already reach into every element of a list
+    return "_id" if path == "id" else path.replace("[]", "")
 
 
 def _version_predicate(version: int) -> Any:
@@ -183,6 +194,7 @@ class MongoStore(Store):
         self.client: Any = None  # the driver's client, made on first use
         self._collections: dict[str, MongoCollection] = {}
         self._ready = False
+        self.broken = []
 
     def check_resource(self, spec: ResourceSpec) -> None:
         """Every pydantic and ODMantic model can be served (ODMantic ones were checked at @resource)."""
@@ -227,11 +239,28 @@ class MongoStore(Store):
             try:
                 await coll.handle.create_index(keys, name=name, **options)  # type: ignore[arg-type]
             except OperationFailure as exc:
+                if guarded is not None and exc.code not in _INDEX_CONFLICT and "," not in guarded:
+                    breach = await self._duplicates(spec, coll, guarded)
+                    if breach is not None:  # the stored documents share values: say which
+                        self.constraint_broken(breach)
+                        continue
                 if exc.code not in _INDEX_CONFLICT:
                     raise
                 # An index on the same keys exists with other options (made by another tool):
                 # keep it, it still answers queries (and a unique one still rejects duplicates).
                 log.warning("MongoDB collection %s: keeping the existing index on %s (%s)", coll.name, keys, exc)
+
+    async def _duplicates(self, spec: ResourceSpec, coll: MongoCollection, field: str) -> ConstraintBroken | None:
+        """The values of a unique field more than one stored document holds (a few, with ids)."""
+        shared = [{"$match": {field: {"$ne": None}}},
+                  {"$group": {"_id": f"${field}", "n": {"$sum": 1}, "ids": {"$push": "$_id"}}},
+                  {"$match": {"n": {"$gt": 1}}}]
+        cursor = await self.driver.aggregate(coll.handle, [*shared, {"$sort": {"n": -1, "_id": 1}}])
+        groups = await cursor.to_list(None)
+        if not groups:
+            return None
+        found = [(_plain(g["_id"]), sorted(str(i) for i in g["ids"])[:4]) for g in groups[:3]]
+        return ConstraintBroken(spec.path, field, found, len(groups))
 
     def _odmantic_indexes(self, spec: ResourceSpec) -> list[_IndexPlan]:
         """The model's ``Field(index=True)``, ``Field(unique=True)`` and ``model_config["indexes"]``;
@@ -342,7 +371,7 @@ class MongoStore(Store):
             raw = await coll.handle.find_one({"_id": ObjectId(id)})
         if raw is None:
             raise NotFound(id)
-        return coll.decode(raw)
+        return coll.load(raw)
 
     async def replace(
         self, spec: ResourceSpec, id: str, doc: dict[str, Any], expected_version: int | None
@@ -479,8 +508,64 @@ class MongoStore(Store):
                 total = None if query.keyset else await coll.handle.count_documents(selector, **limits)
             except ExecutionTimeout:
                 raise QueryTimeout(budget or 0) from None
-        records = [coll.decode(raw) for raw in raws[: query.per_page]]
+        records = [coll.load(raw) for raw in raws[: query.per_page]]
         return Page(records, total, len(raws) > query.per_page)
+
+    # -- bringing stored documents to the model --------------------------------------
+
+    async def count(self, spec: ResourceSpec) -> int:
+        coll = self.collection(spec)
+        with self._errors(coll):
+            return int(await coll.handle.count_documents({}))
+
+    async def scan(self, spec: ResourceSpec, after: str | None, limit: int) -> list[Record]:
+        coll = self.collection(spec)
+        selector = {"_id": {"$gt": ObjectId(after)}} if after else {}
+        with self._errors(coll):
+            raws = await coll.handle.find(selector, sort=[("_id", ASCENDING)], limit=limit).to_list(None)
+        return [coll.decode(raw) for raw in raws]
+
+    async def rewrite(self, spec: ResourceSpec, rewrites: Sequence[Rewrite]) -> Rewritten:
+        """One unordered bulk of updates, each conditioned on ``_v``, which it leaves as it is. An
+        update (not a replace) that sets the mark and not ``_v``: the change feed's leader tells it
+        from a user's write by that (bzzlite/feeds/mongo.py)."""
+        coll = self.collection(spec)
+        done = Rewritten()
+        if not rewrites:
+            return done
+        operations = []
+        for rewrite in rewrites:
+            encoded = coll.encode(rewrite.id, rewrite.version, rewrite.doc)
+            del encoded["_id"], encoded[_VERSION]
+            update: dict[str, Any] = {"$set": encoded}
+            gone = [key for key in rewrite.stored if key not in encoded]
+            if gone:
+                update["$unset"] = dict.fromkeys(gone, "")
+            selector = {"_id": ObjectId(rewrite.id), _VERSION: _version_predicate(rewrite.version)}
+            operations.append(UpdateOne(selector, update))
+        failed: set[int] = set()
+        with self._errors(coll):
+            try:
+                result = await coll.handle.bulk_write(operations, ordered=False)
+                matched = result.matched_count
+            except BulkWriteError as exc:
+                matched = exc.details.get("nMatched", 0)
+                for error in exc.details.get("writeErrors") or []:
+                    index = error.get("index")
+                    if error.get("code") != 11000 or not isinstance(index, int):
+                        raise
+                    failed.add(index)
+                    done.duplicates[rewrites[index].id] = self._duplicate_field(coll, error, error.get("errmsg", ""))
+        done.written = matched
+        if matched + len(failed) < len(rewrites):  # some changed or went away meanwhile: which ones
+            left = [r for i, r in enumerate(rewrites) if i not in failed]
+            with self._errors(coll):
+                current = await coll.handle.find({"_id": {"$in": [ObjectId(r.id) for r in left]}},
+                                                 {_VERSION: 1, MARK: 1}).to_list(None)
+            marks = {str(raw["_id"]): (raw.get(_VERSION), raw.get(MARK)) for raw in current}
+            done.conflicts = [r.id for r in left
+                              if marks.get(r.id) != (_version_predicate(r.version), coll.versions.mark)]
+        return done
 
 
 # -- query compilation --------------------------------------------------------------------

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import urllib.request
+from http.cookiejar import eff_request_host
 from typing import Any
 
 import httpx
@@ -51,6 +53,19 @@ def session_cookie(app: Any, user_data: dict[str, Any], provider: str | None = N
     return auth.cookie_name, token
 
 
+def set_session(client: httpx.Client | httpx.AsyncClient, name: str, token: str) -> None:
+    """Put ``token`` in ``client``'s jar as the one cookie ``name``, where the server's own goes.
+
+    The server renews the session cookie on every request, stored for the host the way
+    ``http.cookiejar`` names it (``testserver.local``); a second cookie of the same name for
+    another domain would be sent alongside it, and the server would read the first one.
+    """
+    for cookie in [cookie for cookie in client.cookies.jar if cookie.name == name]:
+        client.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+    host = eff_request_host(urllib.request.Request(str(client.base_url)))[1]
+    client.cookies.set(name, token, domain=host, path="/")
+
+
 class AsyncTestClient(httpx.AsyncClient):
     """``httpx.AsyncClient`` talking to ``app`` in this event loop."""
 
@@ -66,9 +81,11 @@ class AsyncTestClient(httpx.AsyncClient):
         return AsyncWebSocket(self.adapter, path, socket_headers(self, headers))
 
     def login(self, user_data: dict[str, Any], provider: str | None = None) -> None:
-        """Sign in as ``user_data`` (``id``, ``name``, ``email``...): the session cookie is set."""
-        name, token = session_cookie(self.app, user_data, provider)
-        self.cookies.set(name, token)
+        """Sign in as ``user_data`` (``id``, ``name``, ``email``...): the session cookie is set.
+
+        A second call switches users: it replaces the session cookie, the server's renewed one too.
+        """
+        set_session(self, *session_cookie(self.app, user_data, provider))
 
     def logout(self) -> None:
         self.cookies.clear()
@@ -130,9 +147,11 @@ class TestClient(httpx.Client):
         return WebSocket(asyncio.run_coroutine_threadsafe(make(), loop).result(10), loop)
 
     def login(self, user_data: dict[str, Any], provider: str | None = None) -> None:
-        """Sign in as ``user_data`` (``id``, ``name``, ``email``...): the session cookie is set."""
-        name, token = session_cookie(self.app, user_data, provider)
-        self.cookies.set(name, token)
+        """Sign in as ``user_data`` (``id``, ``name``, ``email``...): the session cookie is set.
+
+        A second call switches users: it replaces the session cookie, the server's renewed one too.
+        """
+        set_session(self, *session_cookie(self.app, user_data, provider))
 
     def logout(self) -> None:
         self.cookies.clear()

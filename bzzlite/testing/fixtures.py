@@ -9,8 +9,9 @@
         return make_app(db="sqlite:///:memory:")
 
 ``client`` is a :class:`bzzlite.testclient.TestClient`, ``async_client`` an
-:class:`~bzzlite.testclient.AsyncTestClient` (for async tests, e.g. with anyio or
-pytest-asyncio); both need your ``app`` fixture, and are closed after the test.
+:class:`~bzzlite.testclient.AsyncTestClient` (for async tests: mark them ``@pytest.mark.anyio``,
+or use pytest-asyncio's ``auto`` mode); both need your ``app`` fixture, and are closed after
+the test.
 """
 
 from __future__ import annotations

@@ -1,0 +1,635 @@
+"""Who may do what (bzzlite.permissions, decided in bzzlite/documents/access.py): rules per
+operation, action and field, on every path and both stores.
+
+The rules themselves are pure and tested first; then one small shop app, served on each store,
+is driven as four callers (anonymous, two buyers, an admin) through every kind of route.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from bzzlite import App, ConfigurationError, Ref, Registry, Unique
+from bzzlite.auth import Auth
+from bzzlite.auth.testing import StaticTokenProvider
+from bzzlite.permissions import (
+    ANONYMOUS,
+    Caller,
+    Check,
+    Filters,
+    anyone,
+    nobody,
+    owner,
+    role,
+    rule,
+    signed_in,
+    where,
+)
+from bzzlite.testclient import session_cookie
+from bzzlite.testing import record, serve
+
+ANN = Caller({"id": "ann"})
+BOB = Caller({"id": "bob"})
+ADMIN = Caller({"id": "root"}, frozenset({"admin"}))
+
+
+# -- the rules, pure -------------------------------------------------------------------------
+
+
+def test_rules_on_the_user() -> None:
+    assert anyone.resolve(ANONYMOUS) is True and not anyone.needs_user
+    assert nobody.resolve(ADMIN) is False and not nobody.needs_user
+    assert signed_in.resolve(ANONYMOUS) is False and signed_in.resolve(ANN) is True and signed_in.needs_user
+    assert role("admin").resolve(ADMIN) is True and role("admin").resolve(ANN) is False
+    assert role("admin", "staff").resolve(Caller({"id": "s"}, frozenset({"staff"}))) is True
+    assert (~role("admin")).resolve(ANN) is True and (~role("admin")).resolve(ADMIN) is False
+    assert (signed_in & ~role("banned")).resolve(ANN) is True
+
+
+def test_rules_on_documents_resolve_to_filters() -> None:
+    assert owner("buyer").resolve(ANONYMOUS) is False
+    ((atom,),) = owner("buyer").resolve(ANN)
+    assert atom == Filters({"buyer": "ann"}, frozenset({"buyer"}))
+    assert (owner("buyer") | role("admin")).resolve(ADMIN) is True
+    ((one,),) = (owner("buyer") | role("admin")).resolve(ANN)
+    assert one.filters == {"buyer": "ann"}
+    ((first, second),) = (owner("buyer") & where(status="open")).resolve(BOB)
+    assert (first.filters, second.filters) == ({"buyer": "bob"}, {"status": "open"})
+    ((team,),) = where(team=lambda user: user["team"]).resolve(Caller({"id": "x", "team": "red"}))
+    assert team.filters == {"team": "red"}
+    assert where(team=lambda user: user["team"]).resolve(ANONYMOUS) is False  # never called without a user
+    assert where(published=True).resolve(ANONYMOUS) == ((Filters({"published": True}),),)
+    assert not where(published=True).needs_user and where(team=lambda u: u["t"]).needs_user
+
+
+def test_custom_rules() -> None:
+    calls = []
+
+    def is_staff(user: dict[str, Any]) -> bool:
+        calls.append(user)
+        return user.get("staff") is True
+
+    assert rule(is_staff).resolve(ANONYMOUS) is False and calls == []  # not called without a user
+    assert rule(is_staff).resolve(Caller({"id": "s", "staff": True})) is True
+    ((check,),) = rule(lambda user, doc: doc["n"] > 1).resolve(ANN)
+    assert isinstance(check, Check) and check.test(ANN, {"n": 2}) and not check.test(ANN, {"n": 0})
+    assert rule(lambda user: user is None, anonymous=True).resolve(ANONYMOUS) is True
+
+
+def test_needs_user_decides_401_or_403() -> None:
+    assert (anyone | role("admin")).needs_user is False
+    assert (owner() | role("admin")).needs_user is True
+    assert (where(published=True) | owner()).needs_user is False  # anonymous readers see the published ones
+
+
+def test_rules_describe_themselves() -> None:
+    assert repr((owner("buyer") & where(status="open")) | role("admin")) == \
+        "(owner('buyer') & where(status='open')) | role('admin')"
+    assert repr(~role("a", "b")) == "~role('a', 'b')"
+    assert ((owner("x") | role("admin")) & signed_in).roles() == {"admin"}
+
+
+def test_declaration_mistakes_are_configuration_errors() -> None:
+    class Thing(BaseModel):
+        owner: str | None = None
+        status: str = "open"
+
+    with pytest.raises(ConfigurationError, match="expected a permission rule"):
+        Registry().resource(allow={"get": True})(Thing)
+    with pytest.raises(ConfigurationError, match="cannot be a query filter"):
+        Registry().resource(allow={"read": rule(lambda user, doc: True)})(Thing)
+    with pytest.raises(ConfigurationError, match="cannot be a query filter"):
+        Registry().resource(allow={"list": owner("owner") | where(status="open")})(Thing)
+    with pytest.raises(ConfigurationError, match="not a top-level field"):
+        Registry().resource(writable_by={"nope": role("admin")})(Thing)
+    with pytest.raises(ConfigurationError, match="only rules on the user can be negated"):
+        _ = ~owner()
+    with pytest.raises(ConfigurationError, match="role"):
+        role()
+    registry = Registry()
+    registry.resource(allow={"publsh": role("admin")})(Thing)  # a misspelled action
+    with pytest.raises(ConfigurationError, match="'publsh' is no operation"):
+        App(registry, db="sqlite:///:memory:", auth=_auth())
+    registry = Registry()
+    registry.resource(allow={"update": owner()})(Thing)
+    with pytest.raises(ConfigurationError, match="has no auth"):
+        App(registry, db="sqlite:///:memory:")
+    registry = Registry()
+    with pytest.raises(ConfigurationError, match="reaches none"):
+        registry.route("/x", allow=owner())(lambda handler: None)
+
+
+# -- a shop, served ---------------------------------------------------------------------------
+
+
+def _auth() -> Auth:
+    return Auth("s" * 40, [StaticTokenProvider("test", {})])
+
+
+def shop() -> tuple[Registry, dict[str, type[BaseModel]]]:
+    registry = Registry()
+
+    @registry.resource(allow={"read": anyone, "write": role("admin")})
+    class Product(BaseModel):
+        sku: Annotated[str, Unique]
+        price: Decimal = Field(ge=0, max_digits=10, decimal_places=2)
+        stock: int = 0
+
+    class Line(BaseModel):
+        product: Annotated[str, Ref(Product)]
+        quantity: int = Field(ge=1)
+
+    class Address(BaseModel):
+        city: str
+
+    @registry.resource(
+        allow={"read": owner("buyer") | role("admin"), "create": owner("buyer") | role("admin"),
+               "update": (owner("buyer") & where(status="open")) | role("admin"), "delete": role("admin"),
+               "pay": owner("buyer")},
+        writable_by={"status": role("admin"), "total": role("admin"), "note": role("admin")},
+    )
+    class Order(BaseModel):
+        lines: list[Line] = Field(min_length=1)
+        buyer: str | None = None
+        status: Literal["open", "paid"] = "open"
+        total: Decimal | None = None
+        note: Address | None = None
+
+    @registry.resource(allow={"read": anyone, "write": signed_in}, writable_by={"featured": role("admin")})
+    class Review(BaseModel):
+        text: str
+        featured: bool = False
+
+    @registry.action(Order, "pay")
+    async def pay(handler: Any, order: Order) -> Order:
+        return await handler.application.documents(Order).patch(order.id, {"status": "paid"})
+
+    @registry.action(Order, "audit", allow=role("admin"))
+    async def audit(handler: Any, order: Order) -> dict[str, str]:
+        return {"audited": order.id}
+
+    @registry.route("/mark/{oid}", methods=["POST"], allow=signed_in)
+    async def mark(handler: Any, oid: str) -> Order:
+        return await handler.documents(Order).patch(oid, {"status": "paid"})
+
+    @registry.route("/report", allow=role("admin"))
+    async def report(handler: Any) -> dict[str, int]:
+        return {"orders": await handler.application.documents(Order).count()}
+
+    return registry, {"Product": Product, "Order": Order}
+
+
+def bearer(app: App, user: dict[str, Any] | None) -> dict[str, str]:
+    if user is None:
+        return {}
+    _, token = session_cookie(app, user)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def served(store_url: str):
+    registry, models = shop()
+    app = App(registry, db=store_url, auth=_auth())
+    users = {name: bearer(app, data) for name, data in {
+        "anon": None, "ann": {"id": "ann"}, "bob": {"id": "bob"}, "admin": {"id": "root", "roles": ["admin"]}}.items()}
+    with serve(app) as client:
+        product = client.post("/product", json={"sku": "p1", "price": "2.50"}, headers=users["admin"]).json()
+        order = client.post("/order", json={"lines": [{"product": product["id"], "quantity": 1}]},
+                            headers=users["ann"]).json()
+        yield client, users, product, order, registry, models
+
+
+def test_function_level_rules(served) -> None:
+    client, users, product, _, _, _ = served
+    body = {"sku": "p2", "price": "1.00"}
+    assert client.post("/product", json=body).code == 401
+    refused = client.post("/product", json=body, headers=users["ann"])
+    assert refused.code == 403 and refused.headers["Content-Type"] == "application/problem+json"
+    assert client.get(f"/product/{product['id']}").code == 200  # public reads
+    assert client.get("/product").json()["total"] == 1
+    assert client.patch(f"/product/{product['id']}", json={"price": "0.00"}, headers=users["bob"]).code == 403
+    assert client.delete(f"/product/{product['id']}", headers=users["bob"]).code == 403
+    assert client.get(f"/product/{product['id']}").json()["price"] == "2.50"
+
+
+def test_a_document_one_may_not_read_is_unknown_and_one_may_not_change_is_forbidden(served) -> None:
+    client, users, product, order, _, _ = served
+    oid = order["id"]
+    assert order["buyer"] == "ann"  # the owner filled in
+    assert client.get(f"/order/{oid}", headers=users["bob"]).code == 404
+    assert client.patch(f"/order/{oid}", json={"lines": order["lines"]}, headers=users["bob"]).code == 404
+    # refused whatever the document (no buyer deletes orders): 403 before any lookup, as for an unknown id
+    assert client.delete(f"/order/{oid}", headers=users["bob"]).code == 403
+    assert client.delete("/order/ffffffffffffffffffffffff", headers=users["bob"]).code == 403
+    assert client.get(f"/order/{oid}", headers=users["ann"]).code == 200
+    assert client.get(f"/order/{oid}", headers=users["admin"]).code == 200
+    assert client.delete(f"/order/{oid}", headers=users["ann"]).code == 403  # hers, but only admins delete
+    assert client.get("/order", headers=users["bob"]).json() == {"items": [], "total": 0, "page": 1, "per_page": 20}
+    assert [o["id"] for o in client.get("/order", headers=users["ann"]).json()["items"]] == [oid]
+    assert client.get("/order?buyer=ann", headers=users["bob"]).json()["total"] == 0  # a filter cannot widen it
+    assert client.get("/order", headers=users["admin"]).json()["total"] == 1
+    assert client.get("/order").code == 401
+
+
+def test_a_rule_on_the_documents_state(served) -> None:
+    client, users, product, order, _, _ = served
+    lines = [{"product": product["id"], "quantity": 2}]
+    assert client.patch(f"/order/{order['id']}", json={"lines": lines}, headers=users["ann"]).code == 200
+    assert client.post(f"/order/{order['id']}/pay", json={}, headers=users["ann"]).json()["status"] == "paid"
+    refused = client.patch(f"/order/{order['id']}", json={"lines": lines}, headers=users["ann"])
+    assert refused.code == 403  # paid: no longer hers to change
+    assert client.patch(f"/order/{order['id']}", json={"lines": lines}, headers=users["admin"]).code == 200
+
+
+def test_fields_only_some_may_set(served) -> None:
+    client, users, product, order, _, _ = served
+    oid, lines = order["id"], order["lines"]
+    refused = client.patch(f"/order/{oid}", json={"status": "paid", "total": "0.00"}, headers=users["ann"])
+    assert refused.code == 403
+    assert refused.json()["errors"] == [
+        {"loc": ["status"], "msg": "You may not set this field", "type": "field_forbidden"},
+        {"loc": ["total"], "msg": "You may not set this field", "type": "field_forbidden"}]
+    assert "status" in refused.json()["detail"] and "total" in refused.json()["detail"]
+    assert client.get(f"/order/{oid}", headers=users["ann"]).json()["status"] == "open"
+    # the same value is no change: a document read back can be sent back
+    again = client.get(f"/order/{oid}", headers=users["ann"]).json()
+    assert client.put(f"/order/{oid}", json=again, headers=users["ann"]).code == 200
+    # a PUT without the field keeps it, as for a read-only field
+    client.patch(f"/order/{oid}", json={"total": "9.99"}, headers=users["admin"])
+    put = client.put(f"/order/{oid}", json={"lines": lines}, headers=users["ann"])
+    assert put.code == 200 and put.json()["total"] == "9.99"
+    assert client.put(f"/order/{oid}", json={"lines": lines, "total": "1.00"}, headers=users["ann"]).code == 403
+    # creating: bulk (the item's index in loc), form fields, nested routes
+    bulk = client.post("/order", json=[{"lines": lines}, {"lines": lines, "status": "paid"}], headers=users["ann"])
+    assert bulk.code == 403 and bulk.json()["errors"][0]["loc"] == [1, "status"]
+    assert client.get("/order", headers=users["ann"]).json()["total"] == 1  # all or nothing
+    form = {**users["ann"], "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/review", body="text=good&featured=true", headers=form).code == 403
+    assert client.post("/review", body="text=good", headers=form).json()["featured"] is False
+    nested = client.put(f"/order/{oid}/note", json={"city": "Paris"}, headers=users["ann"])
+    assert nested.code == 403 and nested.json()["errors"][0]["loc"] == ["note"]
+    assert client.put(f"/order/{oid}/note", json={"city": "Paris"}, headers=users["admin"]).code == 200
+    created = client.post("/order", json={"lines": lines, "status": "paid"}, headers=users["admin"])
+    assert created.code == 201 and created.json()["status"] == "paid"
+
+
+def test_the_owner_stays_the_owner(served) -> None:
+    client, users, _, order, _, _ = served
+    lines = order["lines"]
+    assert client.post("/order", json={"lines": lines, "buyer": "bob"}, headers=users["ann"]).code == 403
+    given = client.patch(f"/order/{order['id']}", json={"buyer": "bob"}, headers=users["ann"])
+    assert given.code == 403 and given.json()["errors"][0]["loc"] == ["buyer"]
+    assert client.post("/order", json={"lines": lines, "buyer": "bob"}, headers=users["admin"]).json()["buyer"] == "bob"
+
+
+def test_actions_and_custom_routes(served) -> None:
+    client, users, _, order, _, _ = served
+    oid = order["id"]
+    assert client.post(f"/order/{oid}/pay", json={}).code == 401
+    assert client.post(f"/order/{oid}/pay", json={}, headers=users["bob"]).code == 404  # not his to see
+    assert client.post(f"/order/{oid}/pay", json={}, headers=users["admin"]).code == 403  # not his order
+    assert client.post(f"/order/{oid}/audit", json={}, headers=users["ann"]).code == 403
+    assert client.post(f"/order/{oid}/audit", json={}, headers=users["admin"]).json() == {"audited": oid}
+    assert client.get("/report").code == 401
+    assert client.get("/report", headers=users["bob"]).code == 403
+    assert client.get("/report", headers=users["admin"]).json() == {"orders": 1}
+
+
+def test_references_are_read_under_their_targets_rules(served) -> None:
+    client, users, product, order, _, _ = served
+    through = client.get(f"/order/{order['id']}/lines/0/product", headers=users["ann"])
+    assert through.code == 200 and through.json()["id"] == product["id"]
+    assert client.get(f"/order/{order['id']}/lines/0/product", headers=users["bob"]).code == 404  # not his order
+
+
+def test_deleting_a_product_orders_refer_to_inside_a_list(served) -> None:
+    client, users, product, _, _, _ = served
+    refused = client.delete(f"/product/{product['id']}", headers=users["admin"])
+    assert refused.code == 409
+    assert refused.json()["errors"] == [{"loc": ["lines.product"], "msg": "1 Order document(s) refer to it",
+                                         "type": "referenced"}]
+    assert client.get(f"/product/{product['id']}").code == 200
+
+
+def test_the_document_api_bound_to_a_request_is_limited_the_apps_own_is_not(served) -> None:
+    client, users, _, order, _, _ = served
+    refused = client.post(f"/mark/{order['id']}", json={}, headers=users["ann"])  # handler.documents: as ann
+    assert refused.code == 403 and refused.json()["errors"][0]["loc"] == ["status"]
+    assert client.post(f"/mark/{order['id']}", json={}, headers=users["bob"]).code == 404
+    assert client.post(f"/mark/{order['id']}", json={}, headers=users["admin"]).json()["status"] == "paid"
+    paid = client.post(f"/order/{order['id']}/pay", json={}, headers=users["ann"])  # app.documents inside
+    assert paid.code == 200 and paid.json()["status"] == "paid"
+
+
+def test_an_operation_refused_outright_reaches_no_receiver(served) -> None:
+    """As for auth: a 401/403 decided on the caller alone comes before any pre_* receiver; one
+    that depends on the document comes after them, when the store is read (the contract)."""
+    client, users, _, order, registry, models = served
+    with record(registry.signals.pre_delete_instance, sender=models["Order"]) as refused, \
+            record(registry.signals.pre_update_instance, sender=models["Order"]) as looked_up:
+        assert client.delete(f"/order/{order['id']}", headers=users["bob"]).code == 403
+        assert client.patch(f"/order/{order['id']}", json={"status": "paid"}, headers=users["bob"]).code == 404
+    assert refused == [] and len(looked_up) == 1
+
+
+# -- scopes that hold ---------------------------------------------------------------------------
+
+
+def blog(**post_options: Any) -> Registry:
+    registry = Registry()
+
+    @registry.resource(**post_options)
+    class Post(BaseModel):
+        title: str
+        author: str | None = None
+
+    @registry.resource(allow={"read": anyone, "create": owner("author"), "update": owner("author"),
+                              "delete": owner("author")})
+    class Comment(BaseModel):
+        post: Annotated[str, Ref(Post, on_delete="cascade")]
+        text: str
+        author: str | None = None
+
+    return registry
+
+
+@pytest.mark.parametrize("declared", ["rules", "scope"])
+def test_what_one_may_read_one_may_reference(store_url: str, declared: str) -> None:
+    """Reads public, writes own (docs/auth.md): Bob comments on Ann's post."""
+    if declared == "rules":
+        options: dict[str, Any] = {"allow": {"read": anyone, "create": owner("author"), "update": owner("author"),
+                                             "delete": owner("author")}}
+    else:  # the same with a scope that is told the operation
+        options = {"scope": lambda handler, operation: None if operation in ("get", "list") else
+                   {"author": handler.current_user["id"]}}
+    app = App(blog(**options), db=store_url, auth=_auth())
+    ann, bob = bearer(app, {"id": "ann"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        post = client.post("/post", json={"title": "t"}, headers=ann).json()
+        assert post["author"] == "ann"
+        comment = client.post("/comment", json={"post": post["id"], "text": "hi"}, headers=bob)
+        assert comment.code == 201, comment.json()
+        changed = client.patch(f"/post/{post['id']}", json={"title": "mine"}, headers=bob)
+        assert changed.code == (403 if declared == "rules" else 404)
+
+
+def test_a_scope_on_the_id(store_url: str) -> None:
+    """Users edit only their own profile: a scope on ``id`` (every write was a 404)."""
+    registry = Registry()
+
+    @registry.resource(scope=lambda handler: {"id": handler.current_user["id"]})
+    class Profile(BaseModel):
+        name: str
+
+    app = App(registry, db=store_url, auth=_auth())
+    with serve(app) as client:
+        created = client.post("/profile", json={"name": "ann"}, headers=bearer(app, {"id": "someone"}))
+        pid = created.json()["id"]  # the user whose id this is edits it
+        own = bearer(app, {"id": pid})
+        other = bearer(app, {"id": "ffffffffffffffffffffffff"})
+        assert client.get(f"/profile/{pid}", headers=own).json()["name"] == "ann"
+        assert client.patch(f"/profile/{pid}", json={"name": "Ann"}, headers=own).code == 200
+        assert client.put(f"/profile/{pid}", json={"name": "ANN"}, headers=own).code == 200
+        assert client.get(f"/profile?id={pid}", headers=own).json()["total"] == 1
+        assert client.get(f"/profile/{pid}", headers=other).code == 404
+        assert client.patch(f"/profile/{pid}", json={"name": "x"}, headers=other).code == 404
+        assert client.get("/profile", headers=other).json()["total"] == 0
+        assert client.delete(f"/profile/{pid}", headers=own).code == 204
+
+
+def test_a_scope_that_needs_a_user_asked_by_nobody_is_401(store_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource(auth={"create": False, "list": False}, scope=lambda handler: {"owner": handler.current_user["id"]})
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    with serve(app) as client:
+        for response in (client.post("/note", json={"text": "x"}), client.get("/note")):
+            assert response.code == 401
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert client.post("/note", json={"text": "x"}, headers=bearer(app, {"id": "ann"})).json()["owner"] == "ann"
+
+
+# -- deleting what others refer to ------------------------------------------------------------
+
+
+def tags(own_scope: bool = True) -> Registry:
+    registry = Registry()
+    mine = {"scope": lambda handler: {"owner": handler.current_user["id"]}} if own_scope else {}
+
+    @registry.resource(allow={"read": anyone, "write": signed_in})
+    class Tag(BaseModel):
+        name: str
+
+    @registry.resource(**mine)
+    class Pinned(BaseModel):
+        tag: Annotated[str, Ref(Tag, on_delete="cascade")]
+        owner: str | None = None
+
+    @registry.resource(**mine)
+    class Note(BaseModel):
+        tag: Annotated[str, Ref(Tag, on_delete="set_null")] | None = None
+        owner: str | None = None
+
+    @registry.resource(**mine)
+    class Hold(BaseModel):
+        tag: Annotated[str, Ref(Tag, on_delete="restrict")]
+        owner: str | None = None
+
+    class Item(BaseModel):
+        label: str
+        tag: Annotated[str, Ref(Tag, on_delete="set_null")] | None = None
+
+    class Meta(BaseModel):
+        tags: list[Annotated[str, Ref(Tag, on_delete="set_null")]] = []
+
+    @registry.resource(**mine)
+    class Board(BaseModel):
+        items: list[Item] = []
+        meta: Meta = Meta()
+        owner: str | None = None
+
+    return registry
+
+
+def test_cascade_and_set_null_never_change_what_the_deleter_may_not(store_url: str) -> None:
+    app = App(tags(), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        tag = client.post("/tag", json={"name": "public"}, headers=bob).json()["id"]
+        pinned = client.post("/pinned", json={"tag": tag}, headers=alice).json()["id"]
+        note = client.post("/note", json={"tag": tag}, headers=alice).json()["id"]
+        refused = client.delete(f"/tag/{tag}", headers=bob)
+        assert refused.code == 409
+        assert refused.json()["detail"] == "The document cannot be deleted: other documents refer to it."
+        assert "errors" not in refused.json()  # nothing about documents Bob cannot read
+        assert client.get(f"/pinned/{pinned}", headers=alice).code == 200
+        assert client.get(f"/note/{note}", headers=alice).json()["tag"] == tag
+        # Alice may delete (and change) everything that refers to it: her delete goes through
+        assert client.delete(f"/tag/{tag}", headers=alice).code == 204
+        assert client.get(f"/pinned/{pinned}", headers=alice).code == 404
+        assert client.get(f"/note/{note}", headers=alice).json()["tag"] is None
+
+
+def test_restrict_names_only_what_the_deleter_may_read(store_url: str) -> None:
+    app = App(tags(), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        tag = client.post("/tag", json={"name": "t"}, headers=bob).json()["id"]
+        client.post("/hold", json={"tag": tag}, headers=alice)
+        hidden = client.delete(f"/tag/{tag}", headers=bob)
+        assert hidden.code == 409 and "1 Hold" not in hidden.text and "errors" not in hidden.json()
+        client.post("/hold", json={"tag": tag}, headers=bob)
+        named = client.delete(f"/tag/{tag}", headers=bob)
+        assert named.code == 409
+        assert named.json()["errors"] == [{"loc": ["tag"], "msg": "1 Hold document(s) refer to it", "type": "referenced"}]
+
+
+def test_on_delete_follows_references_inside_embedded_models_and_lists(store_url: str) -> None:
+    app = App(tags(own_scope=False), db=store_url, auth=_auth())
+    ann = bearer(app, {"id": "ann"})
+    with serve(app) as client:
+        gone, kept = (client.post("/tag", json={"name": n}, headers=ann).json()["id"] for n in ("gone", "kept"))
+        board = client.post("/board", json={"items": [{"label": "a", "tag": gone}, {"label": "b", "tag": kept}],
+                                            "meta": {"tags": [gone, kept]}}, headers=ann).json()["id"]
+        assert client.delete(f"/tag/{gone}", headers=ann).code == 204
+        after = client.get(f"/board/{board}", headers=ann).json()
+        assert after["items"] == [{"label": "a", "tag": None}, {"label": "b", "tag": kept}]
+        assert after["meta"] == {"tags": [kept]}
+        written = client.post("/board", json={"items": [{"label": "c", "tag": gone}]}, headers=ann)
+        assert written.code == 422 and written.json()["errors"][0]["type"] == "reference_missing"
+
+
+# -- change feeds send nothing about what a subscriber may not read --------------------------
+
+
+def notes(**options: Any) -> Registry:
+    registry = Registry()
+
+    @registry.resource(**options)
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+        done: bool = False
+
+    return registry
+
+
+OWN_BY_SCOPE = {"scope": lambda handler: {"owner": handler.current_user["id"]}}
+OWN_BY_RULE = {"allow": {"read": owner() | role("admin"), "write": owner()}}
+
+
+@pytest.mark.parametrize("declared", [OWN_BY_SCOPE, OWN_BY_RULE], ids=["scope", "rules"])
+def test_a_websocket_subscription_sees_only_what_its_user_may_read(store_url: str, declared: dict[str, Any]) -> None:
+    import asyncio
+
+    from tests.test_feeds_ws import Socket
+
+    app = App(notes(**declared), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+
+    async def main(client: Any) -> None:
+        ws = await Socket.open(client, "/note/_changes", headers=bob)
+        await ws.subscribe("all")
+        await asyncio.to_thread(client.post, "/note", json={"text": "alice's"}, headers=alice)
+        own = (await asyncio.to_thread(client.post, "/note", json={"text": "bob's"}, headers=bob)).json()
+        message = await ws.recv()  # Alice's note, committed first, is not there
+        assert (message["type"], message["doc"]) == ("created", own)
+        ws.conn.close()
+
+    with serve(app) as client:
+        asyncio.run(main(client))
+
+
+@pytest.mark.parametrize("declared", [OWN_BY_SCOPE, OWN_BY_RULE], ids=["scope", "rules"])
+def test_a_server_sent_feed_sees_only_what_its_user_may_read(store_url: str, declared: dict[str, Any]) -> None:
+    from bzzlite.feeds.testing import EventStream
+
+    app = App(notes(**declared), db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client, EventStream(client, "/note", headers=bob) as stream:
+        stream.wait_ready()
+        client.post("/note", json={"text": "alice's"}, headers=alice)
+        own = client.post("/note", json={"text": "bob's"}, headers=bob).json()
+        event = stream.next()
+        assert (event.type, event.data["doc"]) == ("created", own)
+
+
+def test_a_change_the_journal_knew_nothing_of_is_not_told_outside_the_subscribers_reach(mongo_db_url: str) -> None:
+    """On MongoDB, a change made by another program to a document the journal never saw has no
+    known before; a subscriber that may not read the document after it hears nothing of it."""
+    from bson import ObjectId
+    from pymongo import MongoClient
+
+    from bzzlite.feeds.testing import EventStream
+
+    mongo = MongoClient(mongo_db_url)
+    collection = mongo.get_default_database()["note"]
+    theirs, mine = ObjectId(), ObjectId()
+    collection.insert_many([{"_id": theirs, "_v": 1, "text": "alice's", "owner": "alice", "done": False},
+                            {"_id": mine, "_v": 1, "text": "bob's", "owner": "bob", "done": False}])
+    app = App(notes(**OWN_BY_SCOPE), db=mongo_db_url, auth=_auth())
+    bob = bearer(app, {"id": "bob"})
+    try:
+        with serve(app) as client, EventStream(client, "/note?done=false", headers=bob) as stream:
+            stream.wait_ready()
+            collection.update_one({"_id": theirs}, {"$set": {"done": True}})  # another program, out of Bob's reach
+            collection.update_one({"_id": mine}, {"$set": {"done": True}})
+            event = stream.next()
+            assert event.data["doc"] == {"id": str(mine)} and event.data["matches"] is False
+    finally:
+        mongo.close()
+
+
+def test_roles_computed_per_request(store_url: str) -> None:
+    """Auth(roles=...): asked once per request, sync or async, only when a rule needs roles."""
+    asked: list[str] = []
+
+    async def roles_of(user: dict[str, Any]) -> list[str]:
+        asked.append(user["id"])
+        return ["admin"] if user["id"] in admins else []
+
+    admins = {"root"}
+    registry, _ = shop()
+    app = App(registry, db=store_url, auth=Auth("s" * 40, [StaticTokenProvider("test", {})], roles=roles_of))
+    root = bearer(app, {"id": "root"})
+    with serve(app) as client:
+        assert client.post("/product", json={"sku": "r", "price": "1.00"}, headers=root).code == 201
+        assert asked == ["root"]
+        admins.clear()  # taken effect at once, unlike roles signed into a token
+        assert client.post("/product", json={"sku": "s", "price": "1.00"}, headers=root).code == 403
+        assert client.get("/product").code == 200 and asked == ["root", "root"]  # anyone: no roles asked
+
+
+def test_a_reference_to_what_one_may_not_read_is_a_missing_reference(store_url: str) -> None:
+    """Naming another user's document answers exactly as naming one that does not exist: no probe."""
+    registry = Registry()
+    mine = {"scope": lambda handler: {"owner": handler.current_user["id"]}}
+
+    @registry.resource(**mine)
+    class Note(BaseModel):
+        text: str
+        owner: str | None = None
+
+    @registry.resource(**mine)
+    class Link(BaseModel):
+        note: Annotated[str, Ref(Note)]
+        owner: str | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        theirs = client.post("/note", json={"text": "alice's"}, headers=alice).json()["id"]
+        missing = "0" * 24
+        answers = [client.post("/link", json={"note": note}, headers=bob) for note in (theirs, missing)]
+        assert [a.code for a in answers] == [422, 422]
+        assert [e["type"] for a in answers for e in a.json()["errors"]] == ["reference_missing"] * 2
+        assert answers[0].json()["errors"][0]["msg"].replace(theirs, missing) == answers[1].json()["errors"][0]["msg"]
+        assert client.post("/link", json={"note": theirs}, headers=alice).code == 201
