@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from typing import Any
 
 import pytest
 from bson import ObjectId
@@ -232,3 +233,44 @@ def test_the_lease_is_a_setting(mongo_db_url, monkeypatch):
     with pytest.raises(ConfigurationError, match="feed_lease are positive numbers of seconds"):
         app_for(mongo_db_url, feed_lease=0)
 
+
+def test_the_journal_loops_stop_even_when_a_driver_call_swallows_the_cancellation():
+    # Python 3.11's asyncio.wait_for returns its operation's result instead of raising
+    # CancelledError when the operation completes as it is cancelled, and PyMongo's asyncio API
+    # sends with it: a stopping server waited for ever for a journal watcher that went on.
+    from types import SimpleNamespace
+
+    from bzzlite.feeds.mongo import MongoJournal
+
+    async def swallowing(result: object = None) -> object:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # as wait_for does when the operation had just completed
+        return result
+
+    async def no_changes(*_: object) -> list:
+        return await swallowing([])
+
+    class Stream:
+        resume_token = {"_data": "t"}
+        try_next = staticmethod(swallowing)
+
+        async def close(self) -> None:
+            pass
+
+    async def stops(loop: Any) -> bool:
+        task = asyncio.ensure_future(loop)
+        await asyncio.sleep(0.05)  # in the swallowing call
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        return bool(done) and task.cancelled()
+
+    journal = MongoJournal(SimpleNamespace(), size=10, poll=0.02)
+    journal._read = no_changes  # type: ignore[method-assign]
+    event_loop = asyncio.new_event_loop()
+    try:  # (not asyncio.run: it would wait for a loop that does not stop)
+        assert event_loop.run_until_complete(stops(journal._watch(SimpleNamespace(path="/todo"), (Stream(), None))))
+        assert event_loop.run_until_complete(stops(journal.follow(0).__anext__()))
+    finally:
+        event_loop.close()

@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import HTTPError
 from .events import Decoded, Event
-from .journal import Journal, TooOld, Unsupported
+from .journal import Journal, TooOld, Unsupported, stop_if_cancelled
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -381,6 +381,7 @@ class Feeds:
 
     async def _beat(self) -> None:
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self.heartbeat)
             for done, endpoint in enumerate(list(self._endpoints), 1):
                 try:

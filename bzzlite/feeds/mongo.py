@@ -50,7 +50,7 @@ from ..errors import StoreUnavailable
 from ..models.migrations import MARK
 from ..stores.base import Record
 from .events import Change
-from .journal import Journal, TooOld, Unsupported
+from .journal import Journal, TooOld, Unsupported, stop_if_cancelled
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -194,6 +194,7 @@ class MongoJournal(Journal):
         """While someone subscribes anywhere: hold (or wait for) the lease, renewing it a few
         times per period; then hand it back and stop."""
         while True:
+            stop_if_cancelled()
             try:
                 await asyncio.sleep(self.lease / 4)
                 if self.wanted:
@@ -295,6 +296,7 @@ class MongoJournal(Journal):
         failures = 0
         while True:
             try:
+                stop_if_cancelled()
                 if change is None:
                     change = await stream.try_next()
                 if change is None:
@@ -446,6 +448,7 @@ class MongoJournal(Journal):
         position = after
         failures = 0
         while True:
+            stop_if_cancelled()
             try:
                 batch = await self._read(position, _BATCH)
                 failures = 0
