@@ -79,15 +79,24 @@ class ConnectionPool:
         for thread in self._threads:
             thread.start()
 
-    async def run(self, job: Callable[[sqlite3.Connection], T], budget: float | None = None) -> T:
-        """``job(conn)`` in a thread; QueryTimeout if it runs longer than ``budget`` seconds."""
+    def submit(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """``job(conn)`` in a thread; its result or error, on the loop, in the future returned."""
+        return self._submit(job, _Job())
+
+    def _submit(self, job: Callable[[sqlite3.Connection], T], state: _Job) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        state = _Job()
         self.pending += 1
         self._jobs.put((job, state, loop, future))
+        return future
+
+    async def run(self, job: Callable[[sqlite3.Connection], T], budget: float | None = None) -> T:
+        """``job(conn)`` in a thread; QueryTimeout if it runs longer than ``budget`` seconds."""
+        state = _Job()
+        future = self._submit(job, state)
         if budget is None:
             return await future
+        loop = asyncio.get_running_loop()
         timer = loop.call_later(budget, self._expire, loop, state)
         try:
             return await future

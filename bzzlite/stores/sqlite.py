@@ -17,12 +17,15 @@ contend for the GIL: unpinned, that doubled the CPU of a list or a create (bench
   on a small pool of read connections in threads
   (:mod:`._sqlite_threads`), at a lower CPU priority and bounded by the query budget, so a slow
   query never stalls other requests;
-- writes on one writer connection, one at a time: on the loop when the writer's thread is idle
-  and the file's write lock is free (a write of a few tens of microseconds; with
-  ``synchronous=normal``, a commit waits for no disk), in the writer's thread otherwise, so a
-  write waiting for another worker process's lock, or for the disk (``synchronous=full``),
-  does not stall the loop either. The writer checkpoints nothing itself: a reader thread
-  copies the WAL back into the file every :data:`CHECKPOINT_EVERY` writes, off the loop.
+- writes on one writer connection: the writes of one turn of the loop together, at the end of
+  the turn, in one transaction (a savepoint each, so one that fails is undone alone) with one
+  commit: pages that several writes change (the table's last leaf, the journal's) go to the WAL
+  once, not once per write. The batch runs on the loop when the writer's thread is idle and the
+  file's write lock is free (tens of microseconds; with ``synchronous=normal``, a commit waits
+  for no disk), in the writer's thread otherwise, so a batch waiting for another worker
+  process's lock, or for the disk (``synchronous=full``), does not stall the loop either. The
+  writer checkpoints nothing itself: a reader thread copies the WAL back into the file every
+  :data:`CHECKPOINT_EVERY` writes, off the loop.
 
 WAL lets the readers run beside the writer and beside other worker processes; updates
 and deletes are single conditional statements (``... AND v = ?``), so they stay correct
@@ -80,7 +83,7 @@ READER_NICE = 10  # the readers' CPU priority below the loop's (see ConnectionPo
 #: benchmark with its total takes 1,800), and a time for a query whose few steps are long. A slow
 #: query costs the others that much waiting, once.
 READ_SLICE_STEPS = 10_000
-READ_SLICE = 0.01
+READ_SLICE = 0.05
 #: Writes between two checkpoints, which a reader thread runs (SQLite's own, every 1,000 WAL
 #: pages, would run in the committing write, on the loop): a write adds a few pages.
 CHECKPOINT_EVERY = 250
@@ -198,7 +201,19 @@ def _retried(
 @contextlib.contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, rolled back if it
-    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns."""
+    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns.
+    Inside a transaction already (a batch of writes), a savepoint: undone alone if the block
+    raises, committed with the batch."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT immediate")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO immediate")
+            conn.execute("RELEASE immediate")
+            raise
+        conn.execute("RELEASE immediate")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -229,6 +244,7 @@ class SQLiteStore(Store):
         self._update_sql: dict[str, str] = {}
         self._rewrite_sql: dict[str, str] = {}
         self._writes_on_loop = False  # synchronous=normal: a commit waits for no disk (_open)
+        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._unchecked = 0  # writes since the last checkpoint
         self.broken = []
 
@@ -385,8 +401,8 @@ class SQLiteStore(Store):
         return self.conn
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """``job`` on the writer connection: on the loop when the writer's thread has nothing to
-        do and the write lock is free, else in the writer's thread (writes queue there)."""
+        """``job`` on the writer connection, with the other writes of this turn of the loop
+        (:meth:`_commit_batch`); in the writer's thread when the loop must not wait for it."""
         writer = self._writer
         if writer is None:
             return job(self._conn())
@@ -394,16 +410,42 @@ class SQLiteStore(Store):
         if self._unchecked >= CHECKPOINT_EVERY and self._writes_on_loop and self._readers is not None:
             self._unchecked = 0
             self._readers.post(_checkpoint)
-        if self._writes_on_loop and not writer.pending:
+        if not self._writes_on_loop:
+            return await writer.run(job)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._batch.append((job, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._commit_batch)
+        return await future
+
+    def _commit_batch(self) -> None:
+        """The writes queued in this turn of the loop, in one transaction: here when the writer's
+        thread is idle and nothing has to wait for the lock, else as one job of that thread."""
+        batch, self._batch = self._batch, []
+        jobs = [job for job, _ in batch]
+        futures = [future for _, future in batch]
+        writer = self._writer
+        if writer is None:
+            _settle_all(futures, None, StoreUnavailable("the store is closed"))
+            return
+        if not writer.pending:
             conn = writer.connections[0]
             conn.on_loop_from = conn.total_changes
             try:
-                return job(conn)
-            except _WouldWait:
+                outcomes = _run_batch(conn, jobs)
+            except _WouldWait:  # another process holds the write lock: the thread waits for it
                 pass
+            except BaseException as exc:  # noqa: BLE001 (the transaction failed: each write's error)
+                _settle_all(futures, None, exc)
+                return
+            else:
+                _settle_all(futures, outcomes, None)
+                return
             finally:
                 conn.on_loop_from = None
-        return await writer.run(job)
+        done = writer.submit(lambda conn: _run_batch(conn, jobs))
+        done.add_done_callback(lambda d: _settle_all(futures, None if d.exception() else d.result(), d.exception()))
 
     async def _checked_write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """:meth:`_write`, with SQLite's errors as store errors (a unique index: DuplicateKey)."""
@@ -633,6 +675,54 @@ def _duplicates(conn: sqlite3.Connection, spec: ResourceSpec, table: str, field:
         ids = [r[0] for r in conn.execute(f"SELECT id FROM {table} WHERE {column} = ? ORDER BY id LIMIT 4", (value,))]
         groups.append((value, ids))
     return ConstraintBroken(spec.path, field, groups, values)
+
+
+def _run_batch(conn: sqlite3.Connection, jobs: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+    """Each job's result, or the exception it raised, after one commit of them all.
+
+    Several jobs share one transaction, each in a savepoint: a job that raises is undone alone.
+    Raises what makes the transaction itself fail (the lock, the commit): then none was written.
+    """
+    if len(jobs) == 1:  # its own transaction, or none: a single statement commits by itself
+        try:
+            return [jobs[0](conn)]
+        except _WouldWait:
+            raise
+        except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
+            return [exc]
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[Any] = []
+    try:
+        for job in jobs:
+            conn.execute("SAVEPOINT write")
+            try:
+                outcomes.append(job(conn))
+            except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
+                if not conn.in_transaction:  # the error ended the whole transaction (SQLite's I/O errors)
+                    raise
+                conn.execute("ROLLBACK TO write")
+                outcomes.append(exc)
+            conn.execute("RELEASE write")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _settle_all(futures: Sequence[asyncio.Future[Any]], outcomes: Sequence[Any] | None,
+                error: BaseException | None) -> None:
+    """Each future its outcome (a result, or an exception raised by its job), or all ``error``."""
+    for n, future in enumerate(futures):
+        if future.cancelled():
+            continue
+        outcome = error if outcomes is None else outcomes[n]
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
