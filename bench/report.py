@@ -55,6 +55,8 @@ def _summarize(results: Results, pinned: bool) -> list[dict[str, Any]]:
                     "rss_start_mib": statistics.median(m.rss_start_kib for m in ms) / 1024,
                     "rss_end_mib": statistics.median(m.rss_end_kib for m in ms) / 1024,
                     "errors": sum(m.errors for m in ms),
+                    "store_cpu_us_per_request": statistics.median(store) if (store := [
+                        m.store_cpu_us_per_request for m in ms if m.store_cpu_us_per_request is not None]) else None,
                 }
             )
     return rows
@@ -92,6 +94,19 @@ def markdown(results: Results, rows: list[dict[str, Any]], machine: dict[str, An
         else:
             title = "Unpinned: nothing pinned, as deployed (the headline)"
         lines += ["", f"## {title}", "", *_table([r for r in rows if r["pinned"] == pinned])]
+    standin = [r for r in rows if r["store_cpu_us_per_request"] is not None]
+    if standin:
+        lines += ["", "## The MongoDB store against the test stand-in", "",
+                  ("The stand-in (nx-27017 over SQLite, tests/mongo_standin/) is test infrastructure: its CPU per"
+                   " request is its own, stated apart and not added to the server's; its req/s and latency say"
+                   " nothing of a real MongoDB's (bench/mongo.py)."), "",
+                  "| workload | pinned | stack | server CPU µs/req | × fastapi | stand-in CPU µs/req | req/s |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for r in standin:
+            rival = f"{r['cpu_ratio_to_rival']:.2f}" if r["cpu_ratio_to_rival"] is not None else "–"
+            lines.append(f"| {r['workload']} | {'yes' if r['pinned'] else 'no'} | {r['stack']}"
+                         f" | {r['cpu_us_per_request']:.1f} | {rival} | {r['store_cpu_us_per_request']:.1f}"
+                         f" | {r['requests_per_second']:,.0f} |")
     if c.workers:
         lines += scaling(rows, machine["cpus"])
     if results.failures:

@@ -22,11 +22,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procstat
+from bench import mongo, procstat
 from bench.config import Config
 from bench.data import Dataset, build_dataset
 from bench.load import LoadFailed, ensure_wrk, run_wrk
@@ -57,6 +58,7 @@ class Measurement:
     gc: dict[str, Any] | None = None  # --mixed: the server's collections (bench.servers.gc_probe)
     load_cpu_us_per_request: float = 0.0  # wrk's CPU time ÷ requests
     pinned: bool = False  # the server on one CPU and wrk on another; False: nothing pinned, as deployed
+    store_cpu_us_per_request: float | None = None  # bzzlite_mongo: the MongoDB stand-in's CPU ÷ requests
 
     @property
     def requests_per_second(self) -> float:
@@ -104,6 +106,20 @@ def migrate(served: Stack, db: Path, timeout: float = 300.0) -> None:
         raise ServerFailed(f"bzzlite migrate exited {done.returncode}: {lines[-1] if lines else '(no output)'}")
 
 
+@contextmanager
+def _database(served: Stack, data: Dataset, tmp: Path, number: int, log: Path,
+              cpu: int | None) -> Iterator[tuple[Path | str, int | None]]:
+    """What `served` serves, fresh: a migrated copy of the data file, or (bzzlite_mongo) the MongoDB
+    stand-in loaded with it, on the server's CPU when pinned. Yields (file or URL, the stand-in's pid)."""
+    if served.store == "mongodb":
+        with mongo.standin(data, tmp / f"mongo{number}", log.with_suffix(".standin.log"), cpu) as (url, pid):
+            yield url, pid
+        return
+    db = _fresh_copy(data, tmp / f"stack{number}.db")
+    migrate(served, db)
+    yield db, None
+
+
 def _modes(config: Config) -> Iterator[tuple[bool, int | None, int | None]]:
     """For each pinning mode: (pinned, server CPU, load CPU), with this harness moved to match
     (off the server's CPU when pinned, free again when not: wrk inherits its affinity)."""
@@ -127,7 +143,8 @@ def _log_name(prefix: str, name: str, number: int, pinned: bool, rep: int) -> st
 
 
 def _measure_server(
-    server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None, pinned: bool
+    server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None, pinned: bool,
+    store_pid: int | None = None,
 ) -> list[Measurement]:
     """Check every workload's answers, then warm up and measure each in turn."""
     workloads = [w for name, w in WORKLOADS.items() if name in config.workloads]  # creates last
@@ -139,9 +156,11 @@ def _measure_server(
         args = workload.args(data)
         if config.warmup:
             run_wrk(url, workload.script_path, args, config.warmup, config.connections, load_cpu)
+        store_before = procstat.cpu_seconds(store_pid) if store_pid is not None else 0.0
         cpu_before, rss_before = procstat.cpu_seconds(server.pid), procstat.rss_kib(server.pid)
         report = run_wrk(url, workload.script_path, args, config.duration, config.connections, load_cpu)
         cpu_after, rss_after = procstat.cpu_seconds(server.pid), procstat.rss_kib(server.pid)
+        store_after = procstat.cpu_seconds(store_pid) if store_pid is not None else 0.0
         server.check_alive()
         if report.requests == 0:
             raise LoadFailed(f"{workload.name}: no request completed")
@@ -161,6 +180,8 @@ def _measure_server(
                 rss_start_kib=rss_before,
                 rss_end_kib=rss_after,
                 pinned=pinned,
+                store_cpu_us_per_request=(store_after - store_before) * 1e6 / report.requests
+                if store_pid is not None else None,
             )
         )
         _progress(measured[-1], config)
@@ -195,12 +216,12 @@ def run(config: Config) -> Results:
                     name = served.name
                     if name in results.failures:
                         continue
-                    db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
                     log = logs / _log_name("", name, number, pinned, rep)
                     try:
-                        migrate(served, db)
-                        with Server(served, db, server_cpu, log, config.start_timeout) as server:
-                            results.measurements += _measure_server(server, rep, data, config, load_cpu, pinned)
+                        with _database(served, data, Path(tmp), number, log, server_cpu) as (db, store_pid), \
+                                Server(served, db, server_cpu, log, config.start_timeout) as server:
+                            results.measurements += _measure_server(server, rep, data, config, load_cpu, pinned,
+                                                                    store_pid)
                     except (ServerFailed, WrongAnswer, LoadFailed, subprocess.TimeoutExpired) as exc:
                         results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
                         print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
@@ -251,7 +272,8 @@ def _measure_mixed(
 
 
 def run_mixed(config: Config) -> Results:
-    """`config.mixed` seconds of the mixed load per stack, repetition and pinning mode, each server under the GC probe."""
+    """`config.mixed` seconds of the mixed load per stack, repetition and pinning mode, each server under
+    the GC probe."""
     ensure_wrk()
     results = Results(config, choose_cpus() if "pinned" in config.pinning else (None, None))
     logs = config.out / "logs"
@@ -263,12 +285,12 @@ def run_mixed(config: Config) -> Results:
                 for number, name in enumerate(config.stacks):
                     if name in results.failures:
                         continue
-                    db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
                     log = logs / _log_name("mixed-", name, number, pinned, rep)
                     gc_stats = Path(tmp) / f"gc-{number}-{rep}-{int(pinned)}.json"
+                    served = stack(name)
                     try:
-                        migrate(stack(name), db)
-                        with Server(stack(name), db, server_cpu, log, config.start_timeout, gc_stats) as server:
+                        with _database(served, data, Path(tmp), number, log, server_cpu) as (db, _), \
+                                Server(served, db, server_cpu, log, config.start_timeout, gc_stats) as server:
                             measured = _measure_mixed(server, rep, data, config, load_cpu, pinned)
                     except (ServerFailed, WrongAnswer, LoadFailed, subprocess.TimeoutExpired) as exc:
                         results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"

@@ -60,6 +60,21 @@ def test_quick_workers_run_serves_bzzlite_once_per_worker_count(tmp_path: Path) 
     assert "| get | bzzlite:w2 |" in scaling and "fastapi" not in scaling  # worker counts of one stack
 
 
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/install-test-deps installs it)")
+def test_quick_mongo_stack_reports_the_standins_cpu_apart(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--stacks", "bzzlite_mongo",
+                             "--workloads", "get,create", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads((tmp_path / "quick.json").read_text())
+    assert not report["failures"]
+    rows = {row["workload"]: row for row in report["summary"]}
+    assert set(rows) == {"get", "create"}
+    assert all(row["errors"] == 0 and row["cpu_us_per_request"] > 0 for row in rows.values())
+    assert all(row["store_cpu_us_per_request"] > 0 for row in rows.values())  # the stand-in's own CPU
+    assert "The MongoDB store against the test stand-in" in (tmp_path / "quick.md").read_text()
+
+
 def test_workers_apply_to_bzzlite_stacks_only() -> None:
     from bench.__main__ import parse_config
     from bench.stacks import stack, with_workers
