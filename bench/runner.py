@@ -147,7 +147,9 @@ def _measure_server(
     store_pid: int | None = None,
 ) -> list[Measurement]:
     """Check every workload's answers, then warm up and measure each in turn."""
-    workloads = [w for name, w in WORKLOADS.items() if name in config.workloads]  # creates last
+    answered = server.stack.workloads or tuple(WORKLOADS)
+    # in WORKLOADS' order: creates last
+    workloads = [w for name, w in WORKLOADS.items() if name in config.workloads and name in answered]
     for workload in workloads:
         workload.check(server.port, data)
     url = f"http://127.0.0.1:{server.port}"
