@@ -16,6 +16,7 @@ collection, and takes minutes at 10,000 documents.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import sqlite3
@@ -52,8 +53,10 @@ def standin(data: Dataset, directory: Path, log: Path, cpu: int | None) -> Itera
     """
     from bson import ObjectId
     from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
 
-    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)  # fresh data for every (rep, pinning)
+    directory.mkdir(parents=True)
     port = free_port()
     command = [sys.executable, "-m", "tests.mongo_standin.launcher", "--port", str(port),
                "--data-dir", str(directory), "--log-file", str(log)]
@@ -70,8 +73,11 @@ def standin(data: Dataset, directory: Path, log: Path, cpu: int | None) -> Itera
         with sqlite3.connect(data.path) as db:
             rows = db.execute("SELECT id, v, doc FROM item").fetchall()
         documents = [{"_id": ObjectId(i), "_v": v, **orjson.loads(doc), **mark} for i, v, doc in rows]
-        with MongoClient(url, serverSelectionTimeoutMS=10_000) as client:
-            client[DATABASE]["item"].insert_many(documents)
+        try:
+            with MongoClient(url, serverSelectionTimeoutMS=10_000) as client:
+                client[DATABASE]["item"].insert_many(documents)
+        except PyMongoError as exc:
+            raise ServerFailed(f"the MongoDB stand-in refused the data: {str(exc)[:200]}") from exc
         yield url, proc.pid
     finally:
         _stop(proc)
