@@ -197,6 +197,33 @@ def test_the_writes_of_one_turn_share_one_commit_and_fail_alone(sqlite_url):
     assert _statements(seen, "ROLLBACK TO") == [main_thread]
 
 
+def test_conditional_writes_in_one_commit_see_each_other(sqlite_url):
+    # Two changes made from the same version, batched into one transaction: the second finds
+    # the version the first wrote, as it would across two commits, and is refused alone.
+    import asyncio
+
+    app = make_app(sqlite_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        docs = app.documents(Person)
+        ann = await docs.create({"name": "Ann"})
+        seen = _traced(store)
+        outcomes = await asyncio.gather(docs.patch(ann.id, {"age": 1}, if_match=1),
+                                        docs.patch(ann.id, {"age": 2}, if_match=1),
+                                        docs.delete(ann.id, if_match=1), return_exceptions=True)
+        store.trace(None)
+        stored = await docs.get(ann.id)
+        await app.shutdown()
+        return seen, outcomes, stored
+
+    seen, outcomes, stored = asyncio.run(main())
+    assert outcomes[0].age == 1
+    assert [type(o).__name__ for o in outcomes[1:]] == ["VersionConflict", "VersionConflict"]
+    assert stored.age == 1
+    assert len(_statements(seen, "COMMIT")) == 1
+
+
 def test_writes_that_would_wait_for_the_lock_wait_in_the_writers_thread(sqlite_url):
     # Another process holds the write lock: the batch goes to the writer's thread, whole, and
     # the loop keeps answering meanwhile.
