@@ -4,14 +4,28 @@ Each table is ``(id TEXT PRIMARY KEY, v INTEGER, doc TEXT)``; queries compile to
 ``json_extract`` expressions over ``doc`` with bound parameters, and unique and
 declared indexes are expression indexes on the same expressions.
 
-Where the work runs (a file database, in WAL mode):
+Where the work runs (a file database, in WAL mode): on the event loop's thread whenever it is
+short, in a thread when it would keep the loop waiting. Every hop to a thread costs a wake-up
+each way and two GIL hand-offs, and with a free core beside the loop, the thread and the loop
+contend for the GIL: unpinned, that doubled the CPU of a list or a create (bench/README.md,
+"Fast as deployed"). So:
 
-- list queries on a small pool of read connections in threads (:mod:`._sqlite_threads`),
-  each bounded by the query budget, so a slow query never stalls other requests;
-- writes on one writer connection in its own thread, one at a time, so a write waiting
-  for the file lock of another worker process does not stall the loop either;
-- reads of one document by id on the event-loop thread itself: an index lookup of a few
-  microseconds, cheaper than the hop to a thread (see bench/README.md, "Isolation").
+- reads of one document by id on the loop's own connection: an index lookup of a few
+  microseconds;
+- list queries on the loop's connection too, for at most :data:`READ_SLICE_STEPS` steps of
+  SQLite's virtual machine (about a millisecond): one that does more is stopped and run again
+  on a small pool of read connections in threads
+  (:mod:`._sqlite_threads`), at a lower CPU priority and bounded by the query budget, so a slow
+  query never stalls other requests;
+- writes on one writer connection: the writes of one turn of the loop together, at the end of
+  the turn, in one transaction (a savepoint each, so one that fails is undone alone) with one
+  commit: pages that several writes change (the table's last leaf, the journal's) go to the WAL
+  once, not once per write. The batch runs on the loop when the writer's thread is idle and the
+  file's write lock is free (tens of microseconds; with ``synchronous=normal``, a commit waits
+  for no disk), in the writer's thread otherwise, so a batch waiting for another worker
+  process's lock, or for the disk (``synchronous=full``), does not stall the loop either. The
+  writer checkpoints nothing itself: a reader thread copies the WAL back into the file every
+  :data:`CHECKPOINT_EVERY` writes, off the loop.
 
 WAL lets the readers run beside the writer and beside other worker processes; updates
 and deletes are single conditional statements (``... AND v = ?``), so they stay correct
@@ -44,7 +58,7 @@ from ..errors import (
 )
 from ..models.migrations import MARK
 from ..query import Condition, Query, get_path, sort_values
-from ._sqlite_threads import ConnectionPool, run_inline
+from ._sqlite_threads import ConnectionPool, Overran, run_inline, run_slice
 from .base import Page, Record, Rewrite, Rewritten, Store, Write, table_name
 
 if TYPE_CHECKING:
@@ -64,6 +78,15 @@ BUSY_TIMEOUT = 5.0
 BUSY_RETRY = 0.00005
 BUSY_RETRY_MAX = 0.002
 READER_NICE = 10  # the readers' CPU priority below the loop's (see ConnectionPool)
+#: How much a list query may do on the event loop before it is stopped and handed to a reader
+#: thread: SQLite virtual-machine steps (15-150 ns each: about 1 ms; a page of 20 of the
+#: benchmark with its total takes 1,800), and a time for a query whose few steps are long. A slow
+#: query costs the others that much waiting, once.
+READ_SLICE_STEPS = 10_000
+READ_SLICE = 0.05
+#: Writes between two checkpoints, which a reader thread runs (SQLite's own, every 1,000 WAL
+#: pages, would run in the committing write, on the loop): a write adds a few pages.
+CHECKPOINT_EVERY = 250
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
 _UNIQUE_FAILED = re.compile(r"\$\.([\w.]+)")
@@ -126,6 +149,11 @@ def _ensure_index(conn: sqlite3.Connection, name: str, sql: str) -> None:
         conn.execute(sql)
 
 
+class _WouldWait(Exception):
+    """A write tried on the event loop found the file's write lock taken before it changed
+    anything: it goes to the writer's thread, which waits for the lock."""
+
+
 class _WriterConnection(sqlite3.Connection):
     """The writer's connection: a statement that finds the file's write lock taken (another
     worker process is writing) is tried again after :data:`BUSY_RETRY` seconds, then twice as
@@ -133,16 +161,25 @@ class _WriterConnection(sqlite3.Connection):
     handler would; but that handler sleeps 1, 2, 5, 10 ms and longer between tries while the
     other process's write takes tens of microseconds.
     A statement refused with SQLITE_BUSY has changed nothing, so trying it again is safe, in a
-    transaction or not (SQLite's handler does the same)."""
+    transaction or not (SQLite's handler does the same).
+
+    While a job runs on the event loop (``on_loop_from`` holds the connection's
+    ``total_changes`` when it started), a refusal before the job changed anything raises
+    :class:`_WouldWait` instead of waiting: nothing is written yet, so the job can start again
+    in the thread."""
+
+    on_loop_from: int | None = None
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return _retried(super().execute, sql, parameters)
+        return _retried(self, super().execute, sql, parameters)
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        return _retried(super().executemany, sql, parameters)
+        return _retried(self, super().executemany, sql, parameters)
 
 
-def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: Any) -> sqlite3.Cursor:
+def _retried(
+    conn: _WriterConnection, run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: Any
+) -> sqlite3.Cursor:
     deadline: float | None = None
     pause = BUSY_RETRY
     while True:
@@ -151,6 +188,8 @@ def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: An
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
                 raise
+            if conn.on_loop_from == conn.total_changes and not conn.in_transaction:
+                raise _WouldWait from None
             now = time.monotonic()
             deadline = deadline if deadline is not None else now + BUSY_TIMEOUT
             if now >= deadline:
@@ -162,7 +201,19 @@ def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: An
 @contextlib.contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, rolled back if it
-    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns."""
+    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns.
+    Inside a transaction already (a batch of writes), a savepoint: undone alone if the block
+    raises, committed with the batch."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT immediate")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO immediate")
+            conn.execute("RELEASE immediate")
+            raise
+        conn.execute("RELEASE immediate")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -192,6 +243,9 @@ class SQLiteStore(Store):
         self._insert_sql: dict[str, str] = {}  # built once per table, not per request
         self._update_sql: dict[str, str] = {}
         self._rewrite_sql: dict[str, str] = {}
+        self._writes_on_loop = False  # synchronous=normal: a commit waits for no disk (_open)
+        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._unchecked = 0  # writes since the last checkpoint
         self.broken = []
 
     def check_resource(self, spec: ResourceSpec) -> None:
@@ -215,7 +269,10 @@ class SQLiteStore(Store):
         return self._connect(POOL_CACHE_KIB)
 
     def _pooled_writer(self) -> sqlite3.Connection:
-        return self._connect(POOL_CACHE_KIB, writer=True)
+        conn = self._connect(POOL_CACHE_KIB, writer=True)
+        if self._writes_on_loop:  # its commits may run on the loop: the checkpoints go to a reader
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
 
     async def open(self, specs: Sequence[ResourceSpec]) -> None:
         """Open the file, switch it to WAL and create what the resources need. Processes
@@ -246,6 +303,7 @@ class SQLiteStore(Store):
                 for spec in specs:
                     self._create(conn, spec)
             if self.path != ":memory:":
+                self._writes_on_loop = self.synchronous == "NORMAL"
                 pools.append(ConnectionPool(self._pooled_writer, 1, "bzzlite-sqlite-writer"))
                 pools.append(ConnectionPool(self._pooled, READERS, "bzzlite-sqlite-reader", READER_NICE))
         except (sqlite3.Error, ConstraintBroken) as exc:
@@ -343,10 +401,51 @@ class SQLiteStore(Store):
         return self.conn
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """``job`` on the writer connection, in the writer's thread (writes queue there)."""
-        if self._writer is None:
+        """``job`` on the writer connection, with the other writes of this turn of the loop
+        (:meth:`_commit_batch`); in the writer's thread when the loop must not wait for it."""
+        writer = self._writer
+        if writer is None:
             return job(self._conn())
-        return await self._writer.run(job)
+        self._unchecked += 1
+        if self._unchecked >= CHECKPOINT_EVERY and self._writes_on_loop and self._readers is not None:
+            self._unchecked = 0
+            self._readers.post(_checkpoint)
+        if not self._writes_on_loop:
+            return await writer.run(job)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._batch.append((job, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._commit_batch)
+        return await future
+
+    def _commit_batch(self) -> None:
+        """The writes queued in this turn of the loop, in one transaction: here when the writer's
+        thread is idle and nothing has to wait for the lock, else as one job of that thread."""
+        batch, self._batch = self._batch, []
+        jobs = [job for job, _ in batch]
+        futures = [future for _, future in batch]
+        writer = self._writer
+        if writer is None:
+            _settle_all(futures, None, StoreUnavailable("the store is closed"))
+            return
+        if not writer.pending:
+            conn = writer.connections[0]
+            conn.on_loop_from = conn.total_changes
+            try:
+                outcomes = _run_batch(conn, jobs)
+            except _WouldWait:  # another process holds the write lock: the thread waits for it
+                pass
+            except BaseException as exc:  # noqa: BLE001 (the transaction failed: each write's error)
+                _settle_all(futures, None, exc)
+                return
+            else:
+                _settle_all(futures, outcomes, None)
+                return
+            finally:
+                conn.on_loop_from = None
+        done = writer.submit(lambda conn: _run_batch(conn, jobs))
+        done.add_done_callback(lambda d: _settle_all(futures, None if d.exception() else d.result(), d.exception()))
 
     async def _checked_write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """:meth:`_write`, with SQLite's errors as store errors (a unique index: DuplicateKey)."""
@@ -357,10 +456,19 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
 
-    async def _read(self, job: Callable[[sqlite3.Connection], T], budget: float | None) -> T:
-        """``job`` on a free read connection, in its thread, stopped past ``budget`` seconds."""
+    async def _read(
+        self, job: Callable[[sqlite3.Connection], T], budget: float | None, first_on_loop: bool = False
+    ) -> T:
+        """``job`` on a free read connection, in its thread, stopped past ``budget`` seconds;
+        ``first_on_loop``: tried on the loop's connection first, within :data:`READ_SLICE_STEPS`."""
         if self._readers is None:
             return run_inline(self._conn(), job, budget)
+        if first_on_loop:
+            seconds = READ_SLICE if budget is None else min(READ_SLICE, budget)
+            try:
+                return run_slice(self._conn(), job, READ_SLICE_STEPS, seconds)
+            except Overran:
+                pass
         return await self._readers.run(job, budget)
 
     def trace(self, callback: Callable[[str], object] | None) -> None:
@@ -476,8 +584,9 @@ class SQLiteStore(Store):
         parts = _keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
         limit = query.per_page + 1
 
-        # The thread only runs SQLite (the GIL released) and fetches rows; the documents are
-        # decoded back on the loop, so a low-priority reader holds the GIL as little as it can.
+        # Tried on the loop first; in a thread, it only runs SQLite (the GIL released) and fetches
+        # rows: the documents are decoded on the loop, so a low-priority reader holds the GIL as
+        # little as it can.
         def job(conn: sqlite3.Connection) -> tuple[list[Any], int | None]:
             rows: list[Any] = []
             for clause, extra, pinned in parts:  # run in turn until the page is full
@@ -494,7 +603,7 @@ class SQLiteStore(Store):
             return rows, total
 
         try:
-            rows, total = await self._read(job, self.budget(spec))
+            rows, total = await self._read(job, self.budget(spec), first_on_loop=True)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         versions = spec.versions
@@ -566,6 +675,59 @@ def _duplicates(conn: sqlite3.Connection, spec: ResourceSpec, table: str, field:
         ids = [r[0] for r in conn.execute(f"SELECT id FROM {table} WHERE {column} = ? ORDER BY id LIMIT 4", (value,))]
         groups.append((value, ids))
     return ConstraintBroken(spec.path, field, groups, values)
+
+
+def _run_batch(conn: sqlite3.Connection, jobs: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+    """Each job's result, or the exception it raised, after one commit of them all.
+
+    Several jobs share one transaction, each in a savepoint: a job that raises is undone alone.
+    Raises what makes the transaction itself fail (the lock, the commit): then none was written.
+    """
+    if len(jobs) == 1:  # its own transaction, or none: a single statement commits by itself
+        try:
+            return [jobs[0](conn)]
+        except _WouldWait:
+            raise
+        except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
+            return [exc]
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[Any] = []
+    try:
+        for job in jobs:
+            conn.execute("SAVEPOINT write")
+            try:
+                outcomes.append(job(conn))
+            except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
+                if not conn.in_transaction:  # the error ended the whole transaction (SQLite's I/O errors)
+                    raise
+                conn.execute("ROLLBACK TO write")
+                outcomes.append(exc)
+            conn.execute("RELEASE write")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _settle_all(futures: Sequence[asyncio.Future[Any]], outcomes: Sequence[Any] | None,
+                error: BaseException | None) -> None:
+    """Each future its outcome (a result, or an exception raised by its job), or all ``error``."""
+    for n, future in enumerate(futures):
+        if future.cancelled():
+            continue
+        outcome = error if outcomes is None else outcomes[n]
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy what the WAL holds back into the database file, as far as readers allow."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _missing_or_stale(conn: sqlite3.Connection, table: str, id: str) -> Exception:
