@@ -57,9 +57,10 @@ from ..errors import (
     VersionConflict,
 )
 from ..models.migrations import MARK
-from ..query import Condition, Query, get_path, sort_values
+from ..query import Query, get_path
 from ._sqlite_threads import ConnectionPool, Overran, run_inline, run_slice
 from .base import Page, Record, Rewrite, Rewritten, Store, Write, table_name
+from .sqlite_query import compile_conditions, json_expr, keyset_parts, order_by, pinned_values, quote
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -122,28 +123,11 @@ def sqlite_synchronous(url: str) -> str:
     return value.upper()
 
 
-def _q(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def json_expr(path: str) -> str:
-    """The SQL for a field path: its column ``"$.path"`` (paths are model field names, never client text).
-
-    Paths that are unique or indexed are plain columns the store fills on every write, so
-    their indexes cover queries (a filtered ``count(*)`` reads the index alone; SQLite 3.40
-    never treats an index on an expression or a generated column as covering). Every other
-    path is a VIRTUAL generated column over ``json_extract``: no storage, computed where named.
-    """
-    if path == "id":
-        return "id"
-    return _q(f"$.{path}")
-
-
 def _ensure_index(conn: sqlite3.Connection, name: str, sql: str) -> None:
     """Create an index, replacing one of that name defined differently (an older layout)."""
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
     if row is not None and row[0] != sql:
-        conn.execute(f"DROP INDEX {_q(name)}")
+        conn.execute(f"DROP INDEX {quote(name)}")
         row = None
     if row is None:
         conn.execute(sql)
@@ -321,7 +305,7 @@ class SQLiteStore(Store):
     def _create(self, conn: sqlite3.Connection, spec: ResourceSpec) -> None:
         self.check_resource(spec)
         name = table_name(spec)
-        table = self._tables[spec.path] = _q(name)
+        table = self._tables[spec.path] = quote(name)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, v INTEGER NOT NULL, doc TEXT NOT NULL) "
             "WITHOUT ROWID"
@@ -337,7 +321,7 @@ class SQLiteStore(Store):
         for field in spec.schema.unique:
             index = f"ux_{name}_{field}"
             try:
-                _ensure_index(conn, index, f"CREATE UNIQUE INDEX {_q(index)} ON {table}({json_expr(field)})")
+                _ensure_index(conn, index, f"CREATE UNIQUE INDEX {quote(index)} ON {table}({json_expr(field)})")
             except sqlite3.IntegrityError:  # stored documents share values: say which, not SQLite's words
                 self.constraint_broken(_duplicates(conn, spec, table, field))
         for fields in spec.indexes:
@@ -346,7 +330,7 @@ class SQLiteStore(Store):
             cols = [json_expr(f.lstrip("-")) + (" DESC" if f.startswith("-") else "") for f in fields]
             cols.append("id DESC" if fields[-1].startswith("-") else "id")
             index = "ix_" + name + "_" + "_".join(f.lstrip("-") for f in fields) + "__id"
-            _ensure_index(conn, index, f"CREATE INDEX {_q(index)} ON {table}({', '.join(cols)})")
+            _ensure_index(conn, index, f"CREATE INDEX {quote(index)} ON {table}({', '.join(cols)})")
 
     def _columns(self, conn: sqlite3.Connection, table: str, name: str, spec: ResourceSpec, stored: set[str]) -> None:
         """Give every queryable path its column: plain (filled by writes) or virtual."""
@@ -357,19 +341,19 @@ class SQLiteStore(Store):
         if changed:  # a field became (or stopped being) indexed: rebuild its column and the indexes
             for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
                                          "AND sql IS NOT NULL", (name,)).fetchall():
-                conn.execute(f"DROP INDEX {_q(index)}")
+                conn.execute(f"DROP INDEX {quote(index)}")
             for column in changed:
-                conn.execute(f"ALTER TABLE {table} DROP COLUMN {_q(column)}")
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {quote(column)}")
                 del existing[column]
         for column, kind in wanted.items():
             if column in existing:
                 continue
             source = f"json_extract(doc, '{column}')"
             if kind == 0:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)}")
-                conn.execute(f"UPDATE {table} SET {_q(column)} = {source}")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)}")
+                conn.execute(f"UPDATE {table} SET {quote(column)} = {source}")
             else:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)} GENERATED ALWAYS AS ({source}) VIRTUAL")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} GENERATED ALWAYS AS ({source}) VIRTUAL")
 
     def _stored_values(self, spec: ResourceSpec, doc: dict[str, Any]) -> list[Any]:
         return [_sql_value(get_path(doc, path)) for path in self._stored[spec.path]]
@@ -580,8 +564,8 @@ class SQLiteStore(Store):
     async def find(self, spec: ResourceSpec, query: Query) -> Page:
         table = self._tables[spec.path]
         where, params = compile_conditions(query.conditions)
-        constants = _constants(query.conditions)
-        parts = _keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
+        constants = pinned_values(query.conditions)
+        parts = keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
         limit = query.per_page + 1
 
         # Tried on the loop first; in a thread, it only runs SQLite (the GIL released) and fetches
@@ -592,7 +576,7 @@ class SQLiteStore(Store):
             for clause, extra, pinned in parts:  # run in turn until the page is full
                 clauses = [*where, clause] if clause else where
                 sql_where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-                sql = f"SELECT id, v, doc FROM {table}{sql_where}{_order_by(query, constants, pinned)} LIMIT ? OFFSET ?"
+                sql = f"SELECT id, v, doc FROM {table}{sql_where}{order_by(query, constants, pinned)} LIMIT ? OFFSET ?"
                 rows += conn.execute(sql, (*params, *extra, limit - len(rows), query.offset)).fetchall()
                 if len(rows) >= limit:
                     break
@@ -736,163 +720,4 @@ def _missing_or_stale(conn: sqlite3.Connection, table: str, id: str) -> Exceptio
     return VersionConflict(id) if exists else NotFound(id)
 
 
-# -- query compilation ----------------------------------------------------------------
-
-
-def _predicate(expr: str, op: str, value: Any) -> tuple[str, list[Any]]:
-    """SQL for ``expr op value`` with MongoDB's null semantics (missing == null)."""
-    if op == "eq":
-        return (f"{expr} IS NULL", []) if value is None else (f"{expr} = ?", [value])
-    if op == "ne":
-        return (f"{expr} IS NOT NULL", []) if value is None else (f"({expr} IS NULL OR {expr} != ?)", [value])
-    if op in ("gt", "gte", "lt", "lte"):
-        if value is None:
-            return "0", []
-        return f"{expr} {_CMP[op]} ?", [value]
-    if op == "exists":
-        return (f"{expr} IS NOT NULL" if value else f"{expr} IS NULL"), []
-    if op in ("in", "nin"):
-        present = [v for v in value if v is not None]
-        has_null = len(present) < len(value)
-        marks = ", ".join("?" * len(present))
-        if op == "in":
-            parts = ([f"{expr} IN ({marks})"] if present else []) + ([f"{expr} IS NULL"] if has_null else [])
-            return ("(" + " OR ".join(parts) + ")") if parts else "0", present
-        if has_null:
-            return (f"({expr} IS NOT NULL AND {expr} NOT IN ({marks}))" if present else f"{expr} IS NOT NULL"), present
-        return (f"({expr} IS NULL OR {expr} NOT IN ({marks}))" if present else "1"), present
-    if value is None:
-        return "0", []
-    if op == "contains":
-        return f"instr({expr}, ?) > 0", [value]
-    if op == "startswith":
-        return f"substr({expr}, 1, ?) = ?", [len(value), value]
-    raise ValueError(op)  # unreachable: operators are validated by the query parser
-
-
-_CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def compile_conditions(conditions: Sequence[Condition]) -> tuple[list[str], list[Any]]:
-    """WHERE clauses (ANDed) and their bound parameters."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for cond in conditions:
-        if "[]" in cond.path:  # through lists of embedded models (reference integrity)
-            sql, args = _through_lists(cond)
-            clauses.append(sql)
-            params.extend(args)
-            continue
-        expr = json_expr(cond.path)
-        if cond.is_list and cond.op not in ("exists",):
-            member_op = {"ne": "eq", "nin": "in"}.get(cond.op, cond.op)
-            sql, args = _predicate("value", member_op, cond.value)
-            any_member = f"EXISTS (SELECT 1 FROM json_each(doc, '$.{cond.path}') WHERE {sql})"
-            clauses.append(f"NOT {any_member}" if cond.op in ("ne", "nin") else any_member)
-        else:
-            sql, args = _predicate(expr, cond.op, cond.value)
-            clauses.append(sql)
-        params.extend(args)
-    return clauses, params
-
-
-def _through_lists(cond: Condition) -> tuple[str, list[Any]]:
-    """``lines[].product = ?``: some element of ``lines`` has that ``product`` (equality only;
-    the path comes from the model's reference fields, never from a client)."""
-    if cond.op != "eq":
-        raise ValueError(f"{cond.path}: only equality reaches through lists")
-    *lists, leaf = cond.path.split("[].")
-    source, depth = "doc", 0
-    opening = []
-    for part in lists:
-        opening.append(f"EXISTS (SELECT 1 FROM json_each({source}, '$.{part}') AS j{depth} WHERE ")
-        source, depth = f"j{depth}.value", depth + 1
-    if cond.is_list:
-        test = f"EXISTS (SELECT 1 FROM json_each({source}, '$.{leaf}') AS j{depth} WHERE j{depth}.value = ?)"
-    else:
-        test = f"json_extract({source}, '$.{leaf}') = ?"
-    return "".join(opening) + test + ")" * len(opening), [cond.value]
-
-
-def _constants(conditions: Sequence[Condition]) -> dict[str, Any]:
-    """Paths an equality filter pins to one value in every matching row."""
-    return {c.path: c.value for c in conditions if c.op == "eq" and not c.is_list}
-
-
-def _order_by(query: Query, constants: dict[str, Any], pinned: frozenset[str]) -> str:
-    """ORDER BY without the keys pinned to one value: they add nothing to the order, but
-    SQLite would sort for them rather than walk an index."""
-    keys = [k for k in query.order if k.path not in constants and k.path not in pinned]
-    if not keys:
-        return ""
-    return " ORDER BY " + ", ".join(json_expr(k.path) + (" DESC" if k.descending else "") for k in keys)
-
-
-def _keyset_parts(query: Query, constants: dict[str, Any]) -> list[tuple[str, list[Any], frozenset[str]]]:
-    """WHERE clauses for the rows after the cursor, to run in turn until the page is full,
-    each with the paths it pins to a single value (left out of its ORDER BY).
-
-    The exact condition (:func:`_keyset`) is an OR that SQLite cannot walk an index with, so
-    each part pairs it with a range on the first key not pinned, which it can: page 10,000
-    then costs what page 1 costs. Nulls sort first ascending and last descending, outside
-    such a range, so they get parts of their own.
-    """
-    assert query.after is not None
-    exact, exact_params = _keyset(query)
-    keys = query.order
-    values = (*query.after.values, query.after.id)
-
-    def walk(start: int, hint: list[str], params: list[Any], pinned: frozenset[str]) -> list[Any]:
-        for i in range(start, len(keys)):
-            key, value = keys[i], values[i]
-            expr = json_expr(key.path)
-            if key.path in constants:
-                if constants[key.path] == value:
-                    continue
-                break  # a cursor made under another filter: no range to rely on
-            if value is None:
-                if key.descending:  # only the rest of the null block is left
-                    hint, pinned = [*hint, f"{expr} IS NULL"], pinned | {key.path}
-                    continue
-                # ascending: the rest of the null block, then every non-null value
-                rest = walk(i + 1, [*hint, f"{expr} IS NULL"], params, pinned | {key.path})
-                # "> -Inf" is "IS NOT NULL" in SQLite's order (numbers, then text), as a range
-                return [*rest, ([*hint, f"{expr} > -9e999"], params, pinned, False)]
-            parts = [([*hint, f"{expr} {'<=' if key.descending else '>='} ?"], [*params, value], pinned, True)]
-            if key.descending and key.path != "id":
-                parts.append(([*hint, f"{expr} IS NULL"], params, pinned | {key.path}, False))
-            return parts
-        return [(hint, params, pinned, True)]
-
-    return [
-        (" AND ".join([*hint, exact] if needs_exact else hint), [*params, *(exact_params if needs_exact else ())], pinned)
-        for hint, params, pinned, needs_exact in walk(0, [], [], frozenset())
-    ]
-
-
-def _keyset(query: Query) -> tuple[str, list[Any]]:
-    """Rows strictly after the cursor in the query's order (NULLs first ascending, last descending)."""
-    assert query.after is not None
-    keys = query.order
-    values = (*query.after.values, query.after.id)
-    ors: list[str] = []
-    params: list[Any] = []
-    for i, key in enumerate(keys):
-        parts: list[str] = []
-        for j in range(i):
-            parts.append(f"+{json_expr(keys[j].path)} IS ?")  # "+": not for the planner to pick an index by
-            params.append(values[j])
-        expr, value = "+" + json_expr(key.path), values[i]
-        if value is None:
-            parts.append("0" if key.descending else f"{expr} IS NOT NULL")
-        elif key.descending:
-            parts.append(f"({expr} < ? OR {expr} IS NULL)")
-            params.append(value)
-        else:
-            parts.append(f"{expr} > ?")
-            params.append(value)
-        ors.append("(" + " AND ".join(parts) + ")")
-    return "(" + " OR ".join(ors) + ")", params
-
-
-__all__ = ["SQLiteStore", "compile_conditions", "sort_values", "sqlite_path"]
+__all__ = ["SQLiteStore", "compile_conditions", "sqlite_path"]
