@@ -26,7 +26,7 @@ MODULES = ["test_crud", "test_errors", "test_queries_http", "test_nested", "test
 
 def test_the_http_contract_holds_through_the_asgi_adapter_under_uvicorn() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not mongo",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-k", "not mongo",
          *(f"tests/{module}.py" for module in MODULES)],
         cwd=ROOT, env={**os.environ, "BZZLITE_TEST_HTTP": "asgi"}, capture_output=True, text=True, timeout=300,
         check=False,
