@@ -22,11 +22,15 @@ from bzzlite.permissions import (
     Check,
     Filters,
     anyone,
+    columns,
     nobody,
     owner,
+    permissions,
     role,
+    route_rule,
     rule,
     signed_in,
+    verdict,
     where,
 )
 from bzzlite.testclient import session_cookie
@@ -121,6 +125,147 @@ def test_declaration_mistakes_are_configuration_errors() -> None:
     registry = Registry()
     with pytest.raises(ConfigurationError, match="reaches none"):
         registry.route("/x", allow=owner())(lambda handler: None)
+
+
+
+def test_rules_combine_with_every_kind_of_answer() -> None:
+    """``&`` and ``|`` of a rule on the user (True/False) with one on documents keep the filters."""
+    own = ((Filters({"buyer": "ann"}, frozenset({"buyer"})),),)
+    assert (signed_in & owner("buyer")).resolve(ANN) == own and (owner("buyer") & signed_in).resolve(ANN) == own
+    assert (role("admin") | owner("buyer")).resolve(ANN) == own and (owner("buyer") | role("admin")).resolve(ANN) == own
+    assert (role("admin") & owner("buyer")).resolve(ANN) is False and (owner("buyer") & nobody).resolve(ANN) is False
+    assert (where(a=1) | where(b=2)).resolve(ANN) == ((Filters({"a": 1}),), (Filters({"b": 2}),))
+    # what a combination needs: a user (401 rather than 403), documents, a filter
+    assert (anyone & signed_in).needs_user is True and (signed_in & anyone).needs_user is True
+    assert (~role("banned")).needs_user is False and (~role("banned")).resolve(ANONYMOUS) is True
+    assert anyone.needs_user is False and nobody.needs_user is False
+    on_documents = rule(lambda user, doc: True)
+    assert (owner() | role("admin")).on_documents is True and (role("admin") | owner()).on_documents is True
+    assert (owner() & signed_in).on_documents is True and (signed_in & owner()).on_documents is True
+    assert (on_documents & signed_in).filterable is False and (signed_in & on_documents).filterable is False
+    assert (owner() & where(a=1)).filterable is True
+    with pytest.raises(ConfigurationError, match="only rules on the user can be negated"):
+        _ = ~(owner() | role("admin"))
+
+
+def test_custom_rules_say_who_they_are() -> None:
+    def is_staff(user: dict[str, Any]) -> bool:
+        return True
+
+    class Callable:
+        def __call__(self, user: dict[str, Any]) -> bool:
+            return True
+
+    assert rule(is_staff).filterable is True and repr(rule(is_staff)) == "rule(is_staff)"
+    assert repr(rule(Callable())) == "rule(rule)"  # no __name__
+    built_in = rule(bool)  # no signature to read: taken as a rule on the user
+    assert built_in.on_documents is False and built_in.filterable is True and built_in.resolve(ANN) is True
+    ((check,),) = rule(lambda user, doc: doc["owner"] == user["id"]).resolve(ANN)
+    assert check.name == "<lambda>" and check.test(ANN, {"owner": "ann"}) and not check.test(BOB, {"owner": "ann"})
+
+    class Thing(BaseModel):
+        x: int = 0
+
+    Registry().resource(allow={"read": rule(is_staff)})(Thing)  # a rule on the user is a filter: reads may have it
+
+
+def test_permission_roles_are_gathered_from_every_rule() -> None:
+    registry = Registry()
+
+    @registry.resource(allow={"get": role("a"), "delete": role("b") | signed_in}, writable_by={"x": role("c")})
+    class Thing(BaseModel):
+        x: int = 0
+
+    assert registry.spec_for(Thing).permissions.roles() == {"a", "b", "c"}
+
+
+class _ThreeArguments:  # a callable without a __name__
+    def __call__(self, user: Any, doc: Any, more: Any) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "_ThreeArguments()"
+
+
+_NOT_A_RULE = "expected a permission rule (anyone, signed_in, role(...), owner(...), where(...), rule(...))"
+_ARITY = "the function takes the user (and the document, for a rule on documents): def f(user) or def f(user, doc)"
+
+
+@pytest.mark.parametrize("mistake, message", [
+    pytest.param(lambda: role(""), "role(...) takes one or more role names, e.g. role('admin')", id="role-empty"),
+    pytest.param(lambda: role("admin", 1), "role(...) takes one or more role names, e.g. role('admin')",
+                 id="role-not-a-string"),
+    pytest.param(lambda: owner(""), "owner(...) takes the name of the field holding the owner's id, e.g. "
+                                    "owner('author')", id="owner-empty"),
+    pytest.param(lambda: owner(1), "owner(...) takes the name of the field holding the owner's id, e.g. "
+                                   "owner('author')", id="owner-not-a-string"),
+    pytest.param(lambda: where(), "where(...) takes at least one filter, e.g. where(status='open')",
+                 id="where-nothing"),
+    pytest.param(lambda: rule(5), "rule(...) takes a function, got 5", id="rule-not-callable"),
+    pytest.param(lambda: rule(lambda a, b, c: True), f"rule('<lambda>'): {_ARITY}", id="rule-three-arguments"),
+    pytest.param(lambda: rule(_ThreeArguments()), f"rule(_ThreeArguments()): {_ARITY}",
+                 id="rule-object-three-arguments"),
+    pytest.param(lambda: ~owner(), "~owner('owner'): only rules on the user can be negated; for documents write the "
+                                   "opposite filter, e.g. where(status__ne='paid')", id="not-on-documents"),
+    pytest.param(lambda: signed_in | True, f"|: {_NOT_A_RULE}, got True", id="or-not-a-rule"),
+    pytest.param(lambda: signed_in & "admin", f"&: {_NOT_A_RULE}, got 'admin'", id="and-not-a-rule"),
+    pytest.param(lambda: route_rule("admin", "@route('/x')"), f"@route('/x'): {_NOT_A_RULE}, got 'admin'",
+                 id="route-rule"),
+    pytest.param(lambda: permissions("Thing", ["read"], None, ()), "@resource(allow=...) of Thing: a dict from "
+                 "operation to rule, e.g. {'read': anyone, 'write': role('admin')}", id="allow-not-a-dict"),
+    pytest.param(lambda: permissions("Thing", {"": anyone}, None, ()), "@resource(allow=...) of Thing: keys are "
+                 "operation or action names, got ''", id="allow-empty-key"),
+    pytest.param(lambda: permissions("Thing", {"get": 1}, None, ()), f"@resource(allow=...) of Thing['get']: "
+                 f"{_NOT_A_RULE}, got 1", id="allow-value"),
+    pytest.param(lambda: permissions("Thing", None, ["x"], ("x",)), "@resource(writable_by=...) of Thing: a dict "
+                 "from field to rule, e.g. {'status': role('admin')}", id="writable-by-not-a-dict"),
+    pytest.param(lambda: permissions("Thing", None, {"y": anyone}, ("x", "a")), "@resource(writable_by=...) of "
+                 "Thing: 'y' is not a top-level field (fields: a, x)", id="writable-by-unknown-field"),
+    pytest.param(lambda: permissions("Thing", None, {"x": 1}, ("x",)), f"@resource(writable_by=...) of "
+                 f"Thing['x']: {_NOT_A_RULE}, got 1", id="writable-by-value"),
+])
+def test_declaration_mistakes_say_how_to_write_it(mistake: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        mistake()
+    assert str(caught.value) == message
+
+
+def test_a_read_rule_that_is_no_filter_says_what_would_do() -> None:
+    with pytest.raises(ConfigurationError, match=r"^@resource\(allow=...\) of Thing\['get'\]: rule\(<lambda>\) cannot"):
+        permissions("Thing", {"get": rule(lambda user, doc: True), "list": anyone}, None, ())
+    with pytest.raises(ConfigurationError) as caught:
+        permissions("Thing", {"list": owner("a") | where(b=1)}, None, ())
+    assert str(caught.value) == (
+        "@resource(allow=...) of Thing['list']: owner('a') | where(b=1) cannot be a query filter, and a list must "
+        "show what item reads would: give reads rules on the user (role, signed_in), owner(...) or where(...) "
+        "(combined with | only where one side is on the user); keep rules on documents for writes")
+
+
+def test_allow_groups_come_first_and_single_operations_override_them() -> None:
+    found = permissions("Thing", {"create": signed_in, "write": role("admin"), "*": nobody, "read": anyone,
+                                  "publish": owner()}, None, ())
+    assert {op: repr(r) for op, r in found.rules.items()} == {
+        "get": "anyone", "list": "anyone", "create": "signed_in", "update": "role('admin')",
+        "delete": "role('admin')", "publish": "owner('owner')"}
+    assert found.names() == {"get", "list", "create", "update", "delete", "publish"} and found.declared
+    assert not permissions("Thing", None, None, ()).declared
+    assert permissions("Thing", None, {"x": role("c")}, ("x",)).declared
+
+
+def test_the_matrix_cells_say_what_each_caller_may_do() -> None:
+    user = Caller({"id": "<user>"})
+    assert columns(["staff", "admin"]) == [("anonymous", ANONYMOUS), ("signed in", user),
+                                           ("role admin", Caller({"id": "<user>"}, frozenset({"admin"}))),
+                                           ("role staff", Caller({"id": "<user>"}, frozenset({"staff"})))]
+    assert [verdict(None, caller, True) for caller in (ANONYMOUS, user)] == ["401", "yes"]
+    assert [verdict(None, caller, False) for caller in (ANONYMOUS, user)] == ["yes", "yes"]
+    assert verdict(role("admin"), ANONYMOUS, True) == "401" and verdict(role("admin"), user, False) == "403"
+    assert verdict(nobody, ANONYMOUS, True) == "403"  # no user would pass: not a sign-in question
+    assert verdict(owner("buyer") & where(status="open"), user, True) == "own buyer and where status='open'"
+    assert verdict(where(a=1, b="x") | where(c=2), user, True) == "where a=1, b='x' or where c=2"
+    assert verdict(where(team=lambda u: u["id"]), user, True) == "where team=<user>"
+    assert verdict(rule(lambda u, doc: True) & owner(), user, True) == "if rule(<lambda>) and own owner"
+    assert repr(where(team=lambda u: u["t"], status="open")) == "where(team=<user>, status='open')"
 
 
 # -- a shop, served ---------------------------------------------------------------------------
