@@ -315,3 +315,30 @@ def test_post_receivers_hear_only_what_a_transaction_committed(store_url: str) -
         await app.shutdown()
 
     run(main())
+
+
+def test_a_transaction_deletes_too_and_a_stale_delete_fails_it_whole(store_url: str) -> None:
+    registry, Product, Order = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products, orders = app.documents(Product), app.documents(Order)
+        a, b, c = await products.create_many([{"sku": "a"}, {"sku": "b"}, {"sku": "c"}])
+        async with app.transaction():
+            await products.delete(a.id)  # type: ignore[attr-defined]
+            created = await orders.create({"product": b.id, "quantity": 1})  # type: ignore[attr-defined]
+        assert [p.sku for p in (await products.find(sort="sku")).items] == ["b", "c"]  # type: ignore[attr-defined]
+        stored = await orders.get(created.id)  # type: ignore[attr-defined] # inserted with its id, version 1
+        assert stored == created and version_of(stored) == 1
+        # someone else changes c between the read and the commit: its delete fails, b's too
+        with pytest.raises(VersionConflict):
+            async with app.transaction():
+                await products.delete(b.id)  # type: ignore[attr-defined]
+                await products.delete(c.id)  # type: ignore[attr-defined]
+                store = await app.runtime.ready_store()
+                current = await store.get(products.spec, c.id)  # type: ignore[attr-defined]
+                await store.replace(products.spec, current.id, {**current.doc, "stock": 9}, current.version)
+        assert [p.sku for p in (await products.find(sort="sku")).items] == ["b", "c"]  # type: ignore[attr-defined]
+        await app.shutdown()
+
+    run(main())

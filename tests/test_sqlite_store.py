@@ -155,6 +155,33 @@ def test_a_write_waits_for_another_processs_write_lock_then_gives_up(sqlite_url,
     assert sorted(names) == ["after a wait", "before"]
 
 
+def test_a_delete_that_cannot_get_the_write_lock_is_a_503_saying_why(sqlite_url, monkeypatch):
+    import asyncio
+
+    from bzzlite.errors import StoreUnavailable
+    from bzzlite.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT", 0.1)
+    app = make_app(sqlite_url)
+    other = sqlite3.connect(db_path(sqlite_url), isolation_level=None)
+
+    async def main():
+        docs = app.documents(Person)
+        person = await docs.create({"name": "kept"})
+        other.execute("BEGIN IMMEDIATE")  # another process writes
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                await docs.delete(person.id)
+        finally:
+            other.execute("COMMIT")
+        kept = await docs.get(person.id)
+        await app.shutdown()
+        return str(caught.value), kept.name
+
+    assert asyncio.run(main()) == ("SQLite error: database is locked", "kept")
+    other.close()
+
+
 def test_memory_store():
     with served("sqlite:///:memory:") as (_, client):
         assert client.post("/person", json={"name": "Ann"}).code == 201
