@@ -302,3 +302,75 @@ def test_a_remembered_token_still_expires(monkeypatch):
     monkeypatch.setattr(tokens.time, "time", lambda: now + 20)
     with pytest.raises(tokens.InvalidToken, match="expired"):
         signer.verify(token)
+
+
+# -- what each refusal says, and to whom ---------------------------------------------------------
+
+
+def test_refusals_say_why_to_the_client_and_more_to_the_log(fake, sqlite_url, caplog):
+    caplog.set_level(logging.INFO)
+    with serve(make_app(fake, sqlite_url)) as client:
+        for body in ({"access_token": "unknown-token", "provider": "google"},
+                     {"access_token": "ann-token", "provider": "nope"}):
+            refused = client.post("/auth/signin/", json=body)
+            assert refused.code == 401
+            assert refused.json()["detail"] == "Sign-in failed: unknown provider or invalid access token."
+        expired = TokenSigner(SECRET, 1200).issue(USER, now=time.time() - 1300)[0]
+        assert client.get("/note", headers=bearer(expired)).code == 401
+        token = sign_in(client)
+        forged = client.post("/auth/signout/", headers={"Cookie": f"AUTH_TOKEN={token}", "Origin": "https://evil.test"})
+        assert forged.code == 403 and forged.json()["detail"].startswith("Cross-site request refused: ")
+    logged = [r.getMessage() for r in caplog.records]
+    assert "POST /auth/signin/: sign-in refused: the provider does not accept the access token" in logged
+    assert "GET /note: auth refused: the token has expired" in logged
+
+
+def test_signing_out_with_a_token_that_no_longer_stands_still_signs_out(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        out = client.post("/auth/signout/", headers=bearer("not-a-jwt"))
+        assert out.code == 200 and out.json() == {"loggedOut": True}
+        assert set_cookies(out)["AUTH_TOKEN"].value == ""  # the cookie cleared
+
+
+def test_a_sign_out_is_remembered_until_the_last_token_of_its_session_expires(fake, sqlite_url):
+    revoked: list[tuple[str, float]] = []
+
+    class Recorded:
+        async def revoke(self, session_id, until):
+            revoked.append((session_id, until))
+
+        async def is_revoked(self, session_id):
+            return any(sid == session_id for sid, _ in revoked)
+
+    app = make_app(fake, sqlite_url, revocations=Recorded())
+    with serve(app) as client:
+        token = sign_in(client)
+        assert client.post("/auth/signout/", headers=bearer(token)).code == 200
+        [(session_id, until)] = revoked
+        latest = app.runtime.auth.auth.signer.issue(USER, session_id=session_id)[0]  # a renewal issued now
+        assert session_id == claims(token)["sid"] and until > claims(latest)["exp"]
+
+
+def test_a_renewed_cookie_keeps_the_sessions_start(fake, sqlite_url):
+    with serve(make_app(fake, sqlite_url)) as client:
+        started = time.time() - 600
+        old, _ = TokenSigner(SECRET, 1200).issue(USER, now=time.time() - 60, started_at=started)
+        renewed = set_cookies(client.get("/note", headers={"Cookie": f"AUTH_TOKEN={old}"}))["AUTH_TOKEN"].value
+        assert renewed != old and claims(renewed)["sid"] == claims(old)["sid"]
+        assert claims(renewed)["sat"] == int(started)
+
+
+class _LeakyEight(AuthProvider):
+    name = "leaky"
+
+    async def authenticate(self, access_token):
+        raise RuntimeError(f"could not parse {access_token}")
+
+
+def test_a_token_of_eight_characters_is_redacted_too(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    app = App(note_registry(), db=f"sqlite:///{tmp_path}/t.db", auth=Auth(SECRET, [_LeakyEight()]))
+    with serve(app) as client:
+        assert client.post("/auth/signin/", json={"access_token": "8chars!!", "provider": "leaky"}).code == 502
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "8chars!!" not in logged and "could not parse [redacted]" in logged
