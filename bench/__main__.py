@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import machine, report, runner
-from bench.config import Config, quick
+from bench.config import PINNINGS, Config, quick
 from bench.load import LoadFailed
 from bench.stacks import MIXED_STACKS, STACKS, stack
 from bench.workloads import WORKLOADS
@@ -76,9 +76,17 @@ def parse_config(argv: list[str] | None = None) -> Config:
     p.add_argument("--workers", type=_counts, metavar="N[,N...]",
                    help="serve each bzzlite stack with `--workers N`, once per N (as NAME:wN), nothing pinned: "
                         "for the throughput of several workers (wrk shares the CPUs)")
+    p.add_argument("--pinning", type=_names(dict.fromkeys(PINNINGS)), metavar="unpinned,pinned",
+                   help="unpinned: nothing pinned, as deployed (the headline); pinned: the server on one CPU, wrk on "
+                        "the other (the stable reference); default both, each (rep, stack) once per mode "
+                        "(--quick: unpinned; --workers: always unpinned)")
     args = p.parse_args(argv)
     if args.workers is not None and args.mixed is not None:
         p.error("--workers and --mixed do not go together")
+    if args.workers is not None:
+        if args.pinning not in (None, ("unpinned",)):
+            p.error("--workers runs unpinned: the workers may use every CPU")
+        args.pinning = ("unpinned",)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "quick"}
     if args.mixed is not None and "stacks" not in given:
         given["stacks"] = MIXED_STACKS

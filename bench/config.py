@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+PINNINGS = ("unpinned", "pinned")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -22,6 +24,9 @@ class Config:
     quick: bool = False
     mixed: int = 0  # > 0: instead of the workloads, this many seconds of the mixed load per stack
     workers: tuple[int, ...] = ()  # bzzlite stacks served with `serve --workers N` for each N, unpinned
+    #: "unpinned": nothing pinned, as deployed (the headline); "pinned": the server on one CPU and
+    #: wrk on the other (the stable reference). Each (repetition, stack) runs once per mode.
+    pinning: tuple[str, ...] = PINNINGS
 
     @property
     def name(self) -> str:
@@ -32,4 +37,5 @@ class Config:
 
 def quick(config: Config) -> Config:
     """The smallest run that still exercises every path: for CI, so the harness cannot rot."""
-    return replace(config, records=1_000, duration=1, warmup=0, reps=1, connections=8, start_timeout=15.0, quick=True)
+    return replace(config, records=1_000, duration=1, warmup=0, reps=1, connections=8, start_timeout=15.0, quick=True,
+                   pinning=("unpinned",))

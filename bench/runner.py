@@ -1,9 +1,14 @@
 """The measurement loop: stacks interleaved within each repetition, a fresh server and data copy each time.
 
-Every (repetition, stack) gets a new server on a new copy of the pristine data file, so a
-stack that inserts faster in the create workload does not leave a bigger table for the next
-one. Within a repetition the stacks take turns (A, B, C, A, B, C, ...), so slow drifts of the
-machine fall on all of them alike.
+Every (repetition, pinning, stack) gets a new server on a new copy of the pristine data file,
+so a stack that inserts faster in the create workload does not leave a bigger table for the
+next one. Within a repetition the stacks take turns (A, B, C, A, B, C, ...), so slow drifts of
+the machine fall on all of them alike; each repetition runs them unpinned (as deployed), then
+pinned (server on one CPU, wrk on the other), as `config.pinning` says.
+
+A bzzlite stack's copy is first brought to its model by `python -m bzzlite migrate`, outside the
+measured window, as an upgraded app's file is once deployed (docs/changing-models.md): the data
+file is written by no framework, and bzzlite validates every unmarked document it reads.
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procstat
+from bench import mongo, procstat
 from bench.config import Config
 from bench.data import Dataset, build_dataset
 from bench.load import LoadFailed, ensure_wrk, run_wrk
-from bench.server import Server, ServerFailed
+from bench.server import REPO, Server, ServerFailed
 from bench.stacks import Stack, is_bzzlite, stack, with_workers
 from bench.workloads import MIXED, WORKLOADS, WrongAnswer
 
@@ -49,6 +57,8 @@ class Measurement:
     rss_samples_kib: tuple[int, ...] = ()  # --mixed: VmRSS about once a second during the run
     gc: dict[str, Any] | None = None  # --mixed: the server's collections (bench.servers.gc_probe)
     load_cpu_us_per_request: float = 0.0  # wrk's CPU time ÷ requests
+    pinned: bool = False  # the server on one CPU and wrk on another; False: nothing pinned, as deployed
+    store_cpu_us_per_request: float | None = None  # bzzlite_mongo: the MongoDB stand-in's CPU ÷ requests
 
     @property
     def requests_per_second(self) -> float:
@@ -60,7 +70,7 @@ class Results:
     """All measurements of a run, and why any stack could not be measured."""
 
     config: Config
-    cpus: tuple[int | None, int | None]  # (server CPU, load CPU); None when not pinned
+    cpus: tuple[int | None, int | None]  # (server CPU, load CPU) of the pinned runs; None when there are none
     measurements: list[Measurement] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -78,9 +88,68 @@ def _fresh_copy(data: Dataset, target: Path) -> Path:
     return target
 
 
-def _measure_server(server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None) -> list[Measurement]:
+def migrate(served: Stack, db: Path, timeout: float = 300.0) -> None:
+    """`python -m bzzlite migrate` on a bzzlite stack's own copy, with that stack's checkout, as a
+    deployed app upgraded to model marks runs it once; a bzzlite older than `migrate` is left as is.
+
+    Raises:
+        ServerFailed: the migration failed (its last line of output says why).
+    """
+    tree = served.cwd or REPO
+    if not is_bzzlite(served) or not (tree / "bzzlite" / "cli" / "migrations.py").is_file():
+        return
+    command = [sys.executable, "-m", "bzzlite", "migrate", "bench.servers.bzz_app:app",
+               "--db", f"sqlite:///{db.resolve()}", "--no-progress"]
+    done = subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        raise ServerFailed(f"bzzlite migrate exited {done.returncode}: {lines[-1] if lines else '(no output)'}")
+
+
+@contextmanager
+def _database(served: Stack, data: Dataset, tmp: Path, number: int, log: Path,
+              cpu: int | None) -> Iterator[tuple[Path | str, int | None]]:
+    """What `served` serves, fresh: a migrated copy of the data file, or (bzzlite_mongo) the MongoDB
+    stand-in loaded with it, on the server's CPU when pinned. Yields (file or URL, the stand-in's pid)."""
+    if served.store == "mongodb":
+        with mongo.standin(data, tmp / f"mongo{number}", log.with_suffix(".standin.log"), cpu) as (url, pid):
+            yield url, pid
+        return
+    db = _fresh_copy(data, tmp / f"stack{number}.db")
+    migrate(served, db)
+    yield db, None
+
+
+def _modes(config: Config) -> Iterator[tuple[bool, int | None, int | None]]:
+    """For each pinning mode: (pinned, server CPU, load CPU), with this harness moved to match
+    (off the server's CPU when pinned, free again when not: wrk inherits its affinity)."""
+    free = os.sched_getaffinity(0)
+    server_cpu, load_cpu = choose_cpus()
+    try:
+        for mode in config.pinning:
+            if mode == "pinned" and load_cpu is not None:
+                os.sched_setaffinity(0, {load_cpu})
+                yield True, server_cpu, load_cpu
+            elif mode == "unpinned":
+                os.sched_setaffinity(0, free)
+                yield False, None, None
+    finally:
+        os.sched_setaffinity(0, free)
+
+
+def _log_name(prefix: str, name: str, number: int, pinned: bool, rep: int) -> str:
+    stem = name.split("@")[0].replace(":", "-") + ("" if "@" not in name else str(number))
+    return f"{prefix}{stem}{'-pinned' if pinned else ''}-rep{rep + 1}.log"
+
+
+def _measure_server(
+    server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None, pinned: bool,
+    store_pid: int | None = None,
+) -> list[Measurement]:
     """Check every workload's answers, then warm up and measure each in turn."""
-    workloads = [w for name, w in WORKLOADS.items() if name in config.workloads]  # creates last
+    answered = server.stack.workloads or tuple(WORKLOADS)
+    # in WORKLOADS' order: creates last
+    workloads = [w for name, w in WORKLOADS.items() if name in config.workloads and name in answered]
     for workload in workloads:
         workload.check(server.port, data)
     url = f"http://127.0.0.1:{server.port}"
@@ -89,9 +158,11 @@ def _measure_server(server: Server, rep: int, data: Dataset, config: Config, loa
         args = workload.args(data)
         if config.warmup:
             run_wrk(url, workload.script_path, args, config.warmup, config.connections, load_cpu)
+        store_before = procstat.cpu_seconds(store_pid) if store_pid is not None else 0.0
         cpu_before, rss_before = procstat.cpu_seconds(server.pid), procstat.rss_kib(server.pid)
         report = run_wrk(url, workload.script_path, args, config.duration, config.connections, load_cpu)
         cpu_after, rss_after = procstat.cpu_seconds(server.pid), procstat.rss_kib(server.pid)
+        store_after = procstat.cpu_seconds(store_pid) if store_pid is not None else 0.0
         server.check_alive()
         if report.requests == 0:
             raise LoadFailed(f"{workload.name}: no request completed")
@@ -110,6 +181,9 @@ def _measure_server(server: Server, rep: int, data: Dataset, config: Config, loa
                 errors=report.errors,
                 rss_start_kib=rss_before,
                 rss_end_kib=rss_after,
+                pinned=pinned,
+                store_cpu_us_per_request=(store_after - store_before) * 1e6 / report.requests
+                if store_pid is not None else None,
             )
         )
         _progress(measured[-1], config)
@@ -118,7 +192,7 @@ def _measure_server(server: Server, rep: int, data: Dataset, config: Config, loa
 
 def _progress(m: Measurement, config: Config) -> None:
     print(
-        f"rep {m.rep + 1}/{config.reps} {m.stack:<12} {m.workload:<7}"
+        f"rep {m.rep + 1}/{config.reps} {'pinned' if m.pinned else 'free':<6} {m.stack:<12} {m.workload:<7}"
         f"{m.cpu_us_per_request:8.1f} CPU µs/req {m.requests_per_second:9.0f} req/s"
         f" p99 {m.p99_ms:6.2f} ms",
         file=sys.stderr,
@@ -126,34 +200,33 @@ def _progress(m: Measurement, config: Config) -> None:
 
 
 def run(config: Config) -> Results:
-    """Build the data, then measure every stack and workload `config.reps` times.
+    """Build the data, then measure every stack and workload `config.reps` times in each pinning mode.
 
-    With `config.workers`, each bzzlite stack runs once per worker count and nothing is pinned:
-    the workers may use every CPU, and wrk (one thread) shares them.
+    With `config.workers`, each bzzlite stack runs once per worker count, unpinned only (the
+    command line sees to it): the workers may use every CPU, and wrk (one thread) shares them.
     """
     ensure_wrk()
-    server_cpu, load_cpu = choose_cpus() if not config.workers else (None, None)
-    if load_cpu is not None:
-        os.sched_setaffinity(0, {load_cpu})  # keep the harness off the server's CPU
-    results = Results(config, (server_cpu, load_cpu))
+    results = Results(config, choose_cpus() if "pinned" in config.pinning else (None, None))
     logs = config.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stacks = _stacks(config)
     with tempfile.TemporaryDirectory(prefix="bzzlite-bench-") as tmp:
         data = build_dataset(Path(tmp), config.records)
         for rep in range(config.reps):
-            for number, served in enumerate(stacks):
-                name = served.name
-                if name in results.failures:
-                    continue
-                db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
-                log = logs / f"{name.split('@')[0].replace(':', '-')}{'' if '@' not in name else number}-rep{rep + 1}.log"
-                try:
-                    with Server(served, db, server_cpu, log, config.start_timeout) as server:
-                        results.measurements += _measure_server(server, rep, data, config, load_cpu)
-                except (ServerFailed, WrongAnswer, LoadFailed) as exc:
-                    results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
-                    print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
+            for pinned, server_cpu, load_cpu in _modes(config):
+                for number, served in enumerate(stacks):
+                    name = served.name
+                    if name in results.failures:
+                        continue
+                    log = logs / _log_name("", name, number, pinned, rep)
+                    try:
+                        with _database(served, data, Path(tmp), number, log, server_cpu) as (db, store_pid), \
+                                Server(served, db, server_cpu, log, config.start_timeout) as server:
+                            results.measurements += _measure_server(server, rep, data, config, load_cpu, pinned,
+                                                                    store_pid)
+                    except (ServerFailed, WrongAnswer, LoadFailed, subprocess.TimeoutExpired) as exc:
+                        results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
+                        print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
     return results
 
 
@@ -172,7 +245,9 @@ def _stacks(config: Config) -> list[Stack]:
 # -- the mixed load (--mixed SECONDS) ---------------------------------------------------------
 
 
-def _measure_mixed(server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None) -> Measurement:
+def _measure_mixed(
+    server: Server, rep: int, data: Dataset, config: Config, load_cpu: int | None, pinned: bool
+) -> Measurement:
     """Warm up, then `config.mixed` seconds of the mixed load, sampling RSS every second."""
     MIXED.check(server.port, data)
     url, args = f"http://127.0.0.1:{server.port}", MIXED.args(data)
@@ -194,38 +269,38 @@ def _measure_mixed(server: Server, rep: int, data: Dataset, config: Config, load
         cpu_busy=(cpu_after - cpu_before) / report.seconds,
         p50_ms=report.p50_us / 1000, p99_ms=report.p99_us / 1000, errors=report.errors,
         rss_start_kib=samples[0], rss_end_kib=samples[-1], max_ms=report.max_us / 1000,
-        rss_max_kib=max(samples), rss_samples_kib=tuple(samples),
+        rss_max_kib=max(samples), rss_samples_kib=tuple(samples), pinned=pinned,
     )  # fmt: skip
 
 
 def run_mixed(config: Config) -> Results:
-    """`config.mixed` seconds of the mixed load per stack and repetition, each server under the GC probe."""
+    """`config.mixed` seconds of the mixed load per stack, repetition and pinning mode, each server under
+    the GC probe."""
     ensure_wrk()
-    server_cpu, load_cpu = choose_cpus()
-    if load_cpu is not None:
-        os.sched_setaffinity(0, {load_cpu})
-    results = Results(config, (server_cpu, load_cpu))
+    results = Results(config, choose_cpus() if "pinned" in config.pinning else (None, None))
     logs = config.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bzzlite-bench-") as tmp:
         data = build_dataset(Path(tmp), config.records)
         for rep in range(config.reps):
-            for number, name in enumerate(config.stacks):
-                if name in results.failures:
-                    continue
-                db = _fresh_copy(data, Path(tmp) / f"stack{number}.db")
-                log = logs / f"mixed-{name.split('@')[0]}{'' if '@' not in name else number}-rep{rep + 1}.log"
-                gc_stats = Path(tmp) / f"gc-{number}-{rep}.json"
-                try:
-                    with Server(stack(name), db, server_cpu, log, config.start_timeout, gc_stats) as server:
-                        measured = _measure_mixed(server, rep, data, config, load_cpu)
-                except (ServerFailed, WrongAnswer, LoadFailed) as exc:
-                    results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
-                    print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
-                    continue
-                gc = json.loads(gc_stats.read_text()) if gc_stats.exists() else None
-                results.measurements.append(dataclasses.replace(measured, gc=gc))
-                _progress_mixed(results.measurements[-1], config)
+            for pinned, server_cpu, load_cpu in _modes(config):
+                for number, name in enumerate(config.stacks):
+                    if name in results.failures:
+                        continue
+                    log = logs / _log_name("mixed-", name, number, pinned, rep)
+                    gc_stats = Path(tmp) / f"gc-{number}-{rep}-{int(pinned)}.json"
+                    served = stack(name)
+                    try:
+                        with _database(served, data, Path(tmp), number, log, server_cpu) as (db, _), \
+                                Server(served, db, server_cpu, log, config.start_timeout, gc_stats) as server:
+                            measured = _measure_mixed(server, rep, data, config, load_cpu, pinned)
+                    except (ServerFailed, WrongAnswer, LoadFailed, subprocess.TimeoutExpired) as exc:
+                        results.failures[name] = f"{type(exc).__name__}: {exc} (log: {log})"
+                        print(f"rep {rep + 1}/{config.reps} {name:<12} FAILED {exc}", file=sys.stderr)
+                        continue
+                    gc = json.loads(gc_stats.read_text()) if gc_stats.exists() else None
+                    results.measurements.append(dataclasses.replace(measured, gc=gc))
+                    _progress_mixed(results.measurements[-1], config)
     return results
 
 
@@ -235,7 +310,8 @@ def _progress_mixed(m: Measurement, config: Config) -> None:
         g = m.gc["generations"]
         pauses = " GC " + " ".join(f"g{k}:{v['collections']}/{v['total_ms']:.0f}ms/max{v['max_ms']:.1f}" for k, v in g.items())
     print(
-        f"rep {m.rep + 1}/{config.reps} {m.stack:<12} mixed {m.cpu_us_per_request:7.1f} CPU µs/req"
+        f"rep {m.rep + 1}/{config.reps} {'pinned' if m.pinned else 'free':<6} {m.stack:<12} mixed"
+        f" {m.cpu_us_per_request:7.1f} CPU µs/req"
         f" {m.requests_per_second:7.0f} req/s p99 {m.p99_ms:6.2f} ms max {m.max_ms:6.1f} ms"
         f" RSS {m.rss_start_kib / 1024:.1f} → {m.rss_end_kib / 1024:.1f} MiB{pauses}",
         file=sys.stderr,

@@ -35,7 +35,7 @@ class Server:
     """Context manager: start `stack` on `db`, wait until it accepts connections, stop it after."""
 
     def __init__(
-        self, stack: Stack, db: Path, cpu: int | None, log: Path, timeout: float, gc_stats: Path | None = None
+        self, stack: Stack, db: Path | str, cpu: int | None, log: Path, timeout: float, gc_stats: Path | None = None
     ) -> None:
         self.stack, self.db, self.cpu, self.log, self.timeout = stack, db, cpu, log, timeout
         self.gc_stats = gc_stats  # run under bench.servers.gc_probe, which writes its GC pauses here

@@ -103,7 +103,7 @@ class Runtime:
 
     def _store_for(self, url: str) -> Store:
         """The store for a URL, refused (ConfigurationError) if it cannot serve every resource."""
-        store = open_store(url)
+        store = open_store(url, mongo_driver=self.settings.mongo_driver)
         store.query_timeout = self.settings.query_timeout
         for spec in self.registry.resources.values():
             store.check_resource(spec)
@@ -134,6 +134,21 @@ class Runtime:
                     await self.feeds.attach(self.store)
                 self._open = True
         return self.store
+
+    async def probe_store(self) -> None:
+        """Open a store for the app's URL and close it again: what :meth:`ready_store` will do,
+        done once before ``serve --workers`` forks its workers.
+
+        Raises:
+            StoreUnavailable: the store cannot be opened now.
+        """
+        store = self._store_for(self.settings.db)
+        try:
+            await asyncio.wait_for(store.open(list(self.registry.resources.values())), self.settings.store_timeout)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable("the store did not answer in time") from None
+        finally:
+            await store.close()
 
     async def end_streams(self) -> None:
         """End long-lived responses (change feeds) so that shutdown need not wait for them."""

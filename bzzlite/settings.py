@@ -9,6 +9,8 @@ from typing import Any
 from .errors import ConfigurationError
 
 DEFAULT_DB = "sqlite:///bzzlite.db"
+#: The MongoDB store's drivers (docs/mongodb.md), the default first: PyMongo's asyncio API, motor.
+MONGO_DRIVERS = ("pymongo", "motor")
 #: HTTP server limits (both servers; docs/cli.md "HTTP limits"): header fields in one request,
 #: and the slowest a request body may arrive, in bytes a second over each period of seconds
 MAX_HEADERS = 100
@@ -25,6 +27,7 @@ class Settings:
     """
 
     db: str = DEFAULT_DB
+    mongo_driver: str = MONGO_DRIVERS[0]  # or "motor": the MongoDB store's driver (docs/mongodb.md)
     max_body_size: int = 10 * 1024 * 1024
     store_timeout: float = 5.0  # seconds a store call may take before 503
     query_timeout: float = 3.0  # seconds a list query may run before it is stopped (503); 0 = no budget
@@ -38,6 +41,7 @@ class Settings:
     feed_heartbeat: float = 15.0  # seconds between keep-alive messages on a feed
     feed_buffer: int = 256 * 1024  # bytes a subscriber may fall behind before it is disconnected
     feed_poll: float = 0.01  # seconds between reads of the SQLite journal while someone subscribes
+    feed_lease: float = 2.0  # seconds a MongoDB journal leader holds its lease unrenewed (docs/feeds.md)
     # -- production on the web (docs/deployment.md) --
     cors: Any = None  # a bzzlite.cors.CORS, or its origins; BZZLITE_CORS: "*" or origins comma-separated
     proxy_headers: bool = False  # believe X-Forwarded-* / Forwarded from forwarded_allow_ips
@@ -72,8 +76,11 @@ class Settings:
             raise ConfigurationError("feed_journal_size must be 1 or more and feed_buffer at least 1024 bytes")
         if not settings.query_timeout >= 0:
             raise ConfigurationError("query_timeout is a number of seconds (0 turns the budget off)")
-        if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0):
-            raise ConfigurationError("feed_heartbeat and feed_poll are positive numbers of seconds")
+        if not (settings.feed_heartbeat > 0 and settings.feed_poll > 0 and settings.feed_lease > 0):
+            raise ConfigurationError("feed_heartbeat, feed_poll and feed_lease are positive numbers of seconds")
+        if settings.mongo_driver not in MONGO_DRIVERS:
+            raise ConfigurationError(f"mongo_driver is one of {', '.join(map(repr, MONGO_DRIVERS))}, "
+                                     f"not {settings.mongo_driver!r}")
         if settings.max_headers < 1 or settings.min_body_rate < 0 or not settings.body_rate_period > 0:
             raise ConfigurationError("max_headers is 1 or more, min_body_rate 0 or more bytes a second (0: no "
                                      "minimum) and body_rate_period a positive number of seconds")

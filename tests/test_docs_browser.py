@@ -7,6 +7,7 @@ Needs ``apt-get install chromium`` (``/usr/bin/chromium``) and ``pip install pla
 from __future__ import annotations
 
 import json
+import re
 
 from pydantic import BaseModel
 
@@ -50,10 +51,19 @@ def open_docs(browser, base_url: str, page=None):
     return page, elsewhere
 
 
+def reopen(page, base_url: str) -> None:
+    """/docs loaded afresh, without the deep link (#/tag/operation) of the last operation tried:
+    a reload would open that operation again while the page renders, racing the next click."""
+    page.goto(f"{base_url}/docs")
+    playwright.expect(page.locator(".info .title")).to_be_visible(timeout=15000)
+
+
 def try_it_out(page, operation_id: str, body: dict | None, status: str):
     """Try it out on an operation with this JSON body; the answer once its status shows."""
     operation = page.locator(f"#operations-{operation_id}")
-    operation.locator(".opblock-summary").click()
+    if "is-open" not in (operation.get_attribute("class") or ""):  # a deep link may have opened it
+        operation.locator(".opblock-summary").click()
+    playwright.expect(operation).to_have_class(re.compile(r"\bis-open\b"))
     operation.get_by_role("button", name="Try it out").click()
     if body is not None:
         operation.locator("textarea.body-param__text").fill(json.dumps(body))
@@ -124,11 +134,11 @@ def test_sign_in_from_the_docs_then_create(browser, sqlite_url):
         page, elsewhere = open_docs(browser, client.base_url)
         playwright.expect(page.locator(".info .title")).to_contain_text("Shelf", timeout=15000)
         try_it_out(page, "book-create_book", {"title": "Dune"}, "401")  # not signed in yet
-        page.reload()
+        reopen(page, client.base_url)
         signed_in = try_it_out(page, "auth-signin", {"provider": "local-dev", "access_token": "alice-local-token"},
                                "200")
         assert signed_in["authenticated"] is True
-        page.reload()
+        reopen(page, client.base_url)
         created = try_it_out(page, "book-create_book", {"title": "Dune"}, "201")  # the cookie, and the CSRF header
         assert client.get(f"/book/{created['id']}").json()["title"] == "Dune"
         # the cookie alone still does not make a write: a request without the header is refused

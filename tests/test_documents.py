@@ -157,7 +157,7 @@ def test_a_transaction_commits_all_or_nothing(store_url: str, monkeypatch: pytes
             # rollback below is asserted on every store, this one included.
             from pymongo.errors import OperationFailure
 
-            async def no_sessions(*args: Any, **kwargs: Any) -> Any:
+            def no_sessions(*args: Any, **kwargs: Any) -> Any:  # refused at once, whatever the driver awaits
                 raise OperationFailure("Transaction numbers are only allowed on a replica set member or mongos", 20)
 
             monkeypatch.setattr((await app.runtime.ready_store())._client(), "start_session", no_sessions)
@@ -261,7 +261,7 @@ def test_mongodb_without_transactions_undoes_what_a_failed_commit_wrote(mongo_db
         a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
         store = await app.runtime.ready_store()
 
-        async def no_sessions(*args: Any, **kwargs: Any) -> Any:
+        def no_sessions(*args: Any, **kwargs: Any) -> Any:  # refused at once, whatever the driver awaits
             raise OperationFailure("Transaction numbers are only allowed on a replica set member or mongos", 20)
 
         monkeypatch.setattr(store._client(), "start_session", no_sessions)  # type: ignore[attr-defined]

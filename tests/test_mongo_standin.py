@@ -1,4 +1,5 @@
-"""Self-test: the MongoDB behaviors the document store (motor + ODMantic) relies on.
+"""Self-test: the MongoDB behaviors the document store relies on, through each driver it runs
+on (PyMongo's asyncio API, the default, and motor), and ODMantic's own engine.
 
 Runs against the nx-27017 stand-in by default, or a real MongoDB when
 BZZLITE_TEST_MONGO_URL is set; every expectation here is what real MongoDB does.
@@ -9,6 +10,7 @@ fix or mark it here, not in the store's tests.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import uuid
@@ -17,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 import odmantic.exceptions
 import pytest
 from bson import Decimal128, ObjectId, Regex
-from motor.motor_asyncio import AsyncIOMotorClient
 from odmantic import AIOEngine, EmbeddedModel, Field, Model, Reference
 from pymongo import (
     ASCENDING,
@@ -30,26 +31,28 @@ from pymongo import (
 )
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
+from bzzlite.settings import MONGO_DRIVERS
+from bzzlite.stores._mongo_drivers import driver
 from tests.mongo_standin.fixture import is_standin
 
 
-@pytest.fixture
-def run(mongo_db_url):
-    """run(body): await body(db) on a fresh database, in its own event loop."""
+@pytest.fixture(params=MONGO_DRIVERS)
+def run(request, mongo_db_url):
+    """run(body): await body(db) on a fresh database, in its own event loop, through each driver."""
+    chosen = driver(request.param)
 
-    def runner(body):
+    def runner(body, **options):
         async def main():
-            client = AsyncIOMotorClient(
-                mongo_db_url, uuidRepresentation="standard", tz_aware=True,
-                serverSelectionTimeoutMS=5000,
-            )
+            client = chosen.client(mongo_db_url, uuidRepresentation="standard", tz_aware=True,
+                                   serverSelectionTimeoutMS=5000, **options)
             try:
                 return await body(client.get_default_database())
             finally:
-                client.close()
+                await chosen.close(client)
 
         return asyncio.run(main())
 
+    runner.driver = chosen
     return runner
 
 
@@ -132,6 +135,8 @@ def test_uuid_and_datetime_round_trip(run):
         rng = {"t": {"$gte": t0 + timedelta(days=1), "$lt": t0 + timedelta(days=3)}}
         assert await ids(db.c.find(rng)) == [1, 2]
         agg = db.c.aggregate([{"$match": rng}, {"$sort": {"k": 1}}])
+        if inspect.isawaitable(agg):  # PyMongo's asyncio API runs it here; motor on the first read
+            agg = await agg
         assert [d["k"] for d in await agg.to_list(None)] == [1, 2]
         cur = db.c.find({"k": {"$lt": 9}}, sort=[("t", DESCENDING)])
         assert [d["k"] for d in await cur.to_list(None)] == [2, 1, 0]
@@ -459,6 +464,7 @@ class Order(Model):
     created: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
+@pytest.mark.parametrize("run", ["motor"], indirect=True)  # ODMantic's engine is motor's
 def test_odmantic_engine(run):
     async def body(db):
         engine = AIOEngine(client=db.client, database=db.name)
@@ -511,6 +517,45 @@ def test_odmantic_engine(run):
     run(body)
 
 
+@pytest.mark.parametrize("run", ["pymongo"], indirect=True)
+def test_a_change_stream_outlives_the_connection_that_opened_it(run):
+    # PyMongo's asyncio client closes a connection whose operation was cancelled (a change
+    # feed subscriber leaving mid-read); MongoDB's cursors belong to no connection, so a change
+    # stream opened on it goes on. The plain stand-in ended it silently (launcher.py).
+    from pymongo import monitoring
+
+    cancel: list[asyncio.Task] = []
+
+    class CancelInFlight(monitoring.CommandListener):
+        def started(self, event):
+            if event.command_name == "find" and cancel:
+                asyncio.get_running_loop().call_soon(cancel.pop().cancel)  # once the command is sent
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    async def body(db):
+        stream = await db.c.watch(max_await_time_ms=100)
+        assert await stream.try_next() is None
+        reading = asyncio.ensure_future(db.c.find_one({}))  # on the one connection of the pool
+        cancel.append(reading)
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        await db.c.insert_one({"k": 1})
+        change = None
+        for _ in range(20):
+            change = await stream.try_next()
+            if change is not None:
+                break
+        assert change is not None and change["fullDocument"]["k"] == 1
+        await stream.close()
+
+    run(body, maxPoolSize=1, event_listeners=[CancelInFlight()])
+
+
 # --------------------------------------------------------------------------- real MongoDB only
 
 
@@ -542,7 +587,7 @@ def test_transaction_isolation(run):
     async def body(db):
         await db.c.insert_one({"k": 0})
         try:
-            async with await db.client.start_session() as s, s.start_transaction():
+            async with run.driver.transaction(db.client) as s:
                 await db.c.insert_one({"k": 1}, session=s)
                 assert await db.c.count_documents({}) == 1  # not visible outside
                 assert await db.c.count_documents({}, session=s) == 2

@@ -80,6 +80,80 @@ def test_sighup_replaces_workers_without_dropping_a_request(project: Path) -> No
     assert not any(alive(pid) for pid in new)
 
 
+@pytest.mark.parametrize("server_kind", ["httptools", "tornado"])
+def test_reloads_drop_no_request_of_keep_alive_clients(project: Path, server_kind: str) -> None:
+    # Pooled clients keep their connections to the old workers across a SIGHUP and send their
+    # next requests on them whenever they like: an old worker must answer those (Connection:
+    # close) rather than close the connection under a request, and close the ones that stay
+    # idle without a reset.
+    import http.client
+
+    import httpx
+
+    server = Server(project, "--db", "sqlite:///pool.db", "--workers", "2", "--http", server_kind)
+    answered = [0]
+    failures: list[str] = []
+    done = threading.Event()
+
+    def record(send: Callable[[], int]) -> None:
+        while not done.is_set():
+            try:
+                status = send()
+            except (OSError, httpx.HTTPError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                continue
+            if status == 200:
+                answered[0] += 1
+            else:
+                failures.append(f"status {status}")
+
+    def pooled(pool: httpx.Client) -> None:
+        record(lambda: pool.get("/thing").status_code)
+
+    def persistent() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+
+        def send() -> int:
+            try:
+                connection.request("GET", "/thing")
+                reply = connection.getresponse()
+                reply.read()
+            except BaseException:
+                connection.close()
+                raise
+            if reply.will_close:
+                connection.close()  # reconnects on the next request
+            return reply.status
+
+        record(send)
+        connection.close()
+
+    old: set[int] = set()
+    during: list[int] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as pool:
+            clients = [threading.Thread(target=pooled, args=(pool,)) for _ in range(2)]
+            clients += [threading.Thread(target=persistent) for _ in range(2)]
+            for client in clients:
+                client.start()
+            try:
+                for _ in range(10):
+                    wait_for(lambda: len(children_of(server.proc.pid)) == 2, "two workers")
+                    old = children_of(server.proc.pid)
+                    before = answered[0]
+                    os.kill(server.proc.pid, signal.SIGHUP)
+                    wait_for(lambda: not any(alive(pid) for pid in old), "the old workers stop")
+                    during.append(answered[0] - before)
+            finally:
+                done.set()
+                for client in clients:
+                    client.join(20)
+        assert failures == []
+        assert all(during), during  # requests were answered through every swap
+    finally:
+        assert server.stop() == 0
+
+
 def signal_pending(pid: int, signum: int) -> bool:
     """Whether ``signum`` waits to be delivered to process ``pid`` (a stopped one, say)."""
     try:

@@ -182,6 +182,186 @@ def test_a_delete_that_cannot_get_the_write_lock_is_a_503_saying_why(sqlite_url,
     other.close()
 
 
+def _traced(store) -> list[tuple[str, str]]:
+    """(thread name, SQL) of every statement the store's connections run from now on."""
+    seen: list[tuple[str, str]] = []
+    store.trace(lambda sql: seen.append((threading.current_thread().name, sql)))
+    return seen
+
+
+def _statements(seen, prefix: str) -> list[str]:
+    return [thread for thread, sql in seen if sql.startswith(prefix)]
+
+
+def test_the_writes_of_one_turn_share_one_commit_and_fail_alone(sqlite_url):
+    # Unpinned, a hop to the writer's thread per write cost more CPU than the write; the writes
+    # of a turn of the loop now commit together, on the loop, each in a savepoint of its own.
+    import asyncio
+
+    app = make_app(sqlite_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        docs = app.documents(Person)
+        await docs.create({"name": "first"})  # the table exists
+        seen = _traced(store)
+        outcomes = await asyncio.gather(docs.create({"name": "a", "email": "same@x.org"}),
+                                        docs.create({"name": "b", "email": "same@x.org"}),
+                                        docs.create({"name": "c"}), return_exceptions=True)
+        store.trace(None)
+        names = sorted(person.name for person in (await docs.find()).items)
+        await app.shutdown()
+        return seen, outcomes, names
+
+    seen, outcomes, names = asyncio.run(main())
+    assert [o.name for o in (outcomes[0], outcomes[2])] == ["a", "c"]
+    assert type(outcomes[1]).__name__ == "DuplicateKey"
+    assert names == ["a", "c", "first"]  # the duplicate undone alone, the others committed
+    main_thread = threading.main_thread().name
+    assert _statements(seen, "BEGIN") == [main_thread] and _statements(seen, "COMMIT") == [main_thread]
+    assert _statements(seen, "SAVEPOINT write") == [main_thread] * 3
+    assert set(_statements(seen, "INSERT INTO \"person\"")) == {main_thread}
+    assert _statements(seen, "ROLLBACK TO") == [main_thread]
+
+
+def test_conditional_writes_in_one_commit_see_each_other(sqlite_url):
+    # Two changes made from the same version, batched into one transaction: the second finds
+    # the version the first wrote, as it would across two commits, and is refused alone.
+    import asyncio
+
+    app = make_app(sqlite_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        docs = app.documents(Person)
+        ann = await docs.create({"name": "Ann"})
+        seen = _traced(store)
+        outcomes = await asyncio.gather(docs.patch(ann.id, {"age": 1}, if_match=1),
+                                        docs.patch(ann.id, {"age": 2}, if_match=1),
+                                        docs.delete(ann.id, if_match=1), return_exceptions=True)
+        store.trace(None)
+        stored = await docs.get(ann.id)
+        await app.shutdown()
+        return seen, outcomes, stored
+
+    seen, outcomes, stored = asyncio.run(main())
+    assert outcomes[0].age == 1
+    assert [type(o).__name__ for o in outcomes[1:]] == ["VersionConflict", "VersionConflict"]
+    assert stored.age == 1
+    assert len(_statements(seen, "COMMIT")) == 1
+
+
+def test_writes_that_would_wait_for_the_lock_wait_in_the_writers_thread(sqlite_url):
+    # Another process holds the write lock: the batch goes to the writer's thread, whole, and
+    # the loop keeps answering meanwhile.
+    import asyncio
+
+    app = make_app(sqlite_url)
+    other = sqlite3.connect(db_path(sqlite_url), isolation_level=None)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        docs = app.documents(Person)
+        known = await docs.create({"name": "known"})
+        seen = _traced(store)
+        other.execute("BEGIN IMMEDIATE")
+        writes = asyncio.gather(docs.create({"name": "a"}), docs.create({"name": "b"}))
+        await asyncio.sleep(0.05)  # the writes have met the lock
+        waiting = not writes.done()
+        read = (await docs.get(known.id)).name  # the loop answers meanwhile
+        other.execute("COMMIT")
+        created = await writes
+        store.trace(None)
+        await app.shutdown()
+        return seen, waiting, read, created
+
+    seen, waiting, read, created = asyncio.run(main())
+    other.close()
+    assert waiting and read == "known" and [p.name for p in created] == ["a", "b"]
+    assert set(_statements(seen, "INSERT INTO \"person\"")) == {"bzzlite-sqlite-writer-0"}
+    assert _statements(seen, "COMMIT") == ["bzzlite-sqlite-writer-0"]  # one job, one commit
+
+
+def test_with_synchronous_full_writes_stay_in_the_writers_thread(tmp_path):
+    # Each commit waits for the disk then: not on the loop.
+    import asyncio
+
+    app = make_app(f"sqlite:///{tmp_path}/full.db?synchronous=full")
+
+    async def main():
+        store = await app.runtime.ready_store()
+        seen = _traced(store)
+        await app.documents(Person).create({"name": "a"})
+        store.trace(None)
+        await app.shutdown()
+        return seen
+
+    assert set(_statements(asyncio.run(main()), "INSERT INTO \"person\"")) == {"bzzlite-sqlite-writer-0"}
+
+
+def test_short_list_queries_run_on_the_loop_and_long_ones_in_a_reader(sqlite_url):
+    import asyncio
+
+    from bzzlite.stores.sqlite import READ_SLICE_STEPS
+
+    app = make_app(sqlite_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        docs = app.documents(Person)
+        await docs.create_many([{"name": f"p{n}", "city": "Lyon"} for n in range(READ_SLICE_STEPS // 2)])
+        await docs.create({"name": "seven", "age": 7})
+        seen = _traced(store)
+        short = await docs.find({"age": 7})  # an index walk: a few dozen steps
+        short_seen, seen[:] = list(seen), []
+        long = await docs.find({"city__contains": "zzz"})  # no index: every document read
+        store.trace(None)
+        await app.shutdown()
+        return short, short_seen, long, seen
+
+    short, short_seen, long, long_seen = asyncio.run(main())
+    main_thread = threading.main_thread().name
+    assert short.total == 1 and {thread for thread, _ in short_seen} == {main_thread}
+    assert long.total == 0
+    threads = _statements(long_seen, "SELECT")
+    assert threads[0] == main_thread  # tried on the loop, stopped past its slice,
+    assert threads[-1].startswith("bzzlite-sqlite-reader-")  # run again in a reader
+
+
+def test_checkpoints_run_in_a_reader_not_in_the_writes(sqlite_url, monkeypatch):
+    # SQLite's own checkpoint runs in the commit that fills the WAL: on the loop, now that
+    # writes run there. The writer's is off; a reader's thread checkpoints instead.
+    import asyncio
+
+    from bzzlite.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_EVERY", 5)
+    app = make_app(sqlite_url)
+    checkpointed = threading.Event()
+
+    async def main():
+        store = await app.runtime.ready_store()
+        writer = store._writer.connections[0].execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        threads = []
+
+        def trace(sql):
+            if sql.startswith("PRAGMA wal_checkpoint"):
+                threads.append(threading.current_thread().name)
+                checkpointed.set()
+
+        store.trace(trace)
+        for n in range(6):
+            await app.documents(Person).create({"name": f"p{n}"})
+        await asyncio.get_running_loop().run_in_executor(None, checkpointed.wait, 30)
+        store.trace(None)
+        await app.shutdown()
+        return writer, threads
+
+    writer, threads = asyncio.run(main())
+    assert writer == 0
+    assert threads and threads[0].startswith("bzzlite-sqlite-reader-")
+
+
 def test_memory_store():
     with served("sqlite:///:memory:") as (_, client):
         assert client.post("/person", json={"name": "Ann"}).code == 201

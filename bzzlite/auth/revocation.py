@@ -186,7 +186,7 @@ def revocations_in(store: Store) -> Revocations:
 
     if isinstance(store, SQLiteStore):
         return MemoryRevocations() if store.path == ":memory:" else SQLiteRevocations(store.path, TABLE)
-    database = getattr(store, "db", None)  # the MongoDB store's motor database
+    database = getattr(store, "db", None)  # the MongoDB store's database (its driver's object)
     if database is not None:
         return MongoRevocations(database)
     return MemoryRevocations()

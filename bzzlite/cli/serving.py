@@ -79,7 +79,7 @@ async def serve_forever(
         if isinstance(exc, ConstraintBroken):  # waiting will not mend it, on any store
             exc.command = check_command
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
-        if app.runtime.settings.db.startswith("sqlite"):
+        if _must_open(app):
             raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
         log.warning("store unavailable at start-up (%s); requests get 503 until it answers", exc)
     limit = server_body_limit(app.bzz_settings.max_body_size)
@@ -105,13 +105,32 @@ async def serve_forever(
     server.stop()
     await app.runtime.end_streams()  # change feeds would otherwise hold the wait below
     deadline = time.monotonic() + graceful_timeout
-    while (app.runtime.in_flight > 0 or server.awaiting_first_requests()) and time.monotonic() < deadline:
+    while (app.runtime.in_flight > 0 or not server.drained()) and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     if app.runtime.in_flight:
         log.warning("%d request(s) still running after %ss; closing", app.runtime.in_flight, graceful_timeout)
     await asyncio.wait_for(server.close_all_connections(), 5)
     await app.shutdown()
     log.info("stopped")
+
+
+def _must_open(app: Any) -> bool:
+    """Whether the server cannot start without its store: a SQLite file must open; a MongoDB
+    server that is down is waited for (requests get 503 until it answers)."""
+    return bool(app.runtime.settings.db.startswith("sqlite"))
+
+
+def check_store(app: Any, check_command: str | None = None) -> None:
+    """Open the store once and close it, before workers are forked: a store that cannot be
+    opened is then one error, where each worker would fail on it, be replaced and fail again."""
+    if not _must_open(app):
+        return
+    try:
+        asyncio.run(app.runtime.probe_store())
+    except StoreUnavailable as exc:
+        if isinstance(exc, ConstraintBroken):
+            exc.command = check_command
+        raise CLIError(f"cannot open the store {app.runtime.settings.db}: {exc}") from None
 
 
 #: gen0 collections wait for this many more container allocations than deallocations (CPython: 700).
@@ -156,6 +175,7 @@ def run_workers(app: Any, slots: list[list[socket.socket]], graceful_timeout: fl
     replaces it, where closing the slot's socket would reset them; before the first workers
     listen, connections wait rather than being refused.
     """
+    check_store(app, options.get("check_command"))
     parent = os.getpid()
 
     def serve(ready: Callable[[], None], slot: int) -> int:

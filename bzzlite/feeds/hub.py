@@ -24,7 +24,7 @@ import orjson
 
 from ..errors import HTTPError
 from .events import Decoded, Event
-from .journal import Journal, TooOld, Unsupported
+from .journal import Journal, TooOld, Unsupported, stop_if_cancelled
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -114,9 +114,9 @@ class _Group:
         self.members: dict[Subscription, None] = {}  # insertion-ordered set
 
 
-def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:
+def journal_for(store: Store, *, size: int, poll: float, lease: float = 2.0) -> Journal | None:
     """The journal of a store, or None when the store keeps none (each store's journal is
-    beside it: ``feeds.sqlite``, ``feeds.mongo``)."""
+    beside it: ``feeds.sqlite``, ``feeds.mongo``). ``lease``: the MongoDB journal leader's."""
     from ..stores.sqlite import SQLiteStore
 
     if isinstance(store, SQLiteStore):
@@ -126,7 +126,7 @@ def journal_for(store: Store, *, size: int, poll: float) -> Journal | None:
     if type(store).__name__ == "MongoStore":
         from .mongo import MongoJournal
 
-        return MongoJournal(store, size=size, poll=poll)  # type: ignore[arg-type]
+        return MongoJournal(store, size=size, poll=poll, lease=lease)  # type: ignore[arg-type]
     return None
 
 
@@ -140,6 +140,7 @@ class Feeds:
         self.heartbeat = settings.feed_heartbeat
         self.buffer = settings.feed_buffer
         self.poll = settings.feed_poll
+        self.lease = settings.feed_lease
         self.specs = {spec.path: spec for spec in runtime.registry.resources.values()}
         self.journal: Journal | None = None
         self.groups: dict[str, dict[Any, _Group]] = {}  # collection path -> key -> group
@@ -158,7 +159,7 @@ class Feeds:
         if self.journal is not None:
             await self._stop()
             await self.journal.close()
-        self.journal = journal_for(store, size=self.journal_size, poll=self.poll)
+        self.journal = journal_for(store, size=self.journal_size, poll=self.poll, lease=self.lease)
         if self.journal is not None:
             try:
                 await self.journal.attach(list(self.specs.values()))
@@ -380,6 +381,7 @@ class Feeds:
 
     async def _beat(self) -> None:
         while True:
+            stop_if_cancelled()
             await asyncio.sleep(self.heartbeat)
             for done, endpoint in enumerate(list(self._endpoints), 1):
                 try:

@@ -9,9 +9,17 @@ every process reads the journal (``_id > last``) for its subscribers, as on SQLi
 
 - Ids are the same on every server, increase in journal order, and let any server
   resume any client; the journal keeps the latest ``size`` changes.
+- The lease lasts ``lease`` seconds (``App(feed_lease=...)``, 2 s by default) and is renewed
+  every quarter of it; the other processes with subscribers look every quarter of it too,
+  so after a leader dies another takes over within 1.25 leases.
 - The leader saves each stream's resume token in the lease document: a new leader
   (after a crash or a shutdown) continues where the last one stopped, and a change
   appended twice is refused by the unique index on its token.
+- Two leaders at once (one paused past its lease, or cut off from MongoDB, and back) write
+  no change twice and skip none: the unique token refuses a change journaled already, the
+  unique ``_id`` a position taken already (the leader that finds one taken steps down), and a
+  leader resumes only from tokens of changes it has journaled. A leader finds out that it lost
+  the lease at its next renewal, or at its first write after the other's.
 - The document before a change comes from the change event (MongoDB's pre-images,
   when the collection enables them), else from the journal's previous entry for that
   document; when neither has it (a document untouched for a whole journal, changed
@@ -42,7 +50,7 @@ from ..errors import StoreUnavailable
 from ..models.migrations import MARK
 from ..stores.base import Record
 from .events import Change
-from .journal import Journal, TooOld, Unsupported
+from .journal import Journal, TooOld, Unsupported, stop_if_cancelled
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -53,7 +61,7 @@ log = logging.getLogger("bzzlite.feeds")
 JOURNAL = "_bzzlite_journal"
 STATE = "_bzzlite_feeds"
 RESET = "reset"  # a marker: the collection's changes since the previous entry are unknown
-LEASE = 10.0  # seconds a leader holds the journal without renewing
+LEASE = 2.0  # seconds a leader holds the journal without renewing, unless told otherwise
 _HISTORY_LOST = (136, 280, 286)  # CappedPositionLost, ChangeStreamFatalError, ChangeStreamHistoryLost
 _NO_CHANGE_STREAMS = (40573, 40324)  # a standalone server; an unknown pipeline stage
 _TRIM_EVERY = 64
@@ -76,10 +84,11 @@ def _iso(value: Any) -> str | None:
 class MongoJournal(Journal):
     """The journal of a :class:`~bzzlite.stores.mongo.MongoStore`'s database."""
 
-    def __init__(self, store: MongoStore, *, size: int, poll: float = 0.02) -> None:
+    def __init__(self, store: MongoStore, *, size: int, poll: float = 0.02, lease: float = LEASE) -> None:
         self.store = store
         self.size = size
         self.poll = max(poll, 0.02)  # every read is a round trip
+        self.lease = lease
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.specs: list[ResourceSpec] = []
         self._leading = False
@@ -158,14 +167,14 @@ class MongoJournal(Journal):
 
     async def _want(self) -> None:
         """Tell the leader, wherever it runs, that this process has subscribers."""
-        await self.state.update_one({"_id": "leader"}, {"$max": {"wanted": time.time() + 2 * LEASE}}, upsert=True)
+        await self.state.update_one({"_id": "leader"}, {"$max": {"wanted": time.time() + 2 * self.lease}}, upsert=True)
 
     async def _acquire(self) -> bool:
         now = time.time()
         try:
             found = await self.state.find_one_and_update(
                 {"_id": "leader", "$or": [{"owner": self.owner}, {"until": {"$lt": now}}, {"owner": None}]},
-                {"$set": {"owner": self.owner, "until": now + LEASE}},
+                {"$set": {"owner": self.owner, "until": now + self.lease}},
                 upsert=True,
             )
         except DuplicateKeyError:  # another process holds a live lease
@@ -185,8 +194,9 @@ class MongoJournal(Journal):
         """While someone subscribes anywhere: hold (or wait for) the lease, renewing it a few
         times per period; then hand it back and stop."""
         while True:
+            stop_if_cancelled()
             try:
-                await asyncio.sleep(LEASE / 4)
+                await asyncio.sleep(self.lease / 4)
                 if self.wanted:
                     await self._want()
                 state = await self.state.find_one({"_id": "leader"}) or {}
@@ -222,9 +232,16 @@ class MongoJournal(Journal):
             self._last_docs.clear()
             streams = []
             for spec in self.specs:
-                streams.append(await self._open_stream(spec, tokens.get(self._key(spec))))
+                stream, first = await self._open_stream(spec, tokens.get(self._key(spec)))
+                streams.append((stream, first))
+                if first is None and stream.resume_token is not None:  # nothing pending: where it starts
+                    self._tokens[self._key(spec)] = stream.resume_token
             self._leading = True
             self._watchers = [asyncio.ensure_future(self._watch(spec, s)) for spec, s in zip(self.specs, streams)]
+        # Saved now, not at the first renewal: a leader that dies before it would leave its
+        # successor no position, and the successor would start from its own "now", skipping
+        # every change made in between.
+        await self._save_tokens()
         log.info("leading the change journal (%d collections)", len(self.specs))
 
     async def _stop_leading(self) -> None:
@@ -259,8 +276,9 @@ class MongoJournal(Journal):
         options: dict[str, Any] = {"full_document": "updateLookup", "max_await_time_ms": 500}
         if token is not None:
             options["resume_after"] = token
+        watch = self.store.driver.watch
         try:
-            stream = handle.watch(full_document_before_change="whenAvailable", **options)
+            stream = await watch(handle, full_document_before_change="whenAvailable", **options)
             first = await stream.try_next()
         except OperationFailure as exc:
             if exc.code in _HISTORY_LOST:
@@ -268,7 +286,7 @@ class MongoJournal(Journal):
                 return await self._open_stream(spec, None)
             if "fullDocumentBeforeChange" not in str(exc):
                 raise
-            stream = handle.watch(**options)  # a server without pre-images
+            stream = await watch(handle, **options)  # a server without pre-images
             first = await stream.try_next()
         return (stream, first)
 
@@ -278,6 +296,7 @@ class MongoJournal(Journal):
         failures = 0
         while True:
             try:
+                stop_if_cancelled()
                 if change is None:
                     change = await stream.try_next()
                 if change is None:
@@ -429,6 +448,7 @@ class MongoJournal(Journal):
         position = after
         failures = 0
         while True:
+            stop_if_cancelled()
             try:
                 batch = await self._read(position, _BATCH)
                 failures = 0

@@ -154,11 +154,12 @@ class CollectionHandler(ResourceHandler):
         })
 
     def _links(self, query_args: dict[str, list[str]], query: Any, page: Any) -> list[tuple[str, str]]:
-        base = {k: v for k, v in query_args.items() if k not in ("page", "after")}
+        # The filters are encoded once for the three or four links (commas stay 1 byte)
+        kept = urlencode([(k, v) for k, vs in query_args.items() if k not in ("page", "after") for v in vs], safe=",")
+        prefix = f"{self.runtime.settings.root_path}{self.request.path}?{kept}{'&' if kept else ''}"
 
         def url(**extra: Any) -> str:
-            params = [(k, v) for k, vs in base.items() for v in vs] + list(extra.items())
-            return f"{self.runtime.settings.root_path}{self.request.path}?{urlencode(params, safe=',')}"  # commas stay 1 byte
+            return prefix + urlencode(extra, safe=",")
 
         if query.keyset:
             links = [("first", url(after=""))]

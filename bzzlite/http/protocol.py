@@ -26,7 +26,7 @@ from tornado.iostream import StreamClosedError
 
 from .errors import ProtocolError, error_response
 from .exchange import Exchange
-from .limits import BodyRate
+from .limits import LINGER, BodyRate
 
 if TYPE_CHECKING:
     from .server import HTTPServer
@@ -349,23 +349,16 @@ class HTTPProtocol(asyncio.Protocol):
             # Its body was not read to the end (an early 413, a 401 before the upload): the
             # stream is out of step, so no further request; drain what the client still sends
             # for a while instead of resetting it before it reads the answer.
-            self._closing = True
             self.exchanges.clear()
             self.parsing = None
-            self.flush()
-            if exchange.complete or not self.transport.can_write_eof():
-                self.transport.close()
+            if exchange.complete:
+                self.close()
             else:
-                self.transport.write_eof()
-                self.resume_reading_discarding()
-                self.loop.call_later(2.0, self.transport.close)
+                self.linger()
             return
-        self.last_active = time.monotonic()
+        self.last_active = time.monotonic()  # a stopping server gives it REQUEST_GRACE from now
         if self.exchanges:  # pipelined: its turn, once the handler before it has wound up
             self.loop.call_soon(self._start_next)
-        elif self.server.draining and self.message_started is None:
-            self.close()
-            return
         if len(self.exchanges) <= 1:
             self.resume_reading()
 
@@ -409,7 +402,8 @@ class HTTPProtocol(asyncio.Protocol):
         return exchange.rate.waited(waited, exchange.received, server.min_body_rate, server.body_rate_period)
 
     def idle(self) -> bool:
-        return not self.exchanges and self.message_started is None
+        """Open and waiting for a request (none is being read or answered)."""
+        return not self.exchanges and self.message_started is None and not self._closing
 
     def unused(self) -> bool:
         """Accepted, and not a byte of a request has arrived yet."""
@@ -419,11 +413,35 @@ class HTTPProtocol(asyncio.Protocol):
         return self._lost or self.transport.is_closing()
 
     def close(self) -> None:
-        """Close now (a change feed's stream overflow, an idle connection at shutdown)."""
+        """Close now (a change feed's stream overflow, a refused request, the end of a stop)."""
         self._closing = True
         if not self._lost:
             self.flush()
             self.transport.close()
+
+    def linger(self) -> None:
+        """Close without resetting what the client may be sending (``limits.LINGER``): once the
+        answers are out, shut down the writing side, so the client reads a clean end of stream,
+        then read and drop whatever still arrives until the client closes too (``eof_received``)
+        or ``LINGER`` seconds pass. Closing at once with unread bytes would send a reset."""
+        if self._lost:
+            return
+        self._closing = True
+        self.flush()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.resume_reading_discarding()
+        self.loop.call_later(LINGER, self.transport.close)
+
+    def closing(self) -> bool:
+        """No request will be read on it any more (it is closed, closing or lingering)."""
+        return self._closing or self._lost
+
+    def lingering(self) -> bool:
+        """Closed on the server's side, waiting for the client to close its own."""
+        return self._closing and not self._lost and not self.transport.is_closing()
 
     def abort(self) -> None:
         self._held = None
@@ -433,7 +451,7 @@ class HTTPProtocol(asyncio.Protocol):
     def timed_out(self, error: ProtocolError | None) -> None:
         """End a connection that stayed silent too long (idle, or mid-request with ``error``)."""
         if error is None:
-            self.close()
+            self.linger()  # its client may be sending a request right now
         else:
             self.fail(error)
 

@@ -5,7 +5,8 @@ It has the methods of Tornado's ``HTTPServer`` that bzzlite's command line and t
 
 Timeouts are enforced by one sweep a second rather than a timer per request:
 
-- ``idle_timeout``: a keep-alive connection waiting for its next request is closed;
+- ``idle_timeout``: a keep-alive connection waiting for its next request is closed (as
+  :meth:`HTTPProtocol.linger` closes: its client may be sending that request now);
 - ``header_timeout``: a request whose head has not fully arrived this long after its first
   byte gets 408 and the connection closes (slow-header clients cannot hold connections);
 - ``body_timeout``: a request body that stops arriving for this long gets 408 likewise;
@@ -25,7 +26,7 @@ import time
 from typing import Any
 
 from .errors import ProtocolError
-from .limits import BODY_RATE_PERIOD, FIRST_REQUEST_GRACE, MAX_HEADERS, MIN_BODY_RATE
+from .limits import BODY_RATE_PERIOD, LINGER, MAX_HEADERS, MIN_BODY_RATE, REQUEST_GRACE
 from .protocol import HTTPProtocol
 
 #: The largest request head (request line and headers) read, as Tornado's default; above it: 431.
@@ -69,6 +70,7 @@ class HTTPServer:
         self._listeners: list[asyncio.AbstractServer] = []
         self._starting: list[asyncio.Task[None]] = []
         self._sweeper: asyncio.TimerHandle | None = None
+        self._drain_started = 0.0
         self._swept = 0.0  # when the last sweep ran
 
     def add_sockets(self, sockets: list[socket.socket]) -> None:
@@ -97,13 +99,17 @@ class HTTPServer:
         self._listeners.append(await self.loop.create_server(lambda: HTTPProtocol(self), sock=sock, backlog=1024))
 
     def stop(self) -> None:
-        """Stop accepting and start draining: idle keep-alive connections close now, busy ones
-        after the response in progress, which says ``Connection: close``.
+        """Stop accepting and start draining: every response from now on says ``Connection:
+        close`` and ends its connection; a connection waiting for a request is left open for
+        ``REQUEST_GRACE`` seconds (from the stop, or from its last response), then closed.
 
-        A connection accepted but yet to send a request is not idle: its client has sent, or is
-        sending, a request it expects answered (closing it would reset that request, unread in
-        the socket). Its first request is answered with ``Connection: close``; if none has begun
-        ``FIRST_REQUEST_GRACE`` seconds later, it is closed.
+        Closing a connection between requests at once would race its client: a pooled client
+        may be sending its next request on it at that moment, and that request would be lost
+        (reset, unread, in the socket). Within the grace such a request is answered; the
+        connections that stay idle are closed with :meth:`HTTPProtocol.linger`, so a client
+        that sends at the very moment they close reads a clean end of stream, which HTTP
+        clients take as the sign to retry, and not a reset. A connection accepted just before
+        the stop is treated the same: its first request may already be on its way.
         """
         for task in self._starting:
             task.cancel()
@@ -113,31 +119,48 @@ class HTTPServer:
         if self.draining:
             return
         self.draining = True
-        for connection in list(self.connections):
-            if connection.idle() and not connection.unused():
-                connection.close()
+        self._drain_started = time.monotonic()
         if self.loop is not None:
-            self.loop.call_later(FIRST_REQUEST_GRACE, self._close_unused)
+            self.loop.call_later(REQUEST_GRACE, self._close_idle)
 
-    def _close_unused(self) -> None:
+    def _close_idle(self) -> None:
+        """Draining: close the connections idle for ``REQUEST_GRACE``; look again while others
+        are open (a response whose headers said keep-alive before the stop leaves its
+        connection idle once it ends)."""
+        now = time.monotonic()
+        soonest: float | None = None
         for connection in list(self.connections):
-            if connection.unused():
-                connection.close()
+            if connection.idle():
+                left = max(self._drain_started, connection.last_active) + REQUEST_GRACE - now
+                if left <= 0:
+                    connection.linger()
+                    continue
+            elif connection.closing():
+                continue
+            else:
+                left = REQUEST_GRACE
+            soonest = left if soonest is None else min(soonest, left)
+        if soonest is not None:
+            self.loop.call_later(soonest, self._close_idle)
 
-    def awaiting_first_requests(self) -> bool:
-        """Stopping: whether a connection accepted before the stop may still send its first request."""
-        return any(connection.unused() for connection in self.connections)
+    def drained(self) -> bool:
+        """Stopping: whether every connection has ended or is closing (a busy one ends after its
+        response, one waiting for a request ``REQUEST_GRACE`` seconds after the stop or its last
+        response)."""
+        return all(connection.closing() for connection in self.connections)
 
     async def close_all_connections(self) -> None:
         """Close every connection (their responses sent so far are flushed first) and wait
-        for them to go, aborting those still open a second later."""
+        for them to go, aborting those still open ``LINGER`` seconds later (those closing
+        between requests wait for their clients to close until then)."""
         self.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for connection in list(self.connections):
-            connection.close()
-        deadline = time.monotonic() + 1.0
+            if not connection.lingering():
+                connection.close()
+        deadline = time.monotonic() + LINGER
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):

@@ -17,9 +17,13 @@ CPU each request costs the server:
   for headers longer than the timeout. A request being handled or streamed is never cut, as
   with Tornado's; an idle client is closed up to a tenth of the timeout later than Tornado would.
 - **stop() drains keep-alive connections.** Tornado's only stops accepting, so clients on open
-  connections go on being served; here the idle ones are closed and a busy one's response in
-  progress ends it (``Connection: close`` when its headers are not yet out). A connection
-  accepted just before the stop has its first request answered, as with bzzlite's own server.
+  connections go on being served; here every response from then on says ``Connection: close``
+  and ends its connection, and a connection waiting for a request gets ``REQUEST_GRACE``
+  seconds to send one before it is closed, cleanly (``LINGER``), as with bzzlite's own server
+  (see ``bzzlite.http.server.HTTPServer.stop`` for why).
+- **An idle connection is closed cleanly**, at the stop as at the idle timeout: the server
+  shuts down its side and reads what the client still sends until the client closes, where
+  Tornado closes the socket at once (a reset, if a request had just arrived).
 
 And two limits Tornado's server does not keep, as bzzlite's own server does (``bzzlite.http.server``):
 a request with more than ``max_headers`` header fields is answered 431 (problem+json) without
@@ -33,8 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -47,7 +53,7 @@ from tornado.iostream import IOStream
 
 from . import jsoncodec as _json
 from .errors import PROBLEM_JSON, problem
-from .limits import BODY_RATE_PERIOD, FIRST_REQUEST_GRACE, MAX_HEADERS, MIN_BODY_RATE, BodyRate
+from .limits import BODY_RATE_PERIOD, LINGER, MAX_HEADERS, MIN_BODY_RATE, REQUEST_GRACE, BodyRate
 
 log = logging.getLogger("bzzlite.http")
 
@@ -64,6 +70,8 @@ class Server(HTTPServer):
     min_body_rate: float
     body_rate_period: float
     _sweeper: PeriodicCallback | None
+    _lingering: dict[socket.socket, Callable[[], None]]  # closed between requests: their ends
+    _drain_started: float | None
     _swept: float
 
     def initialize(self, *args: Any, max_headers: int = MAX_HEADERS, min_body_rate: float = MIN_BODY_RATE,
@@ -75,6 +83,8 @@ class Server(HTTPServer):
         self.min_body_rate = min_body_rate
         self.body_rate_period = body_rate_period
         self._sweeper = None
+        self._lingering = {}
+        self._drain_started = None
         self._swept = 0.0
 
     def handle_stream(self, stream: IOStream, address: Any) -> None:
@@ -90,7 +100,6 @@ class Server(HTTPServer):
         super().handle_stream(stream, address)
 
     def start_request(self, server_conn: Any, request_conn: Any) -> Any:
-        server_conn.bzz_first = not hasattr(server_conn, "bzz_waiting")
         server_conn.bzz_waiting = (request_conn, time.monotonic())  # reading headers from now on
         guard = server_conn.bzz_guard = Guard(self, super().start_request(server_conn, request_conn), request_conn)
         return guard
@@ -112,47 +121,117 @@ class Server(HTTPServer):
             waiting: tuple[HTTP1Connection, float] | None = getattr(conn, "bzz_waiting", None)
             if waiting is None or waiting[1] > deadline:
                 continue
-            if waiting[0]._request_start_line is None:  # its headers have not all arrived
+            if _idle(conn):
+                self._linger(conn)
+            elif waiting[0]._request_start_line is None:  # its headers have not all arrived
                 _close(conn)
 
     def stop(self) -> None:
-        """Stop accepting; idle keep-alive connections close now, busy ones after their response
-        (``Connection: close``); one yet to send its first request gets ``FIRST_REQUEST_GRACE``
-        seconds to (as ``bzzlite.http.server.HTTPServer.stop``)."""
+        """Stop accepting; from now on every response says ``Connection: close`` and ends its
+        connection, and a connection waiting for a request is closed cleanly once it has waited
+        ``REQUEST_GRACE`` seconds (as ``bzzlite.http.server.HTTPServer.stop``)."""
         super().stop()
-        self.conn_params.no_keep_alive = True  # shared by the connections: every response ends its own
+        if self._drain_started is not None:
+            return
+        self._drain_started = time.monotonic()
+        self.conn_params.no_keep_alive = True  # shared by the connections: every request read from now on
         for conn in list(self._connections):
             waiting: tuple[HTTP1Connection, float] | None = getattr(conn, "bzz_waiting", None)
-            if waiting is not None and waiting[0]._request_start_line is not None:
+            if waiting is not None and waiting[0]._request_start_line is not None \
+                    and waiting[0]._response_start_line is None:
                 waiting[0]._disconnect_on_finish = True  # its response says Connection: close, then it ends
-            elif not _unused(conn):
-                _close(conn)  # between requests: nothing is lost
-        IOLoop.current().call_later(FIRST_REQUEST_GRACE, self._close_unused)
+        IOLoop.current().call_later(REQUEST_GRACE, self._close_idle)
 
-    def _close_unused(self) -> None:
+    def _close_idle(self) -> None:
+        """Draining: close the connections idle for ``REQUEST_GRACE``; look again while others
+        are open (a response whose headers said keep-alive before the stop leaves its
+        connection waiting for a request once it ends)."""
+        assert self._drain_started is not None
+        now = time.monotonic()
+        soonest: float | None = None
         for conn in list(self._connections):
-            if _unused(conn):
-                _close(conn)
+            left = REQUEST_GRACE
+            if _idle(conn):
+                waiting = getattr(conn, "bzz_waiting", None)
+                left = max(self._drain_started, waiting[1] if waiting else 0.0) + REQUEST_GRACE - now
+                if left <= 0:
+                    self._linger(conn)
+                    continue
+            soonest = left if soonest is None else min(soonest, left)
+        if soonest is not None:
+            IOLoop.current().call_later(soonest, self._close_idle)
 
-    def awaiting_first_requests(self) -> bool:
-        """Stopping: whether a connection accepted before the stop may still send its first request."""
-        return any(_unused(conn) for conn in self._connections)
+    def _linger(self, conn: HTTP1ServerConnection) -> None:
+        """Close a connection between requests without resetting what its client may be sending
+        (``bzzlite.http.limits.LINGER``): Tornado lets go of a duplicate of its socket, which
+        then shuts down its writing side and reads and drops what arrives until the client
+        closes or ``LINGER`` seconds pass."""
+        stream = conn.stream
+        try:
+            sock = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        except OSError:
+            _close(conn)
+            return
+        stream.close()  # Tornado's request loop ends; the TCP connection lives on in the duplicate
+        loop = asyncio.get_running_loop()
+
+        def end() -> None:
+            if self._lingering.pop(sock, None) is not None:
+                loop.remove_reader(sock)
+                timer.cancel()
+                sock.close()
+
+        def discard() -> None:
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:  # the client closed too
+                end()
+
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        self._lingering[sock] = end
+        loop.add_reader(sock, discard)
+        timer = loop.call_later(LINGER, end)
+
+    def drained(self) -> bool:
+        """Stopping: whether every connection has ended or is closing (a busy one ends after its
+        response, one waiting for a request ``REQUEST_GRACE`` seconds after the stop or its last
+        response; those closing cleanly have left Tornado's set)."""
+        return not self._connections
 
     async def close_all_connections(self) -> None:
+        """Close every connection, and wait (``LINGER`` seconds at most) for the clients of those
+        closed between requests to close theirs."""
         await super().close_all_connections()
+        deadline = time.monotonic() + LINGER
+        while self._lingering and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for end in list(self._lingering.values()):
+            end()
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
 
 
-def _unused(conn: HTTP1ServerConnection) -> bool:
-    """Accepted, and the head of its first request has not arrived."""
+def _idle(conn: HTTP1ServerConnection) -> bool:
+    """Open and waiting for a request: not a byte of the next one has arrived, nothing is being written."""
+    stream = conn.stream
+    if stream.closed() or stream.writing() or stream._read_buffer_size:
+        return False
     waiting: tuple[HTTP1Connection, float] | None = getattr(conn, "bzz_waiting", None)
-    return waiting is None or (getattr(conn, "bzz_first", False) and waiting[0]._request_start_line is None)
+    return waiting is None or waiting[0]._request_start_line is None
 
 
 def _close(conn: HTTP1ServerConnection) -> None:
-    """End an idle connection as Tornado's header timeout does: close the stream; the
+    """End a connection at once, as Tornado's header timeout does: close the stream; the
     connection's read fails and its request loop ends."""
     conn.stream.close()
 

@@ -13,8 +13,12 @@ from .base import Page, Record, Store
 __all__ = ["Page", "Record", "Store", "open_store"]
 
 
-def open_store(url: str) -> Store:
-    """Make the store for a URL (not connected yet: see :meth:`Store.open`)."""
+def open_store(url: str, *, mongo_driver: str = "pymongo") -> Store:
+    """Make the store for a URL (not connected yet: see :meth:`Store.open`).
+
+    ``mongo_driver``: the MongoDB store's driver, ``pymongo`` (PyMongo's asyncio API) or
+    ``motor`` (see docs/mongodb.md).
+    """
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
@@ -22,9 +26,9 @@ def open_store(url: str) -> Store:
     if url.startswith(("mongodb://", "mongodb+srv://")):
         try:
             from .mongo import MongoStore
-        except ImportError as exc:  # motor/odmantic not installed
-            raise ConfigurationError(f"the MongoDB store needs motor and odmantic: {exc}") from None
-        return MongoStore(url)
+        except ImportError as exc:  # pymongo not installed
+            raise ConfigurationError(f"the MongoDB store needs pymongo (pip install 'bzzlite[mongo]'): {exc}") from None
+        return MongoStore(url, mongo_driver)
     raise ConfigurationError(
         f"unknown store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: "
         "or mongodb://host:port/dbname"

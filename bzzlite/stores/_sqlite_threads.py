@@ -4,6 +4,12 @@ A :class:`ConnectionPool` owns ``size`` connections and as many threads; a job i
 function of a connection, run on whichever connection is free. ``sqlite3`` releases the
 GIL while SQLite works, so the event loop keeps serving other requests meanwhile.
 
+A thread costs every job it runs a hand-off: a wake-up of the thread, the GIL taken from the
+loop and given back, a wake-up of the loop; on a machine whose other cores are free, the
+two threads then contend for the GIL from two cores (bench/README.md, "Fast as deployed").
+So a job that is short when it is tried is run on the loop first (:func:`run_slice`): a
+job that runs past its slice is stopped and goes to a thread.
+
 A job can have a time budget: when it runs past it, the loop interrupts the job's
 connection (``sqlite3_interrupt``, made to be called from another thread), SQLite stops
 the statement at its next step and the job raises :class:`~bzzlite.errors.QueryTimeout`.
@@ -31,6 +37,11 @@ from ..errors import QueryTimeout
 
 T = TypeVar("T")
 _RESEND = 0.005  # seconds between interrupts of a job that has not stopped yet
+_SLICE_STEPS = 1_000  # SQLite virtual-machine steps between two looks at the clock (run_slice)
+
+
+class Overran(Exception):
+    """A job tried on the event loop ran past its slice and was stopped: run it in a thread."""
 
 
 class _Job:
@@ -57,6 +68,9 @@ class ConnectionPool:
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], size: int, name: str, nice: int = 0) -> None:
         self.connections = [connect() for _ in range(size)]
+        #: Jobs handed to the threads and not yet settled on the loop (counted on the loop's thread
+        #: only). At 0 no thread is using a connection, so the loop may use one itself.
+        self.pending = 0
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, args=(conn, nice), name=f"{name}-{n}", daemon=True)
@@ -65,14 +79,24 @@ class ConnectionPool:
         for thread in self._threads:
             thread.start()
 
-    async def run(self, job: Callable[[sqlite3.Connection], T], budget: float | None = None) -> T:
-        """``job(conn)`` in a thread; QueryTimeout if it runs longer than ``budget`` seconds."""
+    def submit(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """``job(conn)`` in a thread; its result or error, on the loop, in the future returned."""
+        return self._submit(job, _Job())
+
+    def _submit(self, job: Callable[[sqlite3.Connection], T], state: _Job) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        state = _Job()
+        self.pending += 1
         self._jobs.put((job, state, loop, future))
+        return future
+
+    async def run(self, job: Callable[[sqlite3.Connection], T], budget: float | None = None) -> T:
+        """``job(conn)`` in a thread; QueryTimeout if it runs longer than ``budget`` seconds."""
+        state = _Job()
+        future = self._submit(job, state)
         if budget is None:
             return await future
+        loop = asyncio.get_running_loop()
         timer = loop.call_later(budget, self._expire, loop, state)
         try:
             return await future
@@ -82,6 +106,10 @@ class ConnectionPool:
             raise
         finally:
             timer.cancel()
+
+    def post(self, job: Callable[[sqlite3.Connection], object]) -> None:
+        """``job(conn)`` in a thread, nobody waiting for it (housekeeping: its errors are dropped)."""
+        self._jobs.put((job, _Job(), None, None))
 
     def _serve(self, conn: sqlite3.Connection, nice: int) -> None:
         _lower_priority(nice)
@@ -97,10 +125,21 @@ class ConnectionPool:
                 error = exc
             with state.lock:
                 state.done = True
+            if loop is None:
+                continue
             try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(self._settle, future, result, error)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
+
+    def _settle(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self.pending -= 1  # here, not where the job was awaited: a cancelled await leaves the job running
+        if future.cancelled():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
     def _expire(self, loop: asyncio.AbstractEventLoop, state: _Job) -> None:
         with state.lock:
@@ -121,15 +160,6 @@ class ConnectionPool:
             thread.join()
         for conn in self.connections:
             conn.close()
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 def _lower_priority(nice: int) -> None:
@@ -157,3 +187,37 @@ def run_inline(conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T],
 
 def _past(deadline: float) -> bool:
     return time.monotonic() >= deadline
+
+
+def run_slice(conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], T], steps: int, seconds: float) -> T:
+    """``job(conn)`` on this thread if it ends within ``steps`` steps of SQLite's virtual machine
+    (counted in thousands) and ``seconds``; else stopped, :class:`Overran`.
+
+    Steps, not time, are the main measure: the same query fits or not whatever the machine's
+    load (or valgrind) does to its speed; the time bounds a query whose few steps are long.
+    A job is a read (it changes nothing), so stopping it and running it again elsewhere is safe.
+    """
+    budget = _Slice(steps // _SLICE_STEPS, time.monotonic() + seconds)
+    conn.set_progress_handler(budget, _SLICE_STEPS)
+    try:
+        return job(conn)
+    except sqlite3.OperationalError:
+        if budget.over:
+            raise Overran from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+class _Slice:
+    """A progress handler: stop after ``calls`` calls or past ``deadline``."""
+
+    __slots__ = ("calls", "deadline", "over")
+
+    def __init__(self, calls: int, deadline: float) -> None:
+        self.calls, self.deadline, self.over = calls, deadline, False
+
+    def __call__(self) -> bool:
+        self.calls -= 1
+        self.over = self.calls <= 0 or time.monotonic() >= self.deadline
+        return self.over

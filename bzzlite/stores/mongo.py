@@ -1,4 +1,4 @@
-"""The MongoDB store: one collection per resource, through motor.
+"""The MongoDB store: one collection per resource, through PyMongo's asyncio API (or motor).
 
 A document is stored as ``{"_id": ObjectId(id), "_v": version, **fields}``. Fields are
 kept in JSON mode (dates as ISO-8601 strings, decimals as strings), exactly as the
@@ -7,6 +7,11 @@ only ids are ObjectIds, and for ODMantic models their references and ObjectId fi
 too (the layout ODMantic's own engine reads). Values read back are turned into JSON
 mode again (ObjectIds to hex, BSON dates to ISO strings), so documents written by
 other tools still render.
+
+The driver is PyMongo's ``AsyncMongoClient`` unless the app asks for motor
+(``App(mongo_driver="motor")``; see :mod:`bzzlite.stores._mongo_drivers`). ODMantic models
+are read for their collection names, ObjectId fields and indexes only: every call to MongoDB
+is the store's own, whichever driver it runs on (ODMantic's engine is motor's).
 
 Every operation is bounded by the client's timeouts (see :data:`DEFAULT_OPTIONS`;
 options in the URL win) and a server that cannot be reached is ``StoreUnavailable``.
@@ -28,7 +33,6 @@ from urllib.parse import unquote
 
 from bson import ObjectId
 from bson.errors import BSONError, InvalidId
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import (
     BulkWriteError,
@@ -55,6 +59,7 @@ from ..models import odmantic
 from ..models.migrations import MARK
 from ..models.schema import canonical_time
 from ..query import Condition, Query
+from ._mongo_drivers import DRIVERS, Driver, driver
 from .base import Page, Record, Rewrite, Rewritten, Store, Write, table_name
 
 if TYPE_CHECKING:
@@ -120,7 +125,7 @@ class MongoCollection:
 
     __slots__ = ("handle", "name", "objectid_fields", "unique_indexes", "versions")
 
-    def __init__(self, spec: ResourceSpec, handle: AsyncIOMotorCollection) -> None:
+    def __init__(self, spec: ResourceSpec, handle: Any) -> None:
         self.name = collection_name(spec)
         self.handle = handle
         self.versions = spec.versions
@@ -167,10 +172,16 @@ def _version_predicate(version: int) -> Any:
 
 
 class MongoStore(Store):
-    """Documents in MongoDB, via motor's asyncio client."""
+    """Documents in MongoDB, through an asyncio driver: ``pymongo`` (PyMongo's
+    ``AsyncMongoClient``, the default) or ``motor``.
 
-    def __init__(self, url: str) -> None:
+    Raises:
+        ConfigurationError: an invalid URL, an unknown driver, or motor asked for and not installed.
+    """
+
+    def __init__(self, url: str, driver_name: str = DRIVERS[0]) -> None:
         self.url = url
+        self.driver: Driver = driver(driver_name)
         self.db_name = database_name(url)
         options = {}
         if not url.startswith("mongodb+srv://"):  # +srv would resolve DNS here
@@ -180,7 +191,7 @@ class MongoStore(Store):
                 raise ConfigurationError(f"invalid MongoDB URL: {exc}") from None
         given = {k.lower() for k in options}
         self.options = {k: v for k, v in DEFAULT_OPTIONS.items() if k.lower() not in given}
-        self.client: AsyncIOMotorClient | None = None
+        self.client: Any = None  # the driver's client, made on first use
         self._collections: dict[str, MongoCollection] = {}
         self._ready = False
         self.broken = []
@@ -190,13 +201,14 @@ class MongoStore(Store):
 
     # -- connection -----------------------------------------------------------------
 
-    def _client(self) -> AsyncIOMotorClient:
+    def _client(self) -> Any:
         if self.client is None:
-            self.client = AsyncIOMotorClient(self.url, tz_aware=True, uuidRepresentation="standard", **self.options)
+            self.client = self.driver.client(self.url, tz_aware=True, uuidRepresentation="standard", **self.options)
         return self.client
 
     @property
-    def db(self) -> AsyncIOMotorDatabase:
+    def db(self) -> Any:
+        """The database, as the driver's database object (its collections by ``db[name]``)."""
         return self._client()[self.db_name]
 
     async def open(self, specs: Sequence[ResourceSpec]) -> None:
@@ -243,7 +255,8 @@ class MongoStore(Store):
         shared = [{"$match": {field: {"$ne": None}}},
                   {"$group": {"_id": f"${field}", "n": {"$sum": 1}, "ids": {"$push": "$_id"}}},
                   {"$match": {"n": {"$gt": 1}}}]
-        groups = await coll.handle.aggregate([*shared, {"$sort": {"n": -1, "_id": 1}}]).to_list(None)
+        cursor = await self.driver.aggregate(coll.handle, [*shared, {"$sort": {"n": -1, "_id": 1}}])
+        groups = await cursor.to_list(None)
         if not groups:
             return None
         found = [(_plain(g["_id"]), sorted(str(i) for i in g["ids"])[:4]) for g in groups[:3]]
@@ -266,8 +279,8 @@ class MongoStore(Store):
     async def close(self) -> None:
         self._ready = False
         if self.client is not None:
-            self.client.close()
-            self.client = None
+            client, self.client = self.client, None
+            await self.driver.close(client)
 
     async def ping(self) -> dict[str, Any]:
         with self._errors():
@@ -316,7 +329,7 @@ class MongoStore(Store):
         return fields.pop() if len(fields) == 1 else None
 
     def collection(self, spec: ResourceSpec) -> MongoCollection:
-        """The open collection of a resource (its motor handle, and how documents decode)."""
+        """The open collection of a resource (its driver's handle, and how documents decode)."""
         if not self._ready:
             raise StoreUnavailable("the store is not open")
         return self._collections[spec.path]
@@ -399,12 +412,10 @@ class MongoStore(Store):
         undo conditioned on the version it wrote). What an undo cannot take back (someone
         changed the document in between, or the server went away) is logged as an error
         and the failure raised names it (TransactionIncomplete)."""
-        client = self._client()
         try:
-            async with await client.start_session() as session:
-                async with session.start_transaction():
-                    for write in writes:
-                        await self._apply_one(write, session)
+            async with self.driver.transaction(self._client()) as session:
+                for write in writes:
+                    await self._apply_one(write, session)
             return
         except OperationFailure as exc:
             if exc.code != 20 and "Transaction numbers" not in str(exc):  # 20: IllegalOperation

@@ -4,14 +4,28 @@ Each table is ``(id TEXT PRIMARY KEY, v INTEGER, doc TEXT)``; queries compile to
 ``json_extract`` expressions over ``doc`` with bound parameters, and unique and
 declared indexes are expression indexes on the same expressions.
 
-Where the work runs (a file database, in WAL mode):
+Where the work runs (a file database, in WAL mode): on the event loop's thread whenever it is
+short, in a thread when it would keep the loop waiting. Every hop to a thread costs a wake-up
+each way and two GIL hand-offs, and with a free core beside the loop, the thread and the loop
+contend for the GIL: unpinned, that doubled the CPU of a list or a create (bench/README.md,
+"Fast as deployed"). So:
 
-- list queries on a small pool of read connections in threads (:mod:`._sqlite_threads`),
-  each bounded by the query budget, so a slow query never stalls other requests;
-- writes on one writer connection in its own thread, one at a time, so a write waiting
-  for the file lock of another worker process does not stall the loop either;
-- reads of one document by id on the event-loop thread itself: an index lookup of a few
-  microseconds, cheaper than the hop to a thread (see bench/README.md, "Isolation").
+- reads of one document by id on the loop's own connection: an index lookup of a few
+  microseconds;
+- list queries on the loop's connection too, for at most :data:`READ_SLICE_STEPS` steps of
+  SQLite's virtual machine (about a millisecond): one that does more is stopped and run again
+  on a small pool of read connections in threads
+  (:mod:`._sqlite_threads`), at a lower CPU priority and bounded by the query budget, so a slow
+  query never stalls other requests;
+- writes on one writer connection: the writes of one turn of the loop together, at the end of
+  the turn, in one transaction (a savepoint each, so one that fails is undone alone) with one
+  commit: pages that several writes change (the table's last leaf, the journal's) go to the WAL
+  once, not once per write. The batch runs on the loop when the writer's thread is idle and the
+  file's write lock is free (tens of microseconds; with ``synchronous=normal``, a commit waits
+  for no disk), in the writer's thread otherwise, so a batch waiting for another worker
+  process's lock, or for the disk (``synchronous=full``), does not stall the loop either. The
+  writer checkpoints nothing itself: a reader thread copies the WAL back into the file every
+  :data:`CHECKPOINT_EVERY` writes, off the loop.
 
 WAL lets the readers run beside the writer and beside other worker processes; updates
 and deletes are single conditional statements (``... AND v = ?``), so they stay correct
@@ -43,9 +57,10 @@ from ..errors import (
     VersionConflict,
 )
 from ..models.migrations import MARK
-from ..query import Condition, Query, get_path, sort_values
-from ._sqlite_threads import ConnectionPool, run_inline
+from ..query import Query, get_path
+from ._sqlite_threads import ConnectionPool, Overran, run_inline, run_slice
 from .base import Page, Record, Rewrite, Rewritten, Store, Write, table_name
+from .sqlite_query import compile_conditions, json_expr, keyset_parts, order_by, pinned_values, quote
 
 if TYPE_CHECKING:
     from ..models.resource import ResourceSpec
@@ -64,6 +79,15 @@ BUSY_TIMEOUT = 5.0
 BUSY_RETRY = 0.00005
 BUSY_RETRY_MAX = 0.002
 READER_NICE = 10  # the readers' CPU priority below the loop's (see ConnectionPool)
+#: How much a list query may do on the event loop before it is stopped and handed to a reader
+#: thread: SQLite virtual-machine steps (15-150 ns each: about 1 ms; a page of 20 of the
+#: benchmark with its total takes 1,800), and a time for a query whose few steps are long. A slow
+#: query costs the others that much waiting, once.
+READ_SLICE_STEPS = 10_000
+READ_SLICE = 0.05
+#: Writes between two checkpoints, which a reader thread runs (SQLite's own, every 1,000 WAL
+#: pages, would run in the committing write, on the loop): a write adds a few pages.
+CHECKPOINT_EVERY = 250
 
 # "UNIQUE constraint failed: todo_item.$.owner": the generated column of the field
 _UNIQUE_FAILED = re.compile(r"\$\.([\w.]+)")
@@ -99,31 +123,19 @@ def sqlite_synchronous(url: str) -> str:
     return value.upper()
 
 
-def _q(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def json_expr(path: str) -> str:
-    """The SQL for a field path: its column ``"$.path"`` (paths are model field names, never client text).
-
-    Paths that are unique or indexed are plain columns the store fills on every write, so
-    their indexes cover queries (a filtered ``count(*)`` reads the index alone; SQLite 3.40
-    never treats an index on an expression or a generated column as covering). Every other
-    path is a VIRTUAL generated column over ``json_extract``: no storage, computed where named.
-    """
-    if path == "id":
-        return "id"
-    return _q(f"$.{path}")
-
-
 def _ensure_index(conn: sqlite3.Connection, name: str, sql: str) -> None:
     """Create an index, replacing one of that name defined differently (an older layout)."""
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
     if row is not None and row[0] != sql:
-        conn.execute(f"DROP INDEX {_q(name)}")
+        conn.execute(f"DROP INDEX {quote(name)}")
         row = None
     if row is None:
         conn.execute(sql)
+
+
+class _WouldWait(Exception):
+    """A write tried on the event loop found the file's write lock taken before it changed
+    anything: it goes to the writer's thread, which waits for the lock."""
 
 
 class _WriterConnection(sqlite3.Connection):
@@ -133,16 +145,25 @@ class _WriterConnection(sqlite3.Connection):
     handler would; but that handler sleeps 1, 2, 5, 10 ms and longer between tries while the
     other process's write takes tens of microseconds.
     A statement refused with SQLITE_BUSY has changed nothing, so trying it again is safe, in a
-    transaction or not (SQLite's handler does the same)."""
+    transaction or not (SQLite's handler does the same).
+
+    While a job runs on the event loop (``on_loop_from`` holds the connection's
+    ``total_changes`` when it started), a refusal before the job changed anything raises
+    :class:`_WouldWait` instead of waiting: nothing is written yet, so the job can start again
+    in the thread."""
+
+    on_loop_from: int | None = None
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return _retried(super().execute, sql, parameters)
+        return _retried(self, super().execute, sql, parameters)
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        return _retried(super().executemany, sql, parameters)
+        return _retried(self, super().executemany, sql, parameters)
 
 
-def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: Any) -> sqlite3.Cursor:
+def _retried(
+    conn: _WriterConnection, run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: Any
+) -> sqlite3.Cursor:
     deadline: float | None = None
     pause = BUSY_RETRY
     while True:
@@ -151,6 +172,8 @@ def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: An
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
                 raise
+            if conn.on_loop_from == conn.total_changes and not conn.in_transaction:
+                raise _WouldWait from None
             now = time.monotonic()
             deadline = deadline if deadline is not None else now + BUSY_TIMEOUT
             if now >= deadline:
@@ -162,7 +185,19 @@ def _retried(run: Callable[[str, Any], sqlite3.Cursor], sql: str, parameters: An
 @contextlib.contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, rolled back if it
-    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns."""
+    raises. IMMEDIATE takes the write lock at once, so processes sharing the file take turns.
+    Inside a transaction already (a batch of writes), a savepoint: undone alone if the block
+    raises, committed with the batch."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT immediate")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO immediate")
+            conn.execute("RELEASE immediate")
+            raise
+        conn.execute("RELEASE immediate")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -192,6 +227,9 @@ class SQLiteStore(Store):
         self._insert_sql: dict[str, str] = {}  # built once per table, not per request
         self._update_sql: dict[str, str] = {}
         self._rewrite_sql: dict[str, str] = {}
+        self._writes_on_loop = False  # synchronous=normal: a commit waits for no disk (_open)
+        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._unchecked = 0  # writes since the last checkpoint
         self.broken = []
 
     def check_resource(self, spec: ResourceSpec) -> None:
@@ -215,7 +253,10 @@ class SQLiteStore(Store):
         return self._connect(POOL_CACHE_KIB)
 
     def _pooled_writer(self) -> sqlite3.Connection:
-        return self._connect(POOL_CACHE_KIB, writer=True)
+        conn = self._connect(POOL_CACHE_KIB, writer=True)
+        if self._writes_on_loop:  # its commits may run on the loop: the checkpoints go to a reader
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
 
     async def open(self, specs: Sequence[ResourceSpec]) -> None:
         """Open the file, switch it to WAL and create what the resources need. Processes
@@ -246,6 +287,7 @@ class SQLiteStore(Store):
                 for spec in specs:
                     self._create(conn, spec)
             if self.path != ":memory:":
+                self._writes_on_loop = self.synchronous == "NORMAL"
                 pools.append(ConnectionPool(self._pooled_writer, 1, "bzzlite-sqlite-writer"))
                 pools.append(ConnectionPool(self._pooled, READERS, "bzzlite-sqlite-reader", READER_NICE))
         except (sqlite3.Error, ConstraintBroken) as exc:
@@ -263,7 +305,7 @@ class SQLiteStore(Store):
     def _create(self, conn: sqlite3.Connection, spec: ResourceSpec) -> None:
         self.check_resource(spec)
         name = table_name(spec)
-        table = self._tables[spec.path] = _q(name)
+        table = self._tables[spec.path] = quote(name)
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (id TEXT PRIMARY KEY, v INTEGER NOT NULL, doc TEXT NOT NULL) "
             "WITHOUT ROWID"
@@ -279,7 +321,7 @@ class SQLiteStore(Store):
         for field in spec.schema.unique:
             index = f"ux_{name}_{field}"
             try:
-                _ensure_index(conn, index, f"CREATE UNIQUE INDEX {_q(index)} ON {table}({json_expr(field)})")
+                _ensure_index(conn, index, f"CREATE UNIQUE INDEX {quote(index)} ON {table}({json_expr(field)})")
             except sqlite3.IntegrityError:  # stored documents share values: say which, not SQLite's words
                 self.constraint_broken(_duplicates(conn, spec, table, field))
         for fields in spec.indexes:
@@ -288,7 +330,7 @@ class SQLiteStore(Store):
             cols = [json_expr(f.lstrip("-")) + (" DESC" if f.startswith("-") else "") for f in fields]
             cols.append("id DESC" if fields[-1].startswith("-") else "id")
             index = "ix_" + name + "_" + "_".join(f.lstrip("-") for f in fields) + "__id"
-            _ensure_index(conn, index, f"CREATE INDEX {_q(index)} ON {table}({', '.join(cols)})")
+            _ensure_index(conn, index, f"CREATE INDEX {quote(index)} ON {table}({', '.join(cols)})")
 
     def _columns(self, conn: sqlite3.Connection, table: str, name: str, spec: ResourceSpec, stored: set[str]) -> None:
         """Give every queryable path its column: plain (filled by writes) or virtual."""
@@ -299,19 +341,19 @@ class SQLiteStore(Store):
         if changed:  # a field became (or stopped being) indexed: rebuild its column and the indexes
             for (index,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
                                          "AND sql IS NOT NULL", (name,)).fetchall():
-                conn.execute(f"DROP INDEX {_q(index)}")
+                conn.execute(f"DROP INDEX {quote(index)}")
             for column in changed:
-                conn.execute(f"ALTER TABLE {table} DROP COLUMN {_q(column)}")
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {quote(column)}")
                 del existing[column]
         for column, kind in wanted.items():
             if column in existing:
                 continue
             source = f"json_extract(doc, '{column}')"
             if kind == 0:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)}")
-                conn.execute(f"UPDATE {table} SET {_q(column)} = {source}")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)}")
+                conn.execute(f"UPDATE {table} SET {quote(column)} = {source}")
             else:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_q(column)} GENERATED ALWAYS AS ({source}) VIRTUAL")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} GENERATED ALWAYS AS ({source}) VIRTUAL")
 
     def _stored_values(self, spec: ResourceSpec, doc: dict[str, Any]) -> list[Any]:
         return [_sql_value(get_path(doc, path)) for path in self._stored[spec.path]]
@@ -343,10 +385,51 @@ class SQLiteStore(Store):
         return self.conn
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        """``job`` on the writer connection, in the writer's thread (writes queue there)."""
-        if self._writer is None:
+        """``job`` on the writer connection, with the other writes of this turn of the loop
+        (:meth:`_commit_batch`); in the writer's thread when the loop must not wait for it."""
+        writer = self._writer
+        if writer is None:
             return job(self._conn())
-        return await self._writer.run(job)
+        self._unchecked += 1
+        if self._unchecked >= CHECKPOINT_EVERY and self._writes_on_loop and self._readers is not None:
+            self._unchecked = 0
+            self._readers.post(_checkpoint)
+        if not self._writes_on_loop:
+            return await writer.run(job)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._batch.append((job, future))
+        if len(self._batch) == 1:
+            loop.call_soon(self._commit_batch)
+        return await future
+
+    def _commit_batch(self) -> None:
+        """The writes queued in this turn of the loop, in one transaction: here when the writer's
+        thread is idle and nothing has to wait for the lock, else as one job of that thread."""
+        batch, self._batch = self._batch, []
+        jobs = [job for job, _ in batch]
+        futures = [future for _, future in batch]
+        writer = self._writer
+        if writer is None:
+            _settle_all(futures, None, StoreUnavailable("the store is closed"))
+            return
+        if not writer.pending:
+            conn = writer.connections[0]
+            conn.on_loop_from = conn.total_changes
+            try:
+                outcomes = _run_batch(conn, jobs)
+            except _WouldWait:  # another process holds the write lock: the thread waits for it
+                pass
+            except BaseException as exc:  # noqa: BLE001 (the transaction failed: each write's error)
+                _settle_all(futures, None, exc)
+                return
+            else:
+                _settle_all(futures, outcomes, None)
+                return
+            finally:
+                conn.on_loop_from = None
+        done = writer.submit(lambda conn: _run_batch(conn, jobs))
+        done.add_done_callback(lambda d: _settle_all(futures, None if d.exception() else d.result(), d.exception()))
 
     async def _checked_write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """:meth:`_write`, with SQLite's errors as store errors (a unique index: DuplicateKey)."""
@@ -357,10 +440,19 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
 
-    async def _read(self, job: Callable[[sqlite3.Connection], T], budget: float | None) -> T:
-        """``job`` on a free read connection, in its thread, stopped past ``budget`` seconds."""
+    async def _read(
+        self, job: Callable[[sqlite3.Connection], T], budget: float | None, first_on_loop: bool = False
+    ) -> T:
+        """``job`` on a free read connection, in its thread, stopped past ``budget`` seconds;
+        ``first_on_loop``: tried on the loop's connection first, within :data:`READ_SLICE_STEPS`."""
         if self._readers is None:
             return run_inline(self._conn(), job, budget)
+        if first_on_loop:
+            seconds = READ_SLICE if budget is None else min(READ_SLICE, budget)
+            try:
+                return run_slice(self._conn(), job, READ_SLICE_STEPS, seconds)
+            except Overran:
+                pass
         return await self._readers.run(job, budget)
 
     def trace(self, callback: Callable[[str], object] | None) -> None:
@@ -472,18 +564,19 @@ class SQLiteStore(Store):
     async def find(self, spec: ResourceSpec, query: Query) -> Page:
         table = self._tables[spec.path]
         where, params = compile_conditions(query.conditions)
-        constants = _constants(query.conditions)
-        parts = _keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
+        constants = pinned_values(query.conditions)
+        parts = keyset_parts(query, constants) if query.after is not None else [("", [], frozenset())]
         limit = query.per_page + 1
 
-        # The thread only runs SQLite (the GIL released) and fetches rows; the documents are
-        # decoded back on the loop, so a low-priority reader holds the GIL as little as it can.
+        # Tried on the loop first; in a thread, it only runs SQLite (the GIL released) and fetches
+        # rows: the documents are decoded on the loop, so a low-priority reader holds the GIL as
+        # little as it can.
         def job(conn: sqlite3.Connection) -> tuple[list[Any], int | None]:
             rows: list[Any] = []
             for clause, extra, pinned in parts:  # run in turn until the page is full
                 clauses = [*where, clause] if clause else where
                 sql_where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-                sql = f"SELECT id, v, doc FROM {table}{sql_where}{_order_by(query, constants, pinned)} LIMIT ? OFFSET ?"
+                sql = f"SELECT id, v, doc FROM {table}{sql_where}{order_by(query, constants, pinned)} LIMIT ? OFFSET ?"
                 rows += conn.execute(sql, (*params, *extra, limit - len(rows), query.offset)).fetchall()
                 if len(rows) >= limit:
                     break
@@ -494,7 +587,7 @@ class SQLiteStore(Store):
             return rows, total
 
         try:
-            rows, total = await self._read(job, self.budget(spec))
+            rows, total = await self._read(job, self.budget(spec), first_on_loop=True)
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from exc
         versions = spec.versions
@@ -568,169 +661,63 @@ def _duplicates(conn: sqlite3.Connection, spec: ResourceSpec, table: str, field:
     return ConstraintBroken(spec.path, field, groups, values)
 
 
+def _run_batch(conn: sqlite3.Connection, jobs: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+    """Each job's result, or the exception it raised, after one commit of them all.
+
+    Several jobs share one transaction, each in a savepoint: a job that raises is undone alone.
+    Raises what makes the transaction itself fail (the lock, the commit): then none was written.
+    """
+    if len(jobs) == 1:  # its own transaction, or none: a single statement commits by itself
+        try:
+            return [jobs[0](conn)]
+        except _WouldWait:
+            raise
+        except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
+            return [exc]
+    conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[Any] = []
+    try:
+        for job in jobs:
+            conn.execute("SAVEPOINT write")
+            try:
+                outcomes.append(job(conn))
+            except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
+                if not conn.in_transaction:  # the error ended the whole transaction (SQLite's I/O errors)
+                    raise
+                conn.execute("ROLLBACK TO write")
+                outcomes.append(exc)
+            conn.execute("RELEASE write")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _settle_all(futures: Sequence[asyncio.Future[Any]], outcomes: Sequence[Any] | None,
+                error: BaseException | None) -> None:
+    """Each future its outcome (a result, or an exception raised by its job), or all ``error``."""
+    for n, future in enumerate(futures):
+        if future.cancelled():
+            continue
+        outcome = error if outcomes is None else outcomes[n]
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy what the WAL holds back into the database file, as far as readers allow."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 def _missing_or_stale(conn: sqlite3.Connection, table: str, id: str) -> Exception:
     """Why a conditional write matched no row (asked on the connection that wrote)."""
     exists = conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (id,)).fetchone()
     return VersionConflict(id) if exists else NotFound(id)
 
 
-# -- query compilation ----------------------------------------------------------------
-
-
-def _predicate(expr: str, op: str, value: Any) -> tuple[str, list[Any]]:
-    """SQL for ``expr op value`` with MongoDB's null semantics (missing == null)."""
-    if op == "eq":
-        return (f"{expr} IS NULL", []) if value is None else (f"{expr} = ?", [value])
-    if op == "ne":
-        return (f"{expr} IS NOT NULL", []) if value is None else (f"({expr} IS NULL OR {expr} != ?)", [value])
-    if op in ("gt", "gte", "lt", "lte"):
-        if value is None:
-            return "0", []
-        return f"{expr} {_CMP[op]} ?", [value]
-    if op == "exists":
-        return (f"{expr} IS NOT NULL" if value else f"{expr} IS NULL"), []
-    if op in ("in", "nin"):
-        present = [v for v in value if v is not None]
-        has_null = len(present) < len(value)
-        marks = ", ".join("?" * len(present))
-        if op == "in":
-            parts = ([f"{expr} IN ({marks})"] if present else []) + ([f"{expr} IS NULL"] if has_null else [])
-            return ("(" + " OR ".join(parts) + ")") if parts else "0", present
-        if has_null:
-            return (f"({expr} IS NOT NULL AND {expr} NOT IN ({marks}))" if present else f"{expr} IS NOT NULL"), present
-        return (f"({expr} IS NULL OR {expr} NOT IN ({marks}))" if present else "1"), present
-    if value is None:
-        return "0", []
-    if op == "contains":
-        return f"instr({expr}, ?) > 0", [value]
-    if op == "startswith":
-        return f"substr({expr}, 1, ?) = ?", [len(value), value]
-    raise ValueError(op)  # unreachable: operators are validated by the query parser
-
-
-_CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def compile_conditions(conditions: Sequence[Condition]) -> tuple[list[str], list[Any]]:
-    """WHERE clauses (ANDed) and their bound parameters."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for cond in conditions:
-        if "[]" in cond.path:  # through lists of embedded models (reference integrity)
-            sql, args = _through_lists(cond)
-            clauses.append(sql)
-            params.extend(args)
-            continue
-        expr = json_expr(cond.path)
-        if cond.is_list and cond.op not in ("exists",):
-            member_op = {"ne": "eq", "nin": "in"}.get(cond.op, cond.op)
-            sql, args = _predicate("value", member_op, cond.value)
-            any_member = f"EXISTS (SELECT 1 FROM json_each(doc, '$.{cond.path}') WHERE {sql})"
-            clauses.append(f"NOT {any_member}" if cond.op in ("ne", "nin") else any_member)
-        else:
-            sql, args = _predicate(expr, cond.op, cond.value)
-            clauses.append(sql)
-        params.extend(args)
-    return clauses, params
-
-
-def _through_lists(cond: Condition) -> tuple[str, list[Any]]:
-    """``lines[].product = ?``: some element of ``lines`` has that ``product`` (equality only;
-    the path comes from the model's reference fields, never from a client)."""
-    if cond.op != "eq":
-        raise ValueError(f"{cond.path}: only equality reaches through lists")
-    *lists, leaf = cond.path.split("[].")
-    source, depth = "doc", 0
-    opening = []
-    for part in lists:
-        opening.append(f"EXISTS (SELECT 1 FROM json_each({source}, '$.{part}') AS j{depth} WHERE ")
-        source, depth = f"j{depth}.value", depth + 1
-    if cond.is_list:
-        test = f"EXISTS (SELECT 1 FROM json_each({source}, '$.{leaf}') AS j{depth} WHERE j{depth}.value = ?)"
-    else:
-        test = f"json_extract({source}, '$.{leaf}') = ?"
-    return "".join(opening) + test + ")" * len(opening), [cond.value]
-
-
-def _constants(conditions: Sequence[Condition]) -> dict[str, Any]:
-    """Paths an equality filter pins to one value in every matching row."""
-    return {c.path: c.value for c in conditions if c.op == "eq" and not c.is_list}
-
-
-def _order_by(query: Query, constants: dict[str, Any], pinned: frozenset[str]) -> str:
-    """ORDER BY without the keys pinned to one value: they add nothing to the order, but
-    SQLite would sort for them rather than walk an index."""
-    keys = [k for k in query.order if k.path not in constants and k.path not in pinned]
-    if not keys:
-        return ""
-    return " ORDER BY " + ", ".join(json_expr(k.path) + (" DESC" if k.descending else "") for k in keys)
-
-
-def _keyset_parts(query: Query, constants: dict[str, Any]) -> list[tuple[str, list[Any], frozenset[str]]]:
-    """WHERE clauses for the rows after the cursor, to run in turn until the page is full,
-    each with the paths it pins to a single value (left out of its ORDER BY).
-
-    The exact condition (:func:`_keyset`) is an OR that SQLite cannot walk an index with, so
-    each part pairs it with a range on the first key not pinned, which it can: page 10,000
-    then costs what page 1 costs. Nulls sort first ascending and last descending, outside
-    such a range, so they get parts of their own.
-    """
-    assert query.after is not None
-    exact, exact_params = _keyset(query)
-    keys = query.order
-    values = (*query.after.values, query.after.id)
-
-    def walk(start: int, hint: list[str], params: list[Any], pinned: frozenset[str]) -> list[Any]:
-        for i in range(start, len(keys)):
-            key, value = keys[i], values[i]
-            expr = json_expr(key.path)
-            if key.path in constants:
-                if constants[key.path] == value:
-                    continue
-                break  # a cursor made under another filter: no range to rely on
-            if value is None:
-                if key.descending:  # only the rest of the null block is left
-                    hint, pinned = [*hint, f"{expr} IS NULL"], pinned | {key.path}
-                    continue
-                # ascending: the rest of the null block, then every non-null value
-                rest = walk(i + 1, [*hint, f"{expr} IS NULL"], params, pinned | {key.path})
-                # "> -Inf" is "IS NOT NULL" in SQLite's order (numbers, then text), as a range
-                return [*rest, ([*hint, f"{expr} > -9e999"], params, pinned, False)]
-            parts = [([*hint, f"{expr} {'<=' if key.descending else '>='} ?"], [*params, value], pinned, True)]
-            if key.descending and key.path != "id":
-                parts.append(([*hint, f"{expr} IS NULL"], params, pinned | {key.path}, False))
-            return parts
-        return [(hint, params, pinned, True)]
-
-    return [
-        (" AND ".join([*hint, exact] if needs_exact else hint), [*params, *(exact_params if needs_exact else ())], pinned)
-        for hint, params, pinned, needs_exact in walk(0, [], [], frozenset())
-    ]
-
-
-def _keyset(query: Query) -> tuple[str, list[Any]]:
-    """Rows strictly after the cursor in the query's order (NULLs first ascending, last descending)."""
-    assert query.after is not None
-    keys = query.order
-    values = (*query.after.values, query.after.id)
-    ors: list[str] = []
-    params: list[Any] = []
-    for i, key in enumerate(keys):
-        parts: list[str] = []
-        for j in range(i):
-            parts.append(f"+{json_expr(keys[j].path)} IS ?")  # "+": not for the planner to pick an index by
-            params.append(values[j])
-        expr, value = "+" + json_expr(key.path), values[i]
-        if value is None:
-            parts.append("0" if key.descending else f"{expr} IS NOT NULL")
-        elif key.descending:
-            parts.append(f"({expr} < ? OR {expr} IS NULL)")
-            params.append(value)
-        else:
-            parts.append(f"{expr} > ?")
-            params.append(value)
-        ors.append("(" + " AND ".join(parts) + ")")
-    return "(" + " OR ".join(ors) + ")", params
-
-
-__all__ = ["SQLiteStore", "compile_conditions", "sort_values", "sqlite_path"]
+__all__ = ["SQLiteStore", "compile_conditions", "sqlite_path"]
