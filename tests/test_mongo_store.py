@@ -170,7 +170,7 @@ def test_a_mongodb_without_transactions_is_told_from_a_failing_one(mongo_db_url,
     async def body(store, spec):
         await add(store, spec, {"name": "t", "email": "taken"})
 
-        async def refused(*args, **kwargs):
+        def refused(*args, **kwargs):  # start_session() raises (PyMongo's is no coroutine)
             raise OperationFailure(*failure)
 
         monkeypatch.setattr(store._client(), "start_session", refused)
@@ -193,7 +193,7 @@ def test_a_session_that_cannot_start_is_the_store_unavailable(mongo_db_url, monk
     from pymongo.errors import ServerSelectionTimeoutError
 
     async def body(store, spec):
-        async def away(*args, **kwargs):
+        def away(*args, **kwargs):
             raise ServerSelectionTimeoutError("no server")
 
         monkeypatch.setattr(store._client(), "start_session", away)
@@ -212,7 +212,7 @@ def test_writes_a_failed_transaction_could_not_undo_are_named(mongo_db_url, monk
     async def body(store, spec):
         await add(store, spec, {"name": "t", "email": "taken"})
 
-        async def refused(*args, **kwargs):
+        def refused(*args, **kwargs):  # start_session() raises (PyMongo's is no coroutine)
             raise OperationFailure("Transaction numbers are only allowed on a replica set member or mongos", 20)
 
         async def cannot_undo(done):
