@@ -84,15 +84,18 @@ def test_insert_get_replace_delete_with_versions(store_url):
         replaced = await store.replace(spec, id_, {"name": "b", "tags": ["x"]}, 1)
         assert (replaced.version, replaced.doc) == (2, {"name": "b", "tags": ["x"]})
         assert (await store.get(spec, id_)).doc == {"name": "b", "tags": ["x"]}  # a replace, not a merge
-        with pytest.raises(VersionConflict):
+        with pytest.raises(VersionConflict) as conflict:
             await store.replace(spec, id_, {"name": "c"}, 1)
-        with pytest.raises(VersionConflict):
+        assert str(conflict.value) == id_  # the error names the document
+        with pytest.raises(VersionConflict) as conflict:
             await store.delete(spec, id_, 1)
+        assert str(conflict.value) == id_
         assert (await store.get(spec, id_)).version == 2
         await store.delete(spec, id_, 2)
         for call in (store.get(spec, id_), store.replace(spec, id_, {"name": "d"}, 2), store.delete(spec, id_, None)):
-            with pytest.raises(NotFound):
+            with pytest.raises(NotFound) as missing:
                 await call
+            assert str(missing.value) == id_
 
     run(store_url, body)
 

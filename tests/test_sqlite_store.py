@@ -251,6 +251,31 @@ def test_conditional_writes_in_one_commit_see_each_other(sqlite_url):
     assert len(_statements(seen, "COMMIT")) == 1
 
 
+def test_a_batch_that_fails_as_a_whole_writes_nothing_and_ends_its_transaction():
+    # A job's own error is undone alone (its savepoint); what escapes the batch (here a
+    # BaseException, as a failed COMMIT would) rolls the whole transaction back.
+    from bzzlite.stores.sqlite import _run_batch
+
+    class Stop(BaseException):
+        pass
+
+    def insert(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+
+    def stop(conn):
+        raise Stop
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(Stop):
+        _run_batch(conn, [insert, stop])
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert _run_batch(conn, [insert, insert]) == [None, None]  # the connection writes again
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)
+    conn.close()
+
+
 def test_writes_that_would_wait_for_the_lock_wait_in_the_writers_thread(sqlite_url):
     # Another process holds the write lock: the batch goes to the writer's thread, whole, and
     # the loop keeps answering meanwhile.
