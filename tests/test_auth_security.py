@@ -260,6 +260,49 @@ def test_max_session_age_ends_a_session_after_exactly_that_long(fake, sqlite_url
                                                           "cookie" if cookie else "bearer")
 
 
+def test_a_feed_asks_whether_its_token_still_stands_for_its_user(fake, sqlite_url):
+    """AuthPolicy.still_signed_in, what the change feeds ask of a long-lived subscription."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from tornado.httputil import HTTPHeaders
+
+    from bzzlite.auth.policy import BadCredentials
+
+    signed_out: set[str] = set()
+
+    class Revoked:
+        async def is_revoked(self, session_id):
+            return session_id in signed_out
+
+    policy = make_app(fake, sqlite_url, revocations=Revoked()).runtime.auth
+    token, session = policy.auth.signer.issue(USER)
+
+    def handler(headers):
+        return SimpleNamespace(request=SimpleNamespace(headers=HTTPHeaders(headers)), get_cookie=lambda name: None)
+
+    def still(headers, user):
+        return asyncio.run(policy.still_signed_in(handler(headers), user))
+
+    assert still(bearer(token), {"id": "ann-1"}) is True
+    assert still(bearer(token), {"id": "bob-2"}) is False  # the token stands for someone else now
+    assert still({}, {"id": "ann-1"}) is False  # no token any more
+    signed_out.add(session.session_id)
+    assert still(bearer(token), {"id": "ann-1"}) is False
+    with pytest.raises(BadCredentials) as caught:
+        asyncio.run(policy.identify(handler(bearer(token))))
+    assert (caught.value.reason, caught.value.via) == ("the session was signed out", "bearer")
+
+
+def test_a_token_says_what_its_session_says():
+    signer = TokenSigner(SECRET, 1200)
+    for user in (USER, {**USER, "roles": ["editor", "admin", "editor"]}, {"id": "7", "provider": "github"}):
+        token, session = signer.issue(user)
+        assert TokenSigner(SECRET, 1200).verify(token) == session  # what sign-in keeps is what a request reads
+    assert dict(session.user) == {"id": "7", "email": None, "name": None, "provider": "github"}
+    assert signer.issue({**USER, "roles": ["b", "a"]})[1].user["roles"] == ("a", "b")
+
+
 def test_sign_in_cannot_be_forged_cross_site(fake, sqlite_url):
     body = {"access_token": "ann-token", "provider": "google"}
     with serve(make_app(fake, sqlite_url)) as client:

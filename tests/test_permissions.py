@@ -1200,6 +1200,31 @@ def test_roles_computed_per_request(store_url: str) -> None:
         assert client.get("/product").code == 200 and asked == ["root", "root"]  # anyone: no roles asked
 
 
+def test_the_caller_is_worked_out_once_per_request_and_user(sqlite_url: str) -> None:
+    """AuthPolicy.caller, unit-level: the roles function is asked once per request (every
+    Documents of the request shares the answer), again when the request's user changed; a single
+    role may come as a string."""
+    from types import SimpleNamespace
+
+    asked: list[str] = []
+
+    def roles_of(user: dict[str, Any]) -> Any:
+        asked.append(user["id"])
+        return "admin" if user["id"] == "root" else None
+
+    app = App(shop()[0], db=sqlite_url, auth=Auth("s" * 40, [StaticTokenProvider("test", {})], roles=roles_of))
+    policy = app.runtime.auth
+    root, ann = {"id": "root"}, {"id": "ann"}
+    handler = SimpleNamespace(current_user=root)
+    first = run(policy.caller(handler))
+    assert first == Caller(root, frozenset({"admin"})) and asked == ["root"]
+    assert run(policy.caller(handler)) is first and asked == ["root"]  # the same request: not asked again
+    handler.current_user = ann  # signed in as another user within the request
+    assert run(policy.caller(handler)) == Caller(ann, frozenset()) and asked == ["root", "ann"]
+    handler.current_user = None
+    assert run(policy.caller(handler)) == ANONYMOUS and asked == ["root", "ann"]
+
+
 def test_a_reference_to_what_one_may_not_read_is_a_missing_reference(store_url: str) -> None:
     """Naming another user's document answers exactly as naming one that does not exist: no probe."""
     registry = Registry()
