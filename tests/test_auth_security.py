@@ -301,6 +301,15 @@ def test_a_token_says_what_its_session_says():
         assert TokenSigner(SECRET, 1200).verify(token) == session  # what sign-in keeps is what a request reads
     assert dict(session.user) == {"id": "7", "email": None, "name": None, "provider": "github"}
     assert signer.issue({**USER, "roles": ["b", "a"]})[1].user["roles"] == ("a", "b")
+    assert len(signer.issue({**USER, "roles": [f"r{n}" for n in range(64)]})[1].user["roles"]) == 64
+    for roles, reason in ((5, "the user data's 'roles' must be a list of role names, not int"),
+                          ("admin", "the user data's 'roles' must be a list of role names, not str"),
+                          ([f"r{n}" for n in range(65)], "the user data holds 65 roles; a token carries at most 64")):
+        with pytest.raises(ValueError) as caught:
+            signer.issue({**USER, "roles": roles})
+        assert str(caught.value) == reason
+    ids = {signer.issue(USER)[1].session_id for _ in range(3)}
+    assert len(ids) == 3 and all(len(sid) == 22 for sid in ids)  # 128 random bits each, URL-safe
 
 
 def test_sign_in_cannot_be_forged_cross_site(fake, sqlite_url):
