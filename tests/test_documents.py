@@ -342,3 +342,82 @@ def test_a_transaction_deletes_too_and_a_stale_delete_fails_it_whole(store_url: 
         await app.shutdown()
 
     run(main())
+
+
+def test_if_match_holds_for_a_listed_etag_a_star_or_the_version():
+    from bzzlite.documents.operations import entity_tags, precondition_holds
+    from bzzlite.stores.base import Record
+
+    record = Record("a" * 24, 3, {})
+    assert entity_tags(' "1", "2" ,, W/"3"') == ['"1"', '"2"', 'W/"3"']
+    assert precondition_holds(record, None)
+    assert precondition_holds(record, 3) and not precondition_holds(record, 2)
+    assert precondition_holds(record, '"3"') and precondition_holds(record, '"3", "4"')
+    assert precondition_holds(record, '"1","3"') and precondition_holds(record, '"9", *')
+    assert not precondition_holds(record, '"2", "4"') and not precondition_holds(record, "")
+    assert not precondition_holds(record, "3")  # an ETag is quoted; only a number (Python API) is a version
+
+
+def test_racing_writes_without_if_match_all_land_with_it_one_wins(store_url: str) -> None:
+    """Writers that read the same version race: without If-Match the losers read again and retry
+    (no change is lost), with If-Match (even ``*``) a loser gets its VersionConflict (412)."""
+    registry, Product, _ = shop()
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        products = app.documents(Product)
+        item = await products.create({"sku": "a"})
+        await asyncio.gather(*(products.patch(item.id, {"tags": [str(n)]}) for n in range(4)),
+                             products.patch(item.id, {"stock": 9}))
+        after = await products.get(item.id)
+        assert after.stock == 9 and version_of(after) == 6  # five writes, each on the one before
+        outcomes = await asyncio.gather(products.patch(item.id, {"stock": 1}, if_match="*"),
+                                        products.patch(item.id, {"stock": 2}, if_match="*"),
+                                        return_exceptions=True)
+        assert sorted(type(o).__name__ for o in outcomes) == ["Product", "VersionConflict"]
+        assert [str(o) for o in outcomes if isinstance(o, VersionConflict)] == [item.id]  # names the document
+        with pytest.raises(VersionConflict) as stale:
+            await products.delete(item.id, if_match=1)
+        assert str(stale.value) == item.id
+        await app.shutdown()
+
+    run(main())
+
+
+def test_a_document_that_keeps_changing_is_a_409_after_many_tries(sqlite_url: str, monkeypatch) -> None:
+    from bzzlite.documents import operations
+
+    registry, Product, _ = shop()
+    app = App(registry, db=sqlite_url)
+    waits: list[float] = []
+    bounds: list[tuple[float, float]] = []
+
+    async def main() -> None:
+        products = app.documents(Product)
+        item = await products.create({"sku": "a"})
+        store = await app.runtime.ready_store()
+
+        async def always_stale(*args: Any) -> Any:
+            raise VersionConflict(item.id)  # someone else wrote first, every time
+
+        async def no_wait(delay: float) -> None:
+            waits.append(delay)
+
+        def upper(low: float, high: float) -> float:
+            bounds.append((low, high))
+            return high
+
+        monkeypatch.setattr(store, "replace", always_stale)
+        monkeypatch.setattr(operations.asyncio, "sleep", no_wait)
+        monkeypatch.setattr(operations.random, "uniform", upper)
+        with pytest.raises(HTTPError) as caught:
+            await products.patch(item.id, {"stock": 1})
+        monkeypatch.undo()
+        await app.shutdown()
+        return caught.value
+
+    error = run(main())
+    assert (error.status, error.message) == (409, "The document is being changed by others; try again.")
+    # between tries, a random wait up to 0.5 ms, doubling each time, at most 50 ms
+    expected = [(0, min(0.05, 0.0005 * 2**attempt)) for attempt in range(64)]
+    assert bounds == expected and waits == [high for _, high in expected]

@@ -1240,6 +1240,11 @@ def test_a_reference_to_what_one_may_not_read_is_a_missing_reference(store_url: 
         note: Annotated[str, Ref(Note)]
         owner: str | None = None
 
+    @registry.resource()  # shared by everyone
+    class Board(BaseModel):
+        title: str
+        note: Annotated[str, Ref(Note)]
+
     app = App(registry, db=store_url, auth=_auth())
     alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
     with serve(app) as client:
@@ -1250,3 +1255,9 @@ def test_a_reference_to_what_one_may_not_read_is_a_missing_reference(store_url: 
         assert [e["type"] for a in answers for e in a.json()["errors"]] == ["reference_missing"] * 2
         assert answers[0].json()["errors"][0]["msg"].replace(theirs, missing) == answers[1].json()["errors"][0]["msg"]
         assert client.post("/link", json={"note": theirs}, headers=alice).code == 201
+        # a reference a document already holds is not judged again: Bob may edit the rest of it
+        board = client.post("/board", json={"title": "a", "note": theirs}, headers=alice).json()
+        edited = client.patch(f"/board/{board['id']}", json={"title": "b"}, headers=bob)
+        assert edited.code == 200 and edited.json() == {**board, "title": "b"}
+        replaced = client.put(f"/board/{board['id']}", json={"title": "c", "note": theirs}, headers=bob)
+        assert replaced.code == 200 and replaced.json()["title"] == "c"
