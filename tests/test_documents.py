@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import pytest
 from pydantic import BaseModel, Field
 
-from bzzlite import App, Registry, Unique, etag_of
+from bzzlite import App, Ref, Registry, Unique, etag_of
 from bzzlite.documents import version_of
 from bzzlite.errors import (
     DuplicateKey,
@@ -161,7 +161,8 @@ def test_a_transaction_commits_all_or_nothing(store_url: str, monkeypatch: pytes
                 raise OperationFailure("Transaction numbers are only allowed on a replica set member or mongos", 20)
 
             monkeypatch.setattr((await app.runtime.ready_store())._client(), "start_session", no_sessions)
-        a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
+        a, b, c = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1},
+                                              {"sku": "c", "stock": 2}])
         async with app.transaction():
             await products.patch(a.id, {"stock": 4}, if_match=etag_of(a))  # type: ignore[attr-defined]
             assert (await products.get(a.id)).stock == 4  # type: ignore[attr-defined] # its own writes
@@ -258,7 +259,8 @@ def test_mongodb_without_transactions_undoes_what_a_failed_commit_wrote(mongo_db
 
     async def main() -> None:
         products = app.documents(Product)
-        a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
+        a, b, c = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1},
+                                              {"sku": "c", "stock": 2}])
         store = await app.runtime.ready_store()
 
         def no_sessions(*args: Any, **kwargs: Any) -> Any:  # refused at once, whatever the driver awaits
@@ -268,15 +270,17 @@ def test_mongodb_without_transactions_undoes_what_a_failed_commit_wrote(mongo_db
         with pytest.raises(VersionConflict):
             async with app.transaction():
                 await products.patch(a.id, {"stock": 0})  # type: ignore[attr-defined]
+                await products.delete(c.id)  # type: ignore[attr-defined]
                 await products.patch(b.id, {"stock": 0})  # type: ignore[attr-defined]
                 current = await store.get(products.spec, b.id)  # type: ignore[attr-defined]
                 await store.replace(products.spec, current.id, {**current.doc, "stock": 9}, current.version)
         assert (await products.get(a.id)).stock == 5  # type: ignore[attr-defined] # undone
+        assert (await products.get(c.id)).stock == 2  # type: ignore[attr-defined] # the delete undone, whole
         assert (await products.get(b.id)).stock == 9  # type: ignore[attr-defined] # the other writer's
         async with app.transaction():  # and without a failure, both writes land
             await products.patch(a.id, {"stock": 1})  # type: ignore[attr-defined]
             await products.patch(b.id, {"stock": 1})  # type: ignore[attr-defined]
-        assert [p.stock for p in (await products.find(sort="sku")).items] == [1, 1]
+        assert [p.stock for p in (await products.find(sort="sku")).items] == [1, 1, 2]
         await app.shutdown()
 
     run(main())
@@ -296,7 +300,8 @@ def test_post_receivers_hear_only_what_a_transaction_committed(store_url: str) -
 
     async def main() -> None:
         products = app.documents(Product)
-        a, b = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1}])
+        a, b, c = await products.create_many([{"sku": "a", "stock": 5}, {"sku": "b", "stock": 1},
+                                              {"sku": "c", "stock": 2}])
         with pytest.raises(RuntimeError):
             async with app.transaction():
                 await products.patch(a.id, {"stock": 4})  # type: ignore[attr-defined]
@@ -421,3 +426,44 @@ def test_a_document_that_keeps_changing_is_a_409_after_many_tries(sqlite_url: st
     # between tries, a random wait up to 0.5 ms, doubling each time, at most 50 ms
     expected = [(0, min(0.05, 0.0005 * 2**attempt)) for attempt in range(64)]
     assert bounds == expected and waits == [high for _, high in expected]
+
+
+def test_a_transaction_checks_if_match_and_new_references_but_not_held_ones(store_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource
+    class Tag(BaseModel):
+        name: str
+
+    @registry.resource
+    class Post(BaseModel):
+        title: str
+        tag: Annotated[str, Ref(Tag)]
+
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        tags, posts = app.documents(Tag), app.documents(Post)
+        tag = await tags.create({"name": "t"})
+        post = await posts.create({"title": "a", "tag": tag.id})
+        with pytest.raises(VersionConflict) as stale:
+            async with app.transaction():
+                await posts.patch(post.id, {"title": "b"}, if_match='"7"')
+        assert str(stale.value) == post.id
+        with pytest.raises(ValidationFailed) as missing:
+            async with app.transaction():
+                await posts.patch(post.id, {"tag": "0" * 24})
+        assert [e["type"] for e in missing.value.errors or []] == ["reference_missing"]
+        # a reference that dangles already (written before the check existed) is not judged again
+        store = await app.runtime.ready_store()
+        current = await store.get(posts.spec, post.id)
+        await store.replace(posts.spec, post.id, {**current.doc, "tag": "f" * 24}, current.version)
+        async with app.transaction():
+            await posts.patch(post.id, {"title": "in a transaction"})
+        assert (await posts.patch(post.id, {"title": "alone"})).title == "alone"
+        # a delete that loses a race with a change deletes the document as it was changed
+        changed, gone = await asyncio.gather(posts.patch(post.id, {"title": "last"}), posts.delete(post.id))
+        assert changed.title == gone.title == "last" and version_of(gone) == version_of(changed)
+        await app.shutdown()
+
+    run(main())

@@ -1225,6 +1225,33 @@ def test_the_caller_is_worked_out_once_per_request_and_user(sqlite_url: str) -> 
     assert run(policy.caller(handler)) == ANONYMOUS and asked == ["root", "ann"]
 
 
+def test_a_write_in_a_transaction_is_judged_by_the_callers_rules(store_url: str) -> None:
+    """Documents bound to the request keep its rules inside handler.transaction(): a document the
+    caller may read but not change (its update rule's condition) is refused there too."""
+    registry = Registry()
+
+    @registry.resource(allow={"read": owner("owner"), "create": owner("owner"),
+                              "update": owner("owner") & where(status="open")})
+    class Ticket(BaseModel):
+        text: str
+        owner: str | None = None
+        status: Literal["open", "closed"] = "open"
+
+    @registry.action(Ticket, "retitle", allow=owner("owner"))
+    async def retitle(handler: Any, ticket: Ticket) -> Ticket:
+        async with handler.transaction():
+            return await handler.documents(Ticket).patch(ticket.id, {"text": "retitled"})
+
+    app = App(registry, db=store_url, auth=_auth())
+    ann = bearer(app, {"id": "ann"})
+    with serve(app) as client:
+        opened = client.post("/ticket", json={"text": "a", "owner": "ann"}, headers=ann).json()
+        closed = client.post("/ticket", json={"text": "b", "owner": "ann", "status": "closed"}, headers=ann).json()
+        assert client.post(f"/ticket/{opened['id']}/retitle", json={}, headers=ann).json()["text"] == "retitled"
+        assert client.post(f"/ticket/{closed['id']}/retitle", json={}, headers=ann).code == 403
+        assert client.get(f"/ticket/{closed['id']}", headers=ann).json()["text"] == "b"
+
+
 def test_a_reference_to_what_one_may_not_read_is_a_missing_reference(store_url: str) -> None:
     """Naming another user's document answers exactly as naming one that does not exist: no probe."""
     registry = Registry()
