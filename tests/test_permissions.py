@@ -1044,6 +1044,61 @@ def test_cascade_and_set_null_never_change_what_the_deleter_may_not(store_url: s
         assert client.get(f"/note/{note}", headers=alice).json()["tag"] is None
 
 
+def test_on_delete_needs_the_deleters_right_to_delete_or_change_each_referrer(store_url: str) -> None:
+    """Rules, not scopes: a cascade needs the right to delete each referring document (its rule for
+    anyone, and for that document), set_null the right to change it and to set that field; else
+    the delete is refused (409) and nothing is written. An admin's goes through."""
+    registry = Registry()
+    admin = role("admin")
+
+    @registry.resource(allow={"read": anyone, "write": signed_in})
+    class Topic(BaseModel):
+        name: str
+
+    @registry.resource(allow={"read": anyone, "create": signed_in, "update": signed_in, "delete": admin})
+    class Locked(BaseModel):  # cascade: only admins delete
+        topic: Annotated[str, Ref(Topic, on_delete="cascade")]
+
+    @registry.resource(allow={"read": anyone, "create": signed_in, "update": signed_in, "delete": owner("owner")})
+    class Mine(BaseModel):  # cascade: each its owner's
+        topic: Annotated[str, Ref(Topic, on_delete="cascade")]
+        owner: str | None = None
+
+    @registry.resource(allow={"read": anyone, "create": signed_in, "update": admin, "delete": signed_in})
+    class Frozen(BaseModel):  # set_null: only admins change
+        topic: Annotated[str, Ref(Topic, on_delete="set_null")] | None = None
+
+    @registry.resource(allow={"read": anyone, "write": signed_in}, writable_by={"topic": admin})
+    class Pinned(BaseModel):  # set_null: only admins set the field
+        topic: Annotated[str, Ref(Topic, on_delete="set_null")] | None = None
+
+    @registry.resource(allow={"read": anyone, "write": signed_in}, writable_by={"topic": owner("owner")})
+    class Bookmark(BaseModel):  # set_null: each its owner's field
+        topic: Annotated[str, Ref(Topic, on_delete="set_null")] | None = None
+        owner: str | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    ann, bob = bearer(app, {"id": "ann"}), bearer(app, {"id": "bob"})
+    root = bearer(app, {"id": "root", "roles": ["admin"]})
+    with serve(app) as client:
+        referrers = {}
+        for path, body in (("locked", {}), ("mine", {"owner": "bob"}), ("frozen", {}), ("pinned", {})):
+            topic = client.post("/topic", json={"name": path}, headers=ann).json()["id"]
+            referrers[path] = (topic, client.post(f"/{path}", json={"topic": topic, **body}, headers=root).json())
+        for path, (topic, referrer) in referrers.items():
+            assert client.delete(f"/topic/{topic}", headers=ann).code == 409, path
+            assert client.get(f"/{path}/{referrer['id']}").json() == referrer, path  # untouched
+        for path, (topic, _) in referrers.items():  # Bob may delete his own, admins the rest
+            assert client.delete(f"/topic/{topic}", headers=bob if path == "mine" else root).code == 204, path
+        assert client.get("/locked").json()["items"] == client.get("/mine").json()["items"] == []
+        assert [d["topic"] for path in ("frozen", "pinned") for d in client.get(f"/{path}").json()["items"]] == \
+            [None, None]
+        topic = client.post("/topic", json={"name": "ann's"}, headers=ann).json()["id"]
+        mark = client.post("/bookmark", json={"topic": topic, "owner": "ann"}, headers=ann).json()["id"]
+        assert client.delete(f"/topic/{topic}", headers=ann).code == 204  # her own bookmark's field
+        assert client.get(f"/bookmark/{mark}").json()["topic"] is None
+
+
 def test_a_cascade_asks_the_referrers_scope_for_deleting(store_url: str) -> None:
     """Replies are read by anyone and deleted by their authors only (a scope told the
     operation): deleting a topic may not cascade to someone else's reply."""
