@@ -436,8 +436,13 @@ def test_a_transaction_checks_if_match_and_new_references_but_not_held_ones(stor
         name: str
 
     @registry.resource
+    class Author(BaseModel):
+        name: str
+
+    @registry.resource
     class Post(BaseModel):
         title: str
+        author: Annotated[str, Ref(Author)] | None = None
         tag: Annotated[str, Ref(Tag)]
 
     app = App(registry, db=store_url)
@@ -445,6 +450,9 @@ def test_a_transaction_checks_if_match_and_new_references_but_not_held_ones(stor
     async def main() -> None:
         tags, posts = app.documents(Tag), app.documents(Post)
         tag = await tags.create({"name": "t"})
+        with pytest.raises(ValidationFailed) as missing:  # each referenced resource is asked
+            await posts.create({"title": "a", "author": "0" * 24, "tag": tag.id})
+        assert [(e["loc"], e["type"]) for e in missing.value.errors or []] == [(["author"], "reference_missing")]
         post = await posts.create({"title": "a", "tag": tag.id})
         with pytest.raises(VersionConflict) as stale:
             async with app.transaction():
