@@ -454,6 +454,9 @@ def test_a_transaction_checks_if_match_and_new_references_but_not_held_ones(stor
             await posts.create({"title": "a", "author": "0" * 24, "tag": tag.id})
         assert [(e["loc"], e["type"]) for e in missing.value.errors or []] == [(["author"], "reference_missing")]
         post = await posts.create({"title": "a", "tag": tag.id})
+        with pytest.raises(NotFound) as unknown:
+            await posts.get("nope")
+        assert str(unknown.value) == "nope"
         with pytest.raises(VersionConflict) as stale:
             async with app.transaction():
                 await posts.patch(post.id, {"title": "b"}, if_match='"7"')

@@ -1280,6 +1280,29 @@ def test_the_caller_is_worked_out_once_per_request_and_user(sqlite_url: str) -> 
     assert run(policy.caller(handler)) == ANONYMOUS and asked == ["root", "ann"]
 
 
+def test_a_reference_to_what_a_rule_hides_is_a_missing_reference(store_url: str) -> None:
+    """As with a scope, with a read rule: Bob cannot name Alice's private note (422), nor learn
+    that it exists; Alice can."""
+    registry = Registry()
+
+    @registry.resource(allow={"read": owner("owner"), "write": signed_in})
+    class Secret(BaseModel):
+        text: str
+        owner: str | None = None
+
+    @registry.resource(allow={"read": anyone, "write": signed_in})
+    class Mention(BaseModel):
+        secret: Annotated[str, Ref(Secret)]
+
+    app = App(registry, db=store_url, auth=_auth())
+    alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
+    with serve(app) as client:
+        secret = client.post("/secret", json={"text": "s", "owner": "alice"}, headers=alice).json()["id"]
+        refused = client.post("/mention", json={"secret": secret}, headers=bob)
+        assert refused.code == 422 and [e["type"] for e in refused.json()["errors"]] == ["reference_missing"]
+        assert client.post("/mention", json={"secret": secret}, headers=alice).code == 201
+
+
 def test_a_write_in_a_transaction_is_judged_by_the_callers_rules(store_url: str) -> None:
     """Documents bound to the request keep its rules inside handler.transaction(): a document the
     caller may read but not change (its update rule's condition) is refused there too."""
