@@ -349,10 +349,28 @@ def test_a_reference_to_a_deleted_document_is_404(store_url):
         pid = new_post(client, author=ann, tags=[ann])
         assert client.delete(f"/author/{ann}").code == 409  # Ref's on_delete="restrict" (the default)
         delete_behind_bzzlites_back(store_url, registry_with(), "/author", ann)  # as another program could
-        problem(client.get(f"/post/{pid}/author"), 404)
+        assert problem(client.get(f"/post/{pid}/author"), 404)["detail"] == f"No Author with id {ann}."
         problem(client.get(f"/post/{pid}/tags/{ann}"), 404)
         assert client.get(f"/post/{pid}/tags").json() == {"items": [], "total": 1, "page": 1, "per_page": 20}
         assert client.delete(f"/post/{pid}/tags/{ann}").code == 204  # a dangling reference can be removed
+        _change_behind_bzzlites_back(store_url, "/post", pid, {"author": "not-an-id"})
+        assert problem(client.get(f"/post/{pid}/author"), 404)["detail"] == "No Author with that id."
+
+
+def _change_behind_bzzlites_back(store_url, path, id_, changes):
+    """Change a stored document straight in the store, as another program could (no validation)."""
+    import asyncio
+
+    app = App(registry_with(), db=store_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        spec = app.runtime.registry.resources[path]
+        current = await store.get(spec, id_)
+        await store.replace(spec, id_, {**current.doc, **changes}, current.version)
+        await app.shutdown()
+
+    asyncio.run(main())
 
 
 def test_list_of_references(store_url):
@@ -460,6 +478,7 @@ def test_signals_fire_with_the_inner_model_as_sender(store_url):
             client.get(f"/post/{pid}/comments/1")
         assert pre[0]["arguments"] == {"id": pid, "path": ["comments", "1"]}
         assert post[0]["instance"].text == "b"
+        assert post[0]["handler"].parent.id == pid  # the parent as read, for receivers
         assert pre[0]["handler"].nested_path == post[0]["handler"].nested_path == ["comments", "1"]
 
         with record(signals.pre_delete_instance, sender=Comment) as pre, \
