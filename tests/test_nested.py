@@ -353,8 +353,9 @@ def test_a_reference_to_a_deleted_document_is_404(store_url):
         problem(client.get(f"/post/{pid}/tags/{ann}"), 404)
         assert client.get(f"/post/{pid}/tags").json() == {"items": [], "total": 1, "page": 1, "per_page": 20}
         assert client.delete(f"/post/{pid}/tags/{ann}").code == 204  # a dangling reference can be removed
-        _change_behind_bzzlites_back(store_url, "/post", pid, {"author": "not-an-id"})
+        _change_behind_bzzlites_back(store_url, "/post", pid, {"author": "not-an-id", "tags": ["not-an-id"]})
         assert problem(client.get(f"/post/{pid}/author"), 404)["detail"] == "No Author with that id."
+        assert client.get(f"/post/{pid}/tags").json() == {"items": [], "total": 1, "page": 1, "per_page": 20}
 
 
 def _change_behind_bzzlites_back(store_url, path, id_, changes):
