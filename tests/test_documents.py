@@ -376,6 +376,7 @@ def test_racing_writes_without_if_match_all_land_with_it_one_wins(store_url: str
                              products.patch(item.id, {"stock": 9}))
         after = await products.get(item.id)
         assert after.stock == 9 and version_of(after) == 6  # five writes, each on the one before
+        assert after.tags in ([str(n)] for n in range(4))  # no write lost: the stock's did not undo the tags'
         outcomes = await asyncio.gather(products.patch(item.id, {"stock": 1}, if_match="*"),
                                         products.patch(item.id, {"stock": 2}, if_match="*"),
                                         return_exceptions=True)
@@ -453,6 +454,15 @@ def test_a_transaction_checks_if_match_and_new_references_but_not_held_ones(stor
         with pytest.raises(ValidationFailed) as missing:  # each referenced resource is asked
             await posts.create({"title": "a", "author": "0" * 24, "tag": tag.id})
         assert [(e["loc"], e["type"]) for e in missing.value.errors or []] == [(["author"], "reference_missing")]
+        with pytest.raises(ValidationFailed) as missing:
+            await posts.create({"title": "a", "author": "0" * 24, "tag": "1" * 24})
+        assert [e["loc"] for e in missing.value.errors or []] == [["author"], ["tag"]]
+        gone = await tags.create({"name": "gone"})
+        with pytest.raises(ValidationFailed) as missing:  # deleted earlier in the same transaction
+            async with app.transaction():
+                await tags.delete(gone.id)
+                await posts.create({"title": "a", "tag": gone.id})
+        assert [e["type"] for e in missing.value.errors or []] == ["reference_missing"]
         post = await posts.create({"title": "a", "tag": tag.id})
         with pytest.raises(NotFound) as unknown:
             await posts.get("nope")

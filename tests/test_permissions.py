@@ -19,7 +19,7 @@ from bzzlite.auth import Auth
 from bzzlite.auth.testing import StaticTokenProvider
 from bzzlite.documents import Documents
 from bzzlite.documents.access import authorize_call, merge_filters
-from bzzlite.errors import HTTPError
+from bzzlite.errors import HTTPError, NotFound
 from bzzlite.permissions import (
     ANONYMOUS,
     Caller,
@@ -1294,13 +1294,50 @@ def test_a_reference_to_what_a_rule_hides_is_a_missing_reference(store_url: str)
     class Mention(BaseModel):
         secret: Annotated[str, Ref(Secret)]
 
+    @registry.action(Mention, "peek", allow=anyone)
+    async def peek(handler: Any, mention: Mention) -> dict[str, str]:
+        """The request's documents: a hidden one is NotFound, as an unknown id, for app code too."""
+        try:
+            return {"text": (await handler.documents(Secret).get(mention.secret)).text}
+        except NotFound as exc:
+            return {"not found": str(exc)}
+
     app = App(registry, db=store_url, auth=_auth())
     alice, bob = bearer(app, {"id": "alice"}), bearer(app, {"id": "bob"})
     with serve(app) as client:
         secret = client.post("/secret", json={"text": "s", "owner": "alice"}, headers=alice).json()["id"]
         refused = client.post("/mention", json={"secret": secret}, headers=bob)
         assert refused.code == 422 and [e["type"] for e in refused.json()["errors"]] == ["reference_missing"]
-        assert client.post("/mention", json={"secret": secret}, headers=alice).code == 201
+        mention = client.post("/mention", json={"secret": secret}, headers=alice).json()["id"]
+        assert client.post(f"/mention/{mention}/peek", json={}, headers=alice).json() == {"text": "s"}
+        assert client.post(f"/mention/{mention}/peek", json={}, headers=bob).json() == {"not found": secret}
+
+
+def test_an_actions_own_rule_on_a_resource_without_rules(store_url: str) -> None:
+    """A resource with no scope and no rules: an action's own rule still decides (a role), and an
+    action without one follows the update requirement (public here)."""
+    registry = Registry()
+
+    @registry.resource(auth={"update": False})
+    class Memo(BaseModel):
+        text: str
+
+    @registry.action(Memo, "archive", allow=role("admin"))
+    async def archive(handler: Any, memo: Memo) -> dict[str, str]:
+        return {"archived": memo.id}
+
+    @registry.action(Memo, "touch")
+    async def touch(handler: Any, memo: Memo) -> dict[str, str]:
+        return {"touched": memo.id}
+
+    app = App(registry, db=store_url, auth=_auth())
+    ann, root = bearer(app, {"id": "ann"}), bearer(app, {"id": "root", "roles": ["admin"]})
+    with serve(app) as client:
+        memo = client.post("/memo", json={"text": "m"}, headers=root).json()["id"]
+        assert client.post(f"/memo/{memo}/archive", json={}, headers=ann).code == 403
+        assert client.post(f"/memo/{memo}/archive", json={}).code == 401
+        assert client.post(f"/memo/{memo}/archive", json={}, headers=root).json() == {"archived": memo}
+        assert client.post(f"/memo/{memo}/touch", json={}).json() == {"touched": memo}  # anyone, as updates
 
 
 def test_a_write_in_a_transaction_is_judged_by_the_callers_rules(store_url: str) -> None:
