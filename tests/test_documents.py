@@ -488,3 +488,25 @@ def test_a_transaction_checks_if_match_and_new_references_but_not_held_ones(stor
         await app.shutdown()
 
     run(main())
+
+
+def test_a_lookup_resource_reads_and_writes_by_its_field(store_url: str) -> None:
+    registry = Registry()
+
+    @registry.resource(lookup="username")
+    class User(BaseModel):
+        username: Annotated[str, Unique]
+        name: str = ""
+
+    app = App(registry, db=store_url)
+
+    async def main() -> None:
+        users = app.documents(User)
+        await users.create({"username": "alice", "name": "A"})
+        assert (await users.get("alice")).name == "A"
+        assert (await users.patch("alice", {"name": "B"})).name == "B"
+        with pytest.raises(NotFound):
+            await users.get("bob")
+        await app.shutdown()
+
+    run(main())

@@ -1209,7 +1209,9 @@ def test_a_server_sent_feed_sees_only_what_its_user_may_read(store_url: str, dec
         assert (event.type, event.data["doc"]) == ("created", own)
 
 
-def test_a_change_the_journal_knew_nothing_of_is_not_told_outside_the_subscribers_reach(mongo_db_url: str) -> None:
+@pytest.mark.parametrize("declared", [OWN_BY_SCOPE, OWN_BY_RULE], ids=["scope", "rules"])
+def test_a_change_the_journal_knew_nothing_of_is_not_told_outside_the_subscribers_reach(
+        mongo_db_url: str, declared: dict[str, Any]) -> None:
     """On MongoDB, a change made by another program to a document the journal never saw has no
     known before; a subscriber that may not read the document after it hears nothing of it."""
     from bson import ObjectId
@@ -1222,7 +1224,7 @@ def test_a_change_the_journal_knew_nothing_of_is_not_told_outside_the_subscriber
     theirs, mine = ObjectId(), ObjectId()
     collection.insert_many([{"_id": theirs, "_v": 1, "text": "alice's", "owner": "alice", "done": False},
                             {"_id": mine, "_v": 1, "text": "bob's", "owner": "bob", "done": False}])
-    app = App(notes(**OWN_BY_SCOPE), db=mongo_db_url, auth=_auth())
+    app = App(notes(**declared), db=mongo_db_url, auth=_auth())
     bob = bearer(app, {"id": "bob"})
     try:
         with serve(app) as client, EventStream(client, "/note?done=false", headers=bob) as stream:
