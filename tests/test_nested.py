@@ -910,3 +910,34 @@ def test_nested_routes_open_to_anyone_ask_no_user(sqlite_url):
         assert client.get(f"/post/{pid}/author").json()["name"] == "Ann"
         assert client.delete(f"/post/{pid}/comments/0").code == 204
         assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "b", "votes": 0, "author": None}]
+
+
+def test_nested_routes_of_a_lookup_resource_and_ids_that_are_none(sqlite_url):
+    """The parent named by its lookup field; an id that is no id (or that a receiver turned into
+    no text) is a 404 saying so, before anything is read."""
+    from bzzlite import Unique
+
+    class Place(BaseModel):
+        city: str
+
+    registry = Registry()
+
+    @registry.resource(lookup="username")
+    class Member(BaseModel):
+        username: Annotated[str, Unique]
+        home: Place | None = None
+
+    @registry.on("pre_get_instance", sender=Place)
+    def renumber(sender, arguments, handler):
+        if arguments["id"] == "ghost":
+            arguments["id"] = 7
+
+    with serve(App(registry, db=sqlite_url)) as client:
+        assert client.post("/member", json={"username": "alice", "home": {"city": "Oslo"}}).code == 201
+        assert client.get("/member/alice/home").json() == {"city": "Oslo"}
+        assert client.patch("/member/alice/home", json={"city": "Rome"}).json() == {"city": "Rome"}
+        problem(client.get("/member/bob/home"), 404)
+        assert problem(client.get("/member/ghost/home"), 404)["detail"] == "No document with that username."
+    with served(sqlite_url) as client:
+        assert problem(client.get("/post/nope/comments"), 404)["detail"] == \
+            "No document with that id (ids are 24 hexadecimal characters)."
