@@ -941,3 +941,13 @@ def test_nested_routes_of_a_lookup_resource_and_ids_that_are_none(sqlite_url):
     with served(sqlite_url) as client:
         assert problem(client.get("/post/nope/comments"), 404)["detail"] == \
             "No document with that id (ids are 24 hexadecimal characters)."
+
+
+def test_a_nested_write_naming_a_missing_document_is_a_422(store_url):
+    """The parent is validated whole after a nested change, its new references included."""
+    with served(store_url) as client:
+        ann = new_author(client)
+        pid = new_post(client, comments=[{"text": "a"}])
+        body = problem(client.patch(f"/post/{pid}/comments/0", json={"author": MISSING_ID}), 422)
+        assert [(e["loc"], e["type"]) for e in body["errors"]] == [(["comments", 0, "author"], "reference_missing")]
+        assert client.patch(f"/post/{pid}/comments/0", json={"author": ann}).json()["author"] == ann
