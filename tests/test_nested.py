@@ -906,8 +906,9 @@ def test_nested_routes_open_to_anyone_ask_no_user(sqlite_url):
     app = App(registry_with(), db=sqlite_url, auth=Auth("s" * 40, [StaticTokenProvider("test", {})], require=False))
     with serve(app) as client:
         ann = new_author(client)
-        pid = new_post(client, author=ann, comments=[{"text": "a"}, {"text": "b"}])
+        pid = new_post(client, author=ann, comments=[{"text": "a"}, {"text": "b"}], tags=[ann])
         assert client.get(f"/post/{pid}/author").json()["name"] == "Ann"
+        assert client.get(f"/post/{pid}/tags/{ann}").json()["name"] == "Ann"  # through the reference
         assert client.delete(f"/post/{pid}/comments/0").code == 204
         assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "b", "votes": 0, "author": None}]
 
@@ -951,3 +952,18 @@ def test_a_nested_write_naming_a_missing_document_is_a_422(store_url):
         body = problem(client.patch(f"/post/{pid}/comments/0", json={"author": MISSING_ID}), 422)
         assert [(e["loc"], e["type"]) for e in body["errors"]] == [(["comments", 0, "author"], "reference_missing")]
         assert client.patch(f"/post/{pid}/comments/0", json={"author": ann}).json()["author"] == ann
+
+
+@pytest.mark.parametrize("path", ["comments", ["comments", 0], ["address"]], ids=["text", "not text", "other kind"])
+def test_a_path_a_receiver_breaks_is_a_404(sqlite_url, path):
+    """A pre_* receiver may change the path, to one of the same kind only: anything else is no
+    such path (404), never a 500."""
+    registry = registry_with()
+
+    @registry.on("pre_get_instance", sender=Comment)
+    def misroute(sender, arguments, handler):
+        arguments["path"] = path
+
+    with served(sqlite_url, registry) as client:
+        pid = new_post(client, comments=[{"text": "a"}], address={"city": "Oslo"})
+        assert problem(client.get(f"/post/{pid}/comments/0"), 404)["detail"] == "No such nested path."
