@@ -1342,6 +1342,32 @@ def test_an_actions_own_rule_on_a_resource_without_rules(store_url: str) -> None
         assert client.post(f"/memo/{memo}/touch", json={}).json() == {"touched": memo}  # anyone, as updates
 
 
+def test_a_nested_route_may_not_hand_a_document_to_someone_else(store_url: str) -> None:
+    """The owner field of an owner rule is a reference here: its nested route (PUT /car/{id}/owner)
+    may not change it either, as a PATCH may not."""
+    registry = Registry()
+
+    @registry.resource(allow={"read": anyone, "write": signed_in})
+    class Person(BaseModel):
+        name: str
+
+    @registry.resource(allow={"read": anyone, "create": owner("owner"), "update": owner("owner")})
+    class Car(BaseModel):
+        model: str
+        owner: Annotated[str, Ref(Person)] | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    with serve(app) as client:
+        someone = bearer(app, {"id": "someone"})
+        ann_id, bob_id = (client.post("/person", json={"name": n}, headers=someone).json()["id"] for n in "AB")
+        ann = bearer(app, {"id": ann_id})
+        car = client.post("/car", json={"model": "T"}, headers=ann).json()
+        assert car["owner"] == ann_id
+        assert client.patch(f"/car/{car['id']}", json={"owner": bob_id}, headers=ann).code == 403
+        assert client.put(f"/car/{car['id']}/owner", json={"id": bob_id}, headers=ann).code == 403
+        assert client.get(f"/car/{car['id']}").json()["owner"] == ann_id
+
+
 def test_a_write_in_a_transaction_is_judged_by_the_callers_rules(store_url: str) -> None:
     """Documents bound to the request keep its rules inside handler.transaction(): a document the
     caller may read but not change (its update rule's condition) is refused there too."""
