@@ -1368,6 +1368,30 @@ def test_a_nested_route_may_not_hand_a_document_to_someone_else(store_url: str) 
         assert client.get(f"/car/{car['id']}").json()["owner"] == ann_id
 
 
+def test_a_nested_write_is_judged_on_the_document_with_its_id(store_url: str) -> None:
+    """Field rules see the document as stored, its id included, before and after a nested write."""
+    registry = Registry()
+    unlocked: set[str] = set()
+
+    class Place(BaseModel):
+        city: str
+
+    @registry.resource(allow={"read": anyone, "write": signed_in},
+                       writable_by={"home": rule(lambda user, doc: doc.get("id") in unlocked)})
+    class Flat(BaseModel):
+        name: str
+        home: Place | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    ann = bearer(app, {"id": "ann"})
+    with serve(app) as client:
+        flat = client.post("/flat", json={"name": "f"}, headers=ann).json()["id"]
+        assert client.put(f"/flat/{flat}/home", json={"city": "Oslo"}, headers=ann).code == 403
+        unlocked.add(flat)
+        assert client.put(f"/flat/{flat}/home", json={"city": "Oslo"}, headers=ann).json() == {"city": "Oslo"}
+        assert client.patch(f"/flat/{flat}/home", json={"city": "Rome"}, headers=ann).json() == {"city": "Rome"}
+
+
 def test_a_write_in_a_transaction_is_judged_by_the_callers_rules(store_url: str) -> None:
     """Documents bound to the request keep its rules inside handler.transaction(): a document the
     caller may read but not change (its update rule's condition) is refused there too."""
