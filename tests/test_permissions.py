@@ -1392,6 +1392,31 @@ def test_a_nested_write_is_judged_on_the_document_with_its_id(store_url: str) ->
         assert client.patch(f"/flat/{flat}/home", json={"city": "Rome"}, headers=ann).json() == {"city": "Rome"}
 
 
+def test_a_nested_write_is_judged_by_the_documents_update_rule(store_url: str) -> None:
+    """A nested route changes its parent: the parent's update rule decides for that document (a
+    closed ticket, which its owner may read but not change, is a 403 there too)."""
+    registry = Registry()
+
+    class Place(BaseModel):
+        city: str
+
+    @registry.resource(allow={"read": owner("owner"), "create": owner("owner"),
+                              "update": owner("owner") & where(status="open")})
+    class Ticket(BaseModel):
+        owner: str | None = None
+        status: Literal["open", "closed"] = "open"
+        place: Place | None = None
+
+    app = App(registry, db=store_url, auth=_auth())
+    ann = bearer(app, {"id": "ann"})
+    with serve(app) as client:
+        opened = client.post("/ticket", json={}, headers=ann).json()["id"]
+        closed = client.post("/ticket", json={"status": "closed"}, headers=ann).json()["id"]
+        assert client.put(f"/ticket/{opened}/place", json={"city": "Oslo"}, headers=ann).json() == {"city": "Oslo"}
+        assert client.put(f"/ticket/{closed}/place", json={"city": "Oslo"}, headers=ann).code == 403
+        assert client.get(f"/ticket/{closed}", headers=ann).json()["place"] is None
+
+
 def test_a_write_in_a_transaction_is_judged_by_the_callers_rules(store_url: str) -> None:
     """Documents bound to the request keep its rules inside handler.transaction(): a document the
     caller may read but not change (its update rule's condition) is refused there too."""
