@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
 import threading
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from bzzlite import App, HTTPError, Registry
+from bzzlite.feeds.events import Change, Decoded, Event
+from bzzlite.feeds.hub import Feeds, Subscription
 from bzzlite.feeds.testing import EventStream
+from bzzlite.query import build_query, parse_arguments
 from bzzlite.testing import serve
 
 
@@ -395,3 +401,177 @@ def test_auth_applies_and_a_signed_out_user_loses_the_feed(sqlite_url):
             assert client.post("/auth/signout/", headers=bearer).code == 200
             events = stream.rest()  # heartbeats re-check the session: the stream ends
             assert events[-1].type == "unauthorized" and events[-1].data["status"] == 401
+
+
+# -- the hub's decisions, in memory ---------------------------------------------------------------
+
+
+class _Recorder(Subscription):
+    """A subscriber that keeps what it is handed."""
+
+    def __init__(self) -> None:
+        registry = Registry()
+        super().__init__(registry.add_resource(Todo), (), None)
+        self.delivered: list[int] = []
+        self.overflowed: str | None = None
+
+    def deliver(self, events: list[Event]) -> None:
+        self.delivered += [e.seq for e in events]
+
+    def overflow(self, reason: str) -> None:
+        self.overflowed = reason
+
+
+def _events(*seqs: int) -> list[Event]:
+    return [Event(seq, "created", b"{}") for seq in seqs]
+
+
+def test_a_subscriber_is_handed_each_change_once_in_order() -> None:
+    sub = _Recorder()
+    sub.offer(_events(1, 2))
+    sub.offer(_events(2, 3))  # what it has is not handed again, what it has not is
+    assert sub.delivered == [1, 2, 3] and sub.last == 3
+    sub.offer(_events(3))
+    sub.offer(_events(1))
+    assert sub.delivered == [1, 2, 3] and sub.last == 3
+
+
+def test_a_subscriber_replaying_holds_a_bounded_backlog() -> None:
+    from bzzlite.feeds import hub
+
+    sub = _Recorder()
+    sub.backlog = []
+    sub.offer(_events(*range(1, hub._MAX_BACKLOG + 1)))
+    assert sub.overflowed is None and sub.delivered == []  # held, up to the limit itself
+    sub.offer(_events(hub._MAX_BACKLOG + 1))
+    assert sub.overflowed == "too many changes arrived while replaying"
+
+
+class _Endpoint:
+    def __init__(self, user: dict | None, *, attribute: bool = True) -> None:
+        self.handler = type("Handler", (), {})()
+        if attribute:
+            self.handler._current_user = user
+        self.ended = False
+
+    def unauthorized(self) -> None:
+        self.ended = True
+
+
+def test_the_recheck_ends_exactly_the_streams_of_users_signed_out(caplog: pytest.LogCaptureFixture) -> None:
+    asked: list[Any] = []
+
+    class Policy:
+        async def still_signed_in(self, handler: Any, user: dict) -> bool:
+            asked.append(user["id"])
+            if user["id"] == "away":
+                raise OSError("the revocation store is away")
+            return user["id"] != "out"
+
+    registry = Registry()
+    registry.resource(Todo)
+    runtime = App(registry, db="sqlite:///:memory:").runtime
+    feeds = Feeds(runtime)
+    runtime.auth = Policy()
+    endpoints = [_Endpoint(None), _Endpoint(None, attribute=False), _Endpoint({"id": "away"}),
+                 _Endpoint({"id": "in"}), _Endpoint({"id": "out"})]
+    for endpoint in endpoints:
+        feeds.opened(endpoint)
+    with caplog.at_level(logging.WARNING, logger="bzzlite.feeds"):
+        asyncio.run(feeds._recheck_users())
+    assert asked == ["away", "in", "out"]  # anonymous streams are not asked about
+    assert [e.ended for e in endpoints] == [False, False, False, False, True]
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot re-check a feed subscriber's session: the revocation store is away"]
+
+
+def test_a_reset_tells_every_subscriber_why_and_from_where() -> None:
+    registry = Registry()
+    spec = registry.add_resource(Todo)
+    then = "; reload, then follow from this event"
+    for doc, reason in (({"reason": "the journal was trimmed"}, f"changes were lost: the journal was trimmed{then}"),
+                        ({}, f"changes were lost: {then}")):
+        event = Decoded(spec, Change(7, spec.path, "reset", "", doc)).event_for((), None)
+        assert (event.seq, event.type) == (7, "reset")
+        assert json.loads(event.body) == {"type": "reset", "event_id": 7, "reason": reason}
+
+
+def test_an_event_carries_the_time_of_its_commit_when_known() -> None:
+    registry = Registry()
+    spec = registry.add_resource(Todo)
+    timed = Decoded(spec, Change(3, spec.path, "created", "a" * 24, {"title": "t"}, at="2026-01-02T03:04:05Z"))
+    assert json.loads(timed.event_for((), None).body)["at"] == "2026-01-02T03:04:05Z"
+    untimed = Decoded(spec, Change(4, spec.path, "created", "a" * 24, {"title": "t"}))
+    assert "at" not in json.loads(untimed.event_for((), None).body)
+
+
+class _Member(Subscription):
+    def __init__(self, spec: Any, conditions: Any = (), reach: Any = (), heard: list | None = None) -> None:
+        super().__init__(spec, conditions, None, reach)
+        self.heard = [] if heard is None else heard
+        self.ended = False
+
+    def deliver(self, events: list[Event]) -> None:
+        self.heard.append(self)
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def _hub() -> tuple[Feeds, Any]:
+    registry = Registry()
+    registry.resource(Todo)
+    runtime = App(registry, db="sqlite:///:memory:").runtime
+    feeds = Feeds(runtime)
+    return feeds, feeds.specs["/todo"]
+
+
+def _query(spec: Any, **filters: str) -> Any:
+    return build_query(spec.schema, parse_arguments(spec.schema, {k: [v] for k, v in filters.items()})).conditions
+
+
+def test_subscribers_are_grouped_by_their_whole_query() -> None:
+    feeds, spec = _hub()
+    a, a_too, b = _Member(spec, _query(spec, title="a")), _Member(spec, _query(spec, title="a")), \
+        _Member(spec, _query(spec, title="b"))
+    mine = _Member(spec, _query(spec, title="a"), reach=_query(spec, owner="ann"))  # the same query, another reach
+    for sub in (a, a_too, b, mine):
+        feeds._add(sub)
+    assert len(feeds.groups["/todo"]) == 3
+    asyncio.run(feeds.dispatch([Change(1, "/todo", "created", "a" * 24, {"title": "a", "owner": "bob"})]))
+    assert (a.heard, a_too.heard, b.heard, mine.heard) == ([a], [a_too], [], [mine])
+
+
+def test_a_large_audience_lets_other_work_run_between_slices() -> None:
+    """Delivery hands the event to 500 subscribers, then lets the event loop run other work."""
+    feeds, spec = _hub()
+    order: list[Any] = []
+    for _ in range(1000):
+        feeds._add(_Member(spec, heard=order))
+
+    async def main() -> None:
+        async def other() -> None:
+            order.append("other")
+
+        task = asyncio.create_task(other())
+        await feeds.dispatch([Change(1, "/todo", "created", "a" * 24, {"title": "t"})])
+        await task
+
+    asyncio.run(main())
+    assert len(order) == 1001 and order.index("other") == 500
+
+
+def test_a_subscriber_that_fails_is_disconnected_and_the_others_served(caplog: pytest.LogCaptureFixture) -> None:
+    feeds, spec = _hub()
+
+    class Failing(_Member):
+        def deliver(self, events: list[Event]) -> None:
+            raise RuntimeError("socket gone")
+
+    failing, fine = Failing(spec), _Member(spec, _query(spec, done="false"))
+    feeds._add(failing)
+    feeds._add(fine)
+    with caplog.at_level(logging.ERROR, logger="bzzlite.feeds"):
+        asyncio.run(feeds.dispatch([Change(1, "/todo", "created", "a" * 24, {"title": "t"})]))
+    assert failing.ended and not fine.ended and fine.heard == [fine]
+    assert [r.getMessage() for r in caplog.records] == ["delivering to a feed subscriber failed; disconnecting it"]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+from decimal import Decimal
 from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, Field, computed_field
 
 from bzzlite import App, ConfigurationError, ReadOnly, Registry, WriteOnly
+from bzzlite.documents.conversion import as_json, without_read_only
 from bzzlite.feeds.testing import EventStream
+from bzzlite.stores.base import Record
 from bzzlite.testing import serve
 
 
@@ -173,3 +177,47 @@ def test_routes_inside_a_read_only_field_are_listed_as_served_get_only(sqlite_ur
         badge = client.post("/badge", json={}).json()
         refused = client.put(f"/badge/{badge['id']}/earned", json={"bio": "x"})
         assert refused.code == 405 and refused.headers["Allow"] == "GET"  # what the listing now says
+
+
+# -- the two functions every route goes through (bzzlite/documents/conversion.py) ---------------
+
+
+def test_a_body_loses_exactly_the_fields_a_client_may_not_set() -> None:
+    registry = Registry()
+
+    class Note(BaseModel):  # read-only fields, no computed one
+        text: str
+        karma: Annotated[int, ReadOnly] = 0
+
+    class Plain(BaseModel):
+        text: str
+
+    note, plain = registry.add_resource(Note), registry.add_resource(Plain)
+    assert without_read_only(note, {"text": "t", "karma": 99, "id": "x"}) == {"text": "t", "id": "x"}
+    assert without_read_only(note, ["not", "an", "object"]) == ["not", "an", "object"]  # refused later, as it is
+    body = {"text": "t", "karma": 99}
+    assert without_read_only(plain, body) is body
+
+
+def test_computed_fields_are_served_as_json_and_one_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    registry = Registry()
+
+    class Line(BaseModel):
+        price: Decimal
+        quantity: int
+
+        @computed_field  # type: ignore[prop-decorator]
+        @property
+        def total(self) -> Decimal:
+            if self.quantity < 0:
+                raise ValueError("no negative quantities")
+            return self.price * self.quantity
+
+    spec = registry.add_resource(Line)
+    served = as_json(spec, Record("a" * 24, 1, {"price": "1.25", "quantity": 2}))
+    assert served == {"id": "a" * 24, "price": "1.25", "quantity": 2, "total": "2.50"}  # JSON, as the feeds send it
+    with caplog.at_level(logging.ERROR, logger="bzzlite"):
+        broken = as_json(spec, Record("b" * 24, 1, {"price": "1.25", "quantity": -1}))
+    assert broken == {"id": "b" * 24, "price": "1.25", "quantity": -1}  # the document is still served
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("bzzlite", f"a computed field of Line failed for {'b' * 24}")]

@@ -84,15 +84,18 @@ def test_insert_get_replace_delete_with_versions(store_url):
         replaced = await store.replace(spec, id_, {"name": "b", "tags": ["x"]}, 1)
         assert (replaced.version, replaced.doc) == (2, {"name": "b", "tags": ["x"]})
         assert (await store.get(spec, id_)).doc == {"name": "b", "tags": ["x"]}  # a replace, not a merge
-        with pytest.raises(VersionConflict):
+        with pytest.raises(VersionConflict) as conflict:
             await store.replace(spec, id_, {"name": "c"}, 1)
-        with pytest.raises(VersionConflict):
+        assert str(conflict.value) == id_  # the error names the document
+        with pytest.raises(VersionConflict) as conflict:
             await store.delete(spec, id_, 1)
+        assert str(conflict.value) == id_
         assert (await store.get(spec, id_)).version == 2
         await store.delete(spec, id_, 2)
         for call in (store.get(spec, id_), store.replace(spec, id_, {"name": "d"}, 2), store.delete(spec, id_, None)):
-            with pytest.raises(NotFound):
+            with pytest.raises(NotFound) as missing:
                 await call
+            assert str(missing.value) == id_
 
     run(store_url, body)
 
@@ -124,6 +127,108 @@ def test_duplicate_key_names_the_field_and_none_never_conflicts(store_url):
         assert (await store.find(spec, query(spec))).total == 6
 
     run(store_url, body)
+
+
+def test_an_unconditional_replace_of_a_document_that_keeps_changing_gives_up(mongo_db_url, monkeypatch):
+    """MongoDB's replace without a version reads the version, then writes on it: 16 tries."""
+    async def body(store, spec):
+        [id_] = await add(store, spec, {"name": "a"})
+        replaced = await store.replace(spec, id_, {"name": "b"}, None)
+        assert (replaced.id, replaced.version, replaced.doc) == (id_, 2, {"name": "b"})
+        reads = []
+        real_get = store.get
+
+        async def stale(spec_, id__):  # someone writes between each read and its write
+            reads.append(id__)
+            record = await real_get(spec_, id__)
+            return type(record)(record.id, record.version - 1, record.doc)
+
+        monkeypatch.setattr(store, "get", stale)
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.replace(spec, id_, {"name": "c"}, None)
+        assert str(caught.value) == f"{id_} keeps changing; the replace did not get through"
+        assert reads == [id_] * 16
+
+    run(mongo_db_url, body)
+
+
+def _writes(spec, ids):
+    from bzzlite.stores.base import Write
+
+    return [Write("insert", spec, ids[0], {"name": "x", "tags": []}),
+            Write("insert", spec, ids[1], {"name": "y", "email": "taken", "tags": []})]
+
+
+@pytest.mark.parametrize("failure, falls_back", [
+    (("Transaction numbers are only allowed on a replica set member or mongos", 20), True),
+    (("Transaction numbers are only allowed on a replica set member or mongos", None), True),
+    (("illegal operation", 20), True),  # IllegalOperation, whatever its words
+    (("not authorized on t to execute command", 13), False),
+])
+def test_a_mongodb_without_transactions_is_told_from_a_failing_one(mongo_db_url, monkeypatch, failure, falls_back):
+    """No transactions (a standalone server): the writes are made one by one, and undone when one
+    fails. Any other refusal of the session is the store failing (503), not a reason to do so."""
+    from pymongo.errors import OperationFailure
+
+    async def body(store, spec):
+        await add(store, spec, {"name": "t", "email": "taken"})
+
+        def refused(*args, **kwargs):  # start_session() raises (PyMongo's is no coroutine)
+            raise OperationFailure(*failure)
+
+        monkeypatch.setattr(store._client(), "start_session", refused)
+        ids = [new_id(), new_id()]
+        if falls_back:
+            with pytest.raises(DuplicateKey) as caught:  # the second insert: the first is undone
+                await store.apply(_writes(spec, ids))
+            assert caught.value.field == "email"
+            with pytest.raises(NotFound):
+                await store.get(spec, ids[0])
+        else:
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.apply(_writes(spec, ids))
+            assert str(caught.value) == f"MongoDB error: {failure[0]}"
+
+    run(mongo_db_url, body)
+
+
+def test_a_session_that_cannot_start_is_the_store_unavailable(mongo_db_url, monkeypatch):
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    async def body(store, spec):
+        def away(*args, **kwargs):
+            raise ServerSelectionTimeoutError("no server")
+
+        monkeypatch.setattr(store._client(), "start_session", away)
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.apply(_writes(spec, [new_id(), new_id()]))
+        assert str(caught.value) == "MongoDB error: no server"
+
+    run(mongo_db_url, body)
+
+
+def test_writes_a_failed_transaction_could_not_undo_are_named(mongo_db_url, monkeypatch):
+    from pymongo.errors import OperationFailure
+
+    from bzzlite.errors import TransactionIncomplete
+
+    async def body(store, spec):
+        await add(store, spec, {"name": "t", "email": "taken"})
+
+        def refused(*args, **kwargs):  # start_session() raises (PyMongo's is no coroutine)
+            raise OperationFailure("Transaction numbers are only allowed on a replica set member or mongos", 20)
+
+        async def cannot_undo(done):
+            return [f"{spec.path}/{write.id}" for write in done]
+
+        monkeypatch.setattr(store._client(), "start_session", refused)
+        monkeypatch.setattr(store, "_undo", cannot_undo)
+        ids = [new_id(), new_id()]
+        with pytest.raises(TransactionIncomplete) as caught:
+            await store.apply(_writes(spec, ids))
+        assert caught.value.ids == [f"{spec.path}/{ids[0]}"]
+
+    run(mongo_db_url, body)
 
 
 @pytest.mark.parametrize("batch", [

@@ -138,7 +138,8 @@ def test_a_required_embedded_model_cannot_be_deleted(store_url):
         tid = created(client.post("/team", json={"name": "A", "home": {"city": "Oslo"}, "lead": lead}))["id"]
         before = client.get(f"/team/{tid}")
         body = problem(client.delete(f"/team/{tid}/home"), 422)
-        assert body["errors"][0]["loc"] == ["home"]
+        assert body["errors"] == [{"loc": ["home"], "msg": "'home' is required: it cannot be removed, only replaced "
+                                   "(PUT)", "type": "missing"}]
         body = problem(client.delete(f"/team/{tid}/lead"), 422)
         assert body["errors"][0]["loc"] == ["lead"]
         after = client.get(f"/team/{tid}")
@@ -326,17 +327,20 @@ def test_reference_get_put_delete(store_url):
         assert client.get(f"/post/{pid}").json()["author"] == bob
         problem(client.put(f"/post/{pid}/author", json={"id": MISSING_ID}), 404)
         body = problem(client.put(f"/post/{pid}/author", json={"id": "nope"}), 422)
-        assert body["errors"][0]["loc"] == ["id"]
+        assert body["errors"] == [{"loc": ["id"], "msg": "Input should be the id of a document (24 hexadecimal "
+                                   "characters)", "type": "reference_id"}]
         body = problem(client.put(f"/post/{pid}/author", json={"id": bob, "name": "Bobby"}), 422)
-        assert body["errors"][0]["loc"] == ["name"]
+        assert body["errors"] == [{"loc": ["name"], "msg": "Send only the id of the document to reference; change "
+                                   "the document itself at its own URL", "type": "extra_forbidden"}]
         response = problem(client.patch(f"/post/{pid}/author", json={"name": "x"}), 405)
+        assert response["detail"] == "PATCH is not allowed here; use GET, PUT, DELETE."
         assert client.patch(f"/post/{pid}/author", json={}).headers["Allow"] == "GET, PUT, DELETE"
 
         assert client.delete(f"/post/{pid}/author").code == 204  # dissociated, not deleted
         assert client.get(f"/post/{pid}").json()["author"] is None
         assert client.get(f"/author/{bob}").code == 200
         problem(client.get(f"/post/{pid}/author"), 404)
-        problem(client.delete(f"/post/{pid}/author"), 404)
+        assert problem(client.delete(f"/post/{pid}/author"), 404)["detail"] == "'author' is not set."
 
 
 def test_a_reference_to_a_deleted_document_is_404(store_url):
@@ -345,10 +349,29 @@ def test_a_reference_to_a_deleted_document_is_404(store_url):
         pid = new_post(client, author=ann, tags=[ann])
         assert client.delete(f"/author/{ann}").code == 409  # Ref's on_delete="restrict" (the default)
         delete_behind_bzzlites_back(store_url, registry_with(), "/author", ann)  # as another program could
-        problem(client.get(f"/post/{pid}/author"), 404)
+        assert problem(client.get(f"/post/{pid}/author"), 404)["detail"] == f"No Author with id {ann}."
         problem(client.get(f"/post/{pid}/tags/{ann}"), 404)
         assert client.get(f"/post/{pid}/tags").json() == {"items": [], "total": 1, "page": 1, "per_page": 20}
         assert client.delete(f"/post/{pid}/tags/{ann}").code == 204  # a dangling reference can be removed
+        _change_behind_bzzlites_back(store_url, "/post", pid, {"author": "not-an-id", "tags": ["not-an-id"]})
+        assert problem(client.get(f"/post/{pid}/author"), 404)["detail"] == "No Author with that id."
+        assert client.get(f"/post/{pid}/tags").json() == {"items": [], "total": 1, "page": 1, "per_page": 20}
+
+
+def _change_behind_bzzlites_back(store_url, path, id_, changes):
+    """Change a stored document straight in the store, as another program could (no validation)."""
+    import asyncio
+
+    app = App(registry_with(), db=store_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        spec = app.runtime.registry.resources[path]
+        current = await store.get(spec, id_)
+        await store.replace(spec, id_, {**current.doc, **changes}, current.version)
+        await app.shutdown()
+
+    asyncio.run(main())
 
 
 def test_list_of_references(store_url):
@@ -442,30 +465,36 @@ def test_signals_fire_with_the_inner_model_as_sender(store_url):
                                        "partial": True}
         assert post[0]["updated_fields"] == {"comments.2.text": {"from": "c", "to": "C"}}
         assert post[0]["instance"].text == "C"
+        assert pre[0]["handler"].nested_path == post[0]["handler"].nested_path == ["comments", "2"]
         assert parent_updates == []  # only the inner model's signals fire
 
         with record(signals.pre_get_list, sender=Comment) as pre, record(signals.post_get_list, sender=Comment) as post:
             client.get(f"/post/{pid}/comments", params={"per_page": 2})
         assert pre[0]["arguments"] == {"id": pid, "path": ["comments"], "page": 1, "per_page": 2}
         assert [c.text for c in post[0]["items"]] == ["a", "b"]
+        assert pre[0]["handler"].nested_path == post[0]["handler"].nested_path == ["comments"]
 
         with record(signals.pre_get_instance, sender=Comment) as pre, \
                 record(signals.post_get_instance, sender=Comment) as post:
             client.get(f"/post/{pid}/comments/1")
         assert pre[0]["arguments"] == {"id": pid, "path": ["comments", "1"]}
         assert post[0]["instance"].text == "b"
+        assert post[0]["handler"].parent.id == pid  # the parent as read, for receivers
+        assert pre[0]["handler"].nested_path == post[0]["handler"].nested_path == ["comments", "1"]
 
         with record(signals.pre_delete_instance, sender=Comment) as pre, \
                 record(signals.post_delete_instance, sender=Comment) as post:
             client.delete(f"/post/{pid}/comments/0")
         assert pre[0]["arguments"] == {"id": pid, "path": ["comments", "0"]}
         assert post[0]["instance"].text == "a"
+        assert pre[0]["handler"].nested_path == post[0]["handler"].nested_path == ["comments", "0"]
 
         with record(signals.post_update_instance, sender=Address) as post:
             client.put(f"/post/{pid}/address", json={"city": "Paris"})
             client.patch(f"/post/{pid}/address", json={"zip": "75"})
         assert post[0]["updated_fields"] == {"address.city": {"from": None, "to": "Paris"}}
         assert post[1]["updated_fields"] == {"address.zip": {"from": None, "to": "75"}}
+        assert post[0]["handler"].nested_path == ["address"]
 
 
 def test_reference_signals_have_the_referenced_model_as_sender(store_url):
@@ -477,16 +506,22 @@ def test_reference_signals_have_the_referenced_model_as_sender(store_url):
         with record(signals.post_get_instance, sender=Author) as got, \
                 record(signals.post_update_instance, sender=Author) as updated, \
                 record(signals.post_create_instance, sender=Author) as associated, \
+                record(signals.post_get_list, sender=Author) as listed, \
                 record(signals.post_delete_instance, sender=Author) as dissociated:
             client.get(f"/post/{pid}/author")
             client.put(f"/post/{pid}/author", json={"id": bob})
+            client.put(f"/post/{pid}/author", json={"id": bob})  # the same again: no field changed
             client.post(f"/post/{pid}/tags", json={"id": ann})
+            client.get(f"/post/{pid}/tags")
             client.delete(f"/post/{pid}/tags/{ann}")
         assert got[0]["instance"].name == "Ann" and got[0]["instance"].id == ann
-        assert updated[0]["updated_fields"] == {"author": {"from": ann, "to": bob}}
-        assert updated[0]["instance"].name == "Bob"
+        assert got[0]["handler"].nested_path == ["author"]
+        assert [u["updated_fields"] for u in updated] == [{"author": {"from": ann, "to": bob}}, {}]
+        assert updated[0]["instance"].name == "Bob" and updated[0]["handler"].nested_path == ["author"]
         assert associated[0]["instance"].id == ann and associated[0]["handler"].nested_path == ["tags"]
+        assert [a.name for a in listed[0]["items"]] == ["Ann"] and listed[0]["handler"].nested_path == ["tags"]
         assert dissociated[0]["instance"].name == "Ann"
+        assert dissociated[0]["handler"].nested_path == ["tags", ann]
 
 
 def test_a_pre_receiver_can_refuse_or_change_a_nested_write(store_url):
@@ -860,3 +895,75 @@ def test_nested_routes_follow_the_auth_rules_of_parent_and_referenced_resources(
             problem(client.get(f"/post/{pid}/author"), 401)  # the referenced resource's own rule
             assert client.get(f"/post/{pid}/author", headers=signed_in).json()["name"] == "Ann"
             assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "x", "votes": 0, "author": None}]
+
+
+def test_nested_routes_open_to_anyone_ask_no_user(sqlite_url):
+    """Where the app's auth lets anyone read and update, so do the nested routes: following a
+    reference reads the parent, deleting an element updates it."""
+    from bzzlite.auth import Auth
+    from bzzlite.auth.testing import StaticTokenProvider
+
+    app = App(registry_with(), db=sqlite_url, auth=Auth("s" * 40, [StaticTokenProvider("test", {})], require=False))
+    with serve(app) as client:
+        ann = new_author(client)
+        pid = new_post(client, author=ann, comments=[{"text": "a"}, {"text": "b"}], tags=[ann])
+        assert client.get(f"/post/{pid}/author").json()["name"] == "Ann"
+        assert client.get(f"/post/{pid}/tags/{ann}").json()["name"] == "Ann"  # through the reference
+        assert client.delete(f"/post/{pid}/comments/0").code == 204
+        assert client.get(f"/post/{pid}").json()["comments"] == [{"text": "b", "votes": 0, "author": None}]
+
+
+def test_nested_routes_of_a_lookup_resource_and_ids_that_are_none(sqlite_url):
+    """The parent named by its lookup field; an id that is no id (or that a receiver turned into
+    no text) is a 404 saying so, before anything is read."""
+    from bzzlite import Unique
+
+    class Place(BaseModel):
+        city: str
+
+    registry = Registry()
+
+    @registry.resource(lookup="username")
+    class Member(BaseModel):
+        username: Annotated[str, Unique]
+        home: Place | None = None
+
+    @registry.on("pre_get_instance", sender=Place)
+    def renumber(sender, arguments, handler):
+        if arguments["id"] == "ghost":
+            arguments["id"] = 7
+
+    with serve(App(registry, db=sqlite_url)) as client:
+        assert client.post("/member", json={"username": "alice", "home": {"city": "Oslo"}}).code == 201
+        assert client.get("/member/alice/home").json() == {"city": "Oslo"}
+        assert client.patch("/member/alice/home", json={"city": "Rome"}).json() == {"city": "Rome"}
+        problem(client.get("/member/bob/home"), 404)
+        assert problem(client.get("/member/ghost/home"), 404)["detail"] == "No document with that username."
+    with served(sqlite_url) as client:
+        assert problem(client.get("/post/nope/comments"), 404)["detail"] == \
+            "No document with that id (ids are 24 hexadecimal characters)."
+
+
+def test_a_nested_write_naming_a_missing_document_is_a_422(store_url):
+    """The parent is validated whole after a nested change, its new references included."""
+    with served(store_url) as client:
+        ann = new_author(client)
+        pid = new_post(client, comments=[{"text": "a"}])
+        body = problem(client.patch(f"/post/{pid}/comments/0", json={"author": MISSING_ID}), 422)
+        assert [(e["loc"], e["type"]) for e in body["errors"]] == [(["comments", 0, "author"], "reference_missing")]
+        assert client.patch(f"/post/{pid}/comments/0", json={"author": ann}).json()["author"] == ann
+
+
+@pytest.mark.parametrize("path", ["comments", ["comments", 0], ["address"]], ids=["text", "not text", "other kind"])
+def test_a_path_a_receiver_breaks_is_a_404(sqlite_url, path):
+    """A pre_* receiver may change the path, to one of the same kind only: anything else is no
+    such path (404), never a 500."""
+    registry = registry_with()
+
+    @registry.on("pre_get_instance", sender=Comment)
+    def misroute(sender, arguments, handler):
+        arguments["path"] = path
+
+    with served(sqlite_url, registry) as client:
+        pid = new_post(client, comments=[{"text": "a"}], address={"city": "Oslo"})
+        assert problem(client.get(f"/post/{pid}/comments/0"), 404)["detail"] == "No such nested path."

@@ -314,3 +314,78 @@ def test_parse_paths_through_references():
     for bad in (["person", "name"], ["person", uid, "name"], ["users", uid, "nope"], ["person", uid, ""]):
         with pytest.raises(PathNotFound):
             parse_path(student if bad[0] == "person" else team, bad)
+
+
+# -- what the reference checks walk (bzzlite/documents/references.py) ---------------------------
+
+
+def test_references_inside_embedded_models_are_checked_where_they_are(store_url):
+    registry = Registry()
+
+    @registry.resource
+    class Country(BaseModel):
+        name: str
+
+    class Place(BaseModel):
+        country: Annotated[str, Ref(Country)]
+
+    class Stop(BaseModel):
+        place: Place
+
+    @registry.resource
+    class Trip(BaseModel):
+        start: Place
+        stops: list[Stop] = []
+
+    app = App(registry, db=store_url)
+    missing = "f" * 24
+    with serve(app) as client:
+        known = client.post("/country", json={"name": "x"}).json()["id"]
+        assert client.post("/trip", json={"start": {"country": known}, "stops": [{"place": {"country": known}}]}
+                           ).code == 201
+        for body, loc in (({"start": {"country": missing}}, ["start", "country"]),
+                          ({"start": {"country": known}, "stops": [{"place": {"country": known}},
+                                                                    {"place": {"country": missing}}]},
+                           ["stops", 1, "place", "country"])):
+            refused = client.post("/trip", json=body)
+            assert refused.code == 422 and [(e["loc"], e["type"]) for e in refused.json()["errors"]] == [
+                (loc, "reference_missing")]
+
+
+def test_many_references_are_all_found(store_url):
+    """More references than a page of the store holds: every one is looked up."""
+    registry = Registry()
+
+    @registry.resource
+    class Tag(BaseModel):
+        name: str
+
+    @registry.resource
+    class Post(BaseModel):
+        tags: list[Annotated[str, Ref(Tag)]] = []
+
+    app = App(registry, db=store_url)
+    with serve(app) as client:
+        tags = [client.post("/tag", json={"name": str(i)}).json()["id"] for i in range(30)]
+        created = client.post("/post", json={"tags": tags})
+        assert created.code == 201 and created.json()["tags"] == tags
+
+
+def test_a_cascade_reaches_every_referrer(store_url):
+    """More referrers than a page of the store holds: every one is deleted with its target."""
+    registry = Registry()
+
+    @registry.resource
+    class Author(BaseModel):
+        name: str
+
+    @registry.resource
+    class Book(BaseModel):
+        author: Annotated[str, Ref(Author, on_delete="cascade")]
+
+    app = App(registry, db=store_url)
+    with serve(app) as client:
+        author = client.post("/author", json={"name": "a"}).json()["id"]
+        assert client.post("/book", json=[{"author": author}] * 25).code == 201
+        assert client.delete(f"/author/{author}").code == 204
+        assert client.get("/book").json()["total"] == 0

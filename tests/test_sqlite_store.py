@@ -155,6 +155,33 @@ def test_a_write_waits_for_another_processs_write_lock_then_gives_up(sqlite_url,
     assert sorted(names) == ["after a wait", "before"]
 
 
+def test_a_delete_that_cannot_get_the_write_lock_is_a_503_saying_why(sqlite_url, monkeypatch):
+    import asyncio
+
+    from bzzlite.errors import StoreUnavailable
+    from bzzlite.stores import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT", 0.1)
+    app = make_app(sqlite_url)
+    other = sqlite3.connect(db_path(sqlite_url), isolation_level=None)
+
+    async def main():
+        docs = app.documents(Person)
+        person = await docs.create({"name": "kept"})
+        other.execute("BEGIN IMMEDIATE")  # another process writes
+        try:
+            with pytest.raises(StoreUnavailable) as caught:
+                await docs.delete(person.id)
+        finally:
+            other.execute("COMMIT")
+        kept = await docs.get(person.id)
+        await app.shutdown()
+        return str(caught.value), kept.name
+
+    assert asyncio.run(main()) == ("SQLite error: database is locked", "kept")
+    other.close()
+
+
 def _traced(store) -> list[tuple[str, str]]:
     """(thread name, SQL) of every statement the store's connections run from now on."""
     seen: list[tuple[str, str]] = []
@@ -222,6 +249,31 @@ def test_conditional_writes_in_one_commit_see_each_other(sqlite_url):
     assert [type(o).__name__ for o in outcomes[1:]] == ["VersionConflict", "VersionConflict"]
     assert stored.age == 1
     assert len(_statements(seen, "COMMIT")) == 1
+
+
+def test_a_batch_that_fails_as_a_whole_writes_nothing_and_ends_its_transaction():
+    # A job's own error is undone alone (its savepoint); what escapes the batch (here a
+    # BaseException, as a failed COMMIT would) rolls the whole transaction back.
+    from bzzlite.stores.sqlite import _run_batch
+
+    class Stop(BaseException):
+        pass
+
+    def insert(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+
+    def stop(conn):
+        raise Stop
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(Stop):
+        _run_batch(conn, [insert, stop])
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert _run_batch(conn, [insert, insert]) == [None, None]  # the connection writes again
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (2,)
+    conn.close()
 
 
 def test_writes_that_would_wait_for_the_lock_wait_in_the_writers_thread(sqlite_url):

@@ -87,7 +87,9 @@ def fake_provider(host: str = "127.0.0.1") -> Iterator[FakeProvider]:
     server = ThreadingHTTPServer((host, 0), _handler_for(fake))
     server.daemon_threads = True
     fake.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name=f"fake-provider-{fake.port}", daemon=True)
+    # shutdown() waits for serve_forever to look at its flag: every 0.5 s by default, every 20 ms here
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              name=f"fake-provider-{fake.port}", daemon=True)
     thread.start()
     try:
         yield fake
