@@ -96,6 +96,7 @@ def test_sign_in_sets_an_httponly_lax_cookie_and_me_answers_with_the_user(fake, 
         assert cookie["path"] == "/"
         assert cookie["max-age"] == "1200"
         assert not cookie["secure"]  # served over plain HTTP and secure=None (auto)
+        assert cookie["domain"] == ""  # no Domain: the cookie goes back to this host only
 
         me = client.get("/auth/me/", headers={"Cookie": f"AUTH_TOKEN={cookie.value}"})
         assert me.code == 200
@@ -103,6 +104,9 @@ def test_sign_in_sets_an_httponly_lax_cookie_and_me_answers_with_the_user(fake, 
             "id": "ann-1", "email": "ann@example.com", "name": "Ann", "provider": "google"}}
         assert client.get("/auth/me").json() == {"authenticated": False}
         assert client.get("/auth/me/", headers=bearer(cookie.value)).json()["userData"]["id"] == "ann-1"
+        renewed = client.get("/note", headers={"Cookie": f"AUTH_TOKEN={cookie.value}"})
+        assert "AUTH_TOKEN" in set_cookies(renewed)  # a renewed cookie: no shared cache may keep the answer
+        assert renewed.headers["Cache-Control"] == "private"
 
 
 def test_the_provider_gets_the_token_in_the_authorization_header_never_in_the_url(fake, sqlite_url):

@@ -312,6 +312,18 @@ def test_a_token_says_what_its_session_says():
     assert len(ids) == 3 and all(len(sid) == 22 for sid in ids)  # 128 random bits each, URL-safe
 
 
+def test_the_cookie_is_secure_over_https_unless_told_otherwise(fake, sqlite_url):
+    from types import SimpleNamespace
+
+    def options(protocol: str, **auth_options):
+        policy = make_app(fake, sqlite_url, **auth_options).runtime.auth
+        return policy._cookie_options(SimpleNamespace(request=SimpleNamespace(protocol=protocol)))
+
+    assert options("https") == {"path": "/", "domain": None, "httponly": True, "secure": True, "samesite": "Lax"}
+    assert options("http")["secure"] is False  # auto: as the request came
+    assert options("https", secure=False)["secure"] is False and options("http", secure=True)["secure"] is True
+
+
 def test_sign_in_cannot_be_forged_cross_site(fake, sqlite_url):
     body = {"access_token": "ann-token", "provider": "google"}
     with serve(make_app(fake, sqlite_url)) as client:
