@@ -649,13 +649,14 @@ def closes_cleanly(sock: socket.socket) -> bool:
 TCP_CLOSE = 7  # tcp_info.tcpi_state of an ended connection (Linux)
 
 
-@pytest.mark.parametrize("server_kind", ["httptools", "tornado"])
-def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flight(
-        tmp_path: Any, server_kind: str) -> None:
-    import signal
+@contextlib.contextmanager
+def serve_process(
+        tmp_path: Any, source: str, server_kind: str) -> Iterator[tuple[subprocess.Popen, int, socket.socket]]:
+    """``bzzlite serve`` of ``source`` (as app.py) in a process of its own, its port, and a first
+    connection to it, made as soon as it listens; killed at the end if it has not stopped."""
     import sys
 
-    (tmp_path / "app.py").write_text(APP)  # its receiver sleeps 1 s on a thing named "slow"
+    (tmp_path / "app.py").write_text(source)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
                              "--http", server_kind, "--log-level", "info"],
@@ -663,10 +664,35 @@ def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flig
     try:
         for _ in range(400):
             try:
-                idle = connect(port)
+                sock = connect(port)
                 break
             except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 time.sleep(0.05)
+        else:
+            pytest.fail(f"bzzlite serve did not listen on port {port} within 20 s")
+        yield proc, port, sock
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop_with_sigterm(proc: subprocess.Popen) -> None:
+    """SIGTERM, returning once the server has logged that it stops (it takes no new connections)."""
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
+    while b"stopping: no new connections" not in proc.stderr.readline():
+        assert proc.poll() is None
+
+
+@pytest.mark.parametrize("server_kind", ["httptools", "tornado"])
+def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flight(
+        tmp_path: Any, server_kind: str) -> None:
+    # APP's receiver sleeps 1 s on a thing named "slow"
+    with serve_process(tmp_path, APP, server_kind) as (proc, port, idle):
         quiet = connect(port)
         for sock in (idle, quiet):
             sock.sendall(get("/_health"))
@@ -678,10 +704,7 @@ def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flig
         late, silent = connect(port), connect(port)  # accepted, first requests yet to come
         time.sleep(0.3)  # in its slow receiver
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stderr is not None
-        while b"stopping: no new connections" not in proc.stderr.readline():  # logged as it stops
-            assert proc.poll() is None
+        stop_with_sigterm(proc)
         # Sent after the stop: the next request on a kept-alive connection (a pooled client
         # does not know the server stops) and the first one on a connection accepted before.
         for sock in (idle, late):
@@ -697,10 +720,6 @@ def test_sigterm_drains_keep_alive_connections_and_exits_once_nothing_is_in_flig
         assert closes_cleanly(silent)
         assert proc.wait(10) == 0
         assert time.monotonic() - started < 5  # not the 30 s grace period
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 TRICKLE = """
@@ -733,32 +752,14 @@ def test_a_response_begun_before_the_stop_leaves_its_connection_to_close_after_t
     # Its headers said keep-alive, so its client may send another request once it ends: the
     # connection then waits REQUEST_GRACE like any idle one, and is closed (not left open
     # until the graceful timeout).
-    import signal
-    import sys
-
-    (tmp_path / "app.py").write_text(TRICKLE)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bzzlite", "serve", "app.py:app", "--port", str(port),
-                             "--http", server_kind, "--log-level", "info"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-    try:
-        for _ in range(400):
-            try:
-                sock = connect(port)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                time.sleep(0.05)
+    with serve_process(tmp_path, TRICKLE, server_kind) as (proc, _, sock):
         sock.sendall(get("/trickle"))
         head = b""
         while b"first" not in head:
             head += sock.recv(65536)
         assert b"onnection: close" not in head
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stderr is not None
-        while b"stopping: no new connections" not in proc.stderr.readline():
-            assert proc.poll() is None
+        stop_with_sigterm(proc)
         rest = b""
         while not (head + rest).endswith(b"0\r\n\r\n"):
             rest += sock.recv(65536)
@@ -766,10 +767,6 @@ def test_a_response_begun_before_the_stop_leaves_its_connection_to_close_after_t
         assert closes_cleanly(sock)
         assert proc.wait(10) == 0
         assert time.monotonic() - started < 8  # not the 30 s graceful timeout
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_header_values_lose_surrounding_whitespace_and_control_characters_are_refused() -> None:
