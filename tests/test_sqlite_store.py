@@ -195,7 +195,8 @@ def _statements(seen, prefix: str) -> list[str]:
 
 def test_the_writes_of_one_turn_share_one_commit_and_fail_alone(sqlite_url):
     # Unpinned, a hop to the writer's thread per write cost more CPU than the write; the writes
-    # of a turn of the loop now commit together, on the loop, each in a savepoint of its own.
+    # of a turn of the loop now commit together, on the loop. A failed write is one statement,
+    # which SQLite undoes alone: no savepoint per write.
     import asyncio
 
     app = make_app(sqlite_url)
@@ -219,9 +220,39 @@ def test_the_writes_of_one_turn_share_one_commit_and_fail_alone(sqlite_url):
     assert names == ["a", "c", "first"]  # the duplicate undone alone, the others committed
     main_thread = threading.main_thread().name
     assert _statements(seen, "BEGIN") == [main_thread] and _statements(seen, "COMMIT") == [main_thread]
-    assert _statements(seen, "SAVEPOINT write") == [main_thread] * 3
     assert set(_statements(seen, "INSERT INTO \"person\"")) == {main_thread}
-    assert _statements(seen, "ROLLBACK TO") == [main_thread]
+    assert _statements(seen, "SAVEPOINT") == [] and _statements(seen, "ROLLBACK") == []
+
+
+def test_a_bulk_create_that_fails_inside_a_batch_is_undone_whole_and_alone(sqlite_url):
+    # A job of several statements runs inside immediate(): its savepoint undoes all of it, and
+    # the journal rows its triggers wrote, while the turn's other writes commit.
+    import asyncio
+
+    from bzzlite.feeds.sqlite import rows
+
+    app = make_app(sqlite_url)
+
+    async def main():
+        store = await app.runtime.ready_store()
+        docs = app.documents(Person)
+        await docs.create({"name": "first", "email": "taken@x.org"})
+        seen = _traced(store)
+        outcomes = await asyncio.gather(
+            docs.create_many([{"name": "b1"}, {"name": "b2"}, {"name": "b3", "email": "taken@x.org"}]),
+            docs.create({"name": "c"}), return_exceptions=True)
+        store.trace(None)
+        names = sorted(person.name for person in (await docs.find()).items)
+        journal = [row[2:] for row in rows(store.conn)]
+        await app.shutdown()
+        return seen, outcomes, names, journal
+
+    seen, outcomes, names, journal = asyncio.run(main())
+    assert type(outcomes[0]).__name__ == "DuplicateKey" and outcomes[1].name == "c"
+    assert names == ["c", "first"]
+    assert [op for op, _ in journal] == ["created", "created"]  # first's and c's: none of the bulk's
+    assert len(_statements(seen, "BEGIN")) == 1 and len(_statements(seen, "COMMIT")) == 1
+    assert len(_statements(seen, "ROLLBACK TO immediate")) == 1
 
 
 def test_conditional_writes_in_one_commit_see_each_other(sqlite_url):
@@ -252,7 +283,7 @@ def test_conditional_writes_in_one_commit_see_each_other(sqlite_url):
 
 
 def test_a_batch_that_fails_as_a_whole_writes_nothing_and_ends_its_transaction():
-    # A job's own error is undone alone (its savepoint); what escapes the batch (here a
+    # A job's own error is undone alone (by SQLite or its savepoint); what escapes the batch (here a
     # BaseException, as a failed COMMIT would) rolls the whole transaction back.
     from bzzlite.stores.sqlite import _run_batch
 

@@ -386,7 +386,10 @@ class SQLiteStore(Store):
 
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """``job`` on the writer connection, with the other writes of this turn of the loop
-        (:meth:`_commit_batch`); in the writer's thread when the loop must not wait for it."""
+        (:meth:`_commit_batch`); in the writer's thread when the loop must not wait for it.
+
+        A job that raises must leave nothing written, since it shares a transaction with the
+        turn's other writes: it writes with one statement, or inside :func:`immediate`."""
         writer = self._writer
         if writer is None:
             return job(self._conn())
@@ -664,7 +667,10 @@ def _duplicates(conn: sqlite3.Connection, spec: ResourceSpec, table: str, field:
 def _run_batch(conn: sqlite3.Connection, jobs: Sequence[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
     """Each job's result, or the exception it raised, after one commit of them all.
 
-    Several jobs share one transaction, each in a savepoint: a job that raises is undone alone.
+    Several jobs share one transaction. A job that raises has left nothing written, as every
+    job of ``SQLiteStore._write`` is one statement (SQLite undoes a failed statement alone,
+    its triggers' rows included) or several inside :func:`immediate` (a savepoint undone when
+    the block raises): so no savepoint per job, which cost two statements per write.
     Raises what makes the transaction itself fail (the lock, the commit): then none was written.
     """
     if len(jobs) == 1:  # its own transaction, or none: a single statement commits by itself
@@ -678,15 +684,12 @@ def _run_batch(conn: sqlite3.Connection, jobs: Sequence[Callable[[sqlite3.Connec
     outcomes: list[Any] = []
     try:
         for job in jobs:
-            conn.execute("SAVEPOINT write")
             try:
                 outcomes.append(job(conn))
             except Exception as exc:  # noqa: BLE001 (the job's own error, for its caller)
                 if not conn.in_transaction:  # the error ended the whole transaction (SQLite's I/O errors)
                     raise
-                conn.execute("ROLLBACK TO write")
                 outcomes.append(exc)
-            conn.execute("RELEASE write")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
