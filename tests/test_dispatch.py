@@ -150,3 +150,27 @@ def test_a_handler_waiting_on_what_only_it_holds_is_not_collected() -> None:
 
     with serve(App(registry, db="sqlite:///:memory:")) as client:
         assert client.get("/wait", timeout=3).json() == {"result": "woken"}
+
+
+def test_a_handler_renders_tornado_templates_with_the_apps_ui_methods(tmp_path) -> None:
+    # BaseHandler builds Tornado's template namespace (``ui``) on first use, not per request:
+    # a custom handler that renders a template still sees the app's ui_methods and ui_modules.
+    (tmp_path / "hello.html").write_text("{{ shout(name) }} {% module Badge(name) %}")
+    registry = Registry()
+
+    class Badge(tornado.web.UIModule):
+        def render(self, name: str) -> str:
+            return f"<b>{name}</b>"
+
+    @registry.route("/hello/{name}", methods=["GET"])
+    class Hello(Handler):
+        ALLOWED = ("GET",)
+
+        def get(self, name: str) -> None:
+            self.render("hello.html", name=name)
+
+    app = App(registry, db="sqlite:///:memory:", template_path=str(tmp_path),
+              ui_methods={"shout": lambda handler, text: text.upper() + "!"}, ui_modules={"Badge": Badge})
+    with serve(app) as client:
+        got = client.get("/hello/ann")
+        assert (got.code, got.body.strip()) == (200, b"ANN! <b>ann</b>")
