@@ -137,7 +137,9 @@ class HandlerDelegate(httputil.HTTPMessageDelegate):
         handler = self.handler = self.handler_class(self.application, self.request, **self.handler_kwargs)
         transforms = [t(self.request) for t in self.application.transforms]
         if self.stream_request_body and not self.whole:
-            handler._prepared_future = Future()  # done when prepare() has run: the body may come
+            # done when prepare() has run: the body may come (at once on bzzlite's server)
+            signal = getattr(self.connection, "prepared_signal", None)
+            handler._prepared_future = Future() if signal is None else signal()
         # A task, as Tornado's gen.convert_yielded makes, held here rather than in the IOLoop's
         # set, which costs a second done callback (and a lookup of the IOLoop) per request.
         task = asyncio.get_running_loop().create_task(handler._execute(transforms, *self.path_args, **self.path_kwargs))

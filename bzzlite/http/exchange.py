@@ -41,6 +41,35 @@ def _closed_future() -> Future[None]:
     return future
 
 
+class Prepared:
+    """A handler's ``_prepared_future`` on bzzlite's server. Tornado's handler sets it once its
+    ``prepare()`` has run; the exchange then hands the handler the body it holds at once, in
+    that same step of the handler's task, so a request whose body came with its head goes on
+    to its method without waiting: a Future would call the exchange back a turn of the loop
+    later, and the handler's task would take a second step."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange: Exchange | None = exchange
+
+    def done(self) -> bool:
+        return self.exchange is None
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, _value: None) -> None:
+        exchange, self.exchange = self.exchange, None
+        if exchange is None:
+            return
+        try:
+            exchange._prepared()
+        except Exception:
+            log.exception("the request's body could not be handed to its handler")
+            exchange.protocol.close()
+
+
 class Exchange(httputil.HTTPConnection):
     """A request being read and answered; Tornado's ``request.connection``."""
 
@@ -92,7 +121,9 @@ class Exchange(httputil.HTTPConnection):
             log.exception("the application refused the request's head")
             protocol.close()
             return
-        if prepared is None or (isinstance(prepared, Future) and prepared.done()):
+        if isinstance(prepared, Prepared):
+            pass  # the handler's prepare() calls _prepared() (bzzlite.http.dispatch)
+        elif prepared is None or (isinstance(prepared, Future) and prepared.done()):
             self._prepared()
         else:
             _add_done_callback(prepared, lambda _: self._prepared())
@@ -103,6 +134,10 @@ class Exchange(httputil.HTTPConnection):
                 and not self.gone:
             self.protocol.send(CONTINUE)  # the handler accepted it: now send the body
         self._pump()
+
+    def prepared_signal(self) -> Prepared:
+        """What the handler sets once prepared: it calls :meth:`_prepared` (see :class:`Prepared`)."""
+        return Prepared(self)
 
     def asked_for_body(self) -> bool:
         """Whether a client that expects ``100 Continue`` was told to send its body."""
