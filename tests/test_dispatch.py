@@ -208,3 +208,20 @@ def test_a_body_that_came_with_its_head_is_handled_in_the_step_that_prepared_it(
         assert seen == ["prepare", "data", "post", "next turn"]
     else:  # Tornado's server reads the body once prepare() has run, on a later turn
         assert seen.index("next turn") == 1
+
+
+def test_headers_made_empty_still_take_what_httpheaders_takes() -> None:
+    # bzzlite.http.headers.Headers skips only update()'s work when there is nothing to add.
+    from bzzlite.http.headers import Headers
+
+    assert dict(Headers()) == {}
+    made = Headers({"content-type": "a/b"}, x_thing="1")
+    assert isinstance(made, httputil.HTTPHeaders) and dict(made) == {"Content-Type": "a/b", "X_thing": "1"}
+    made.add("Set-Cookie", "a=1")
+    made.add("set-cookie", "b=2")
+    made.update({"Vary": "Origin"})
+    assert made.get_list("Set-Cookie") == ["a=1", "b=2"] and made["Vary"] == "Origin"
+    copied = httputil.HTTPHeaders(made)
+    assert sorted(copied.get_all()) == sorted(made.get_all())
+    with pytest.raises(httputil.HTTPInputError):
+        Headers().add("Bad Name", "x")

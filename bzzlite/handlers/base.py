@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..http import jsoncodec as _json
 from ..http.errors import PROBLEM_JSON, http_date, problem
+from ..http.headers import Headers
 from ..http.observability import HEADER, current_request_id, header, request_id
 from ..signals import failed_signal
 from . import forms as _forms
@@ -194,7 +195,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def clear(self) -> None:
         """Tornado's reset of the response (6.4 to 6.6 alike), without formatting a ``Server``
         header that is then removed and a ``Date`` that changes once a second."""
-        headers = self._headers = httputil.HTTPHeaders()  # set one by one: a dict goes through Mapping.update
+        headers = self._headers = Headers()  # set one by one: a dict goes through Mapping.update
         headers["Content-Type"] = "text/html; charset=UTF-8"
         headers["Date"] = http_date()
         self.set_default_headers()

@@ -26,6 +26,7 @@ from tornado.iostream import StreamClosedError
 
 from .errors import ProtocolError, error_response
 from .exchange import Exchange
+from .headers import Headers
 from .limits import LINGER, BodyRate
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._begun += 1
         self.message_started = time.monotonic()
         self._url = b""
-        self._headers = httputil.HTTPHeaders()
+        self._headers = Headers()
         self._header_bytes = 0  # bytes received while the head is incomplete (a head never ending)
         self._head_size = 0  # the size of the header lines parsed
         self._header_count = 0
