@@ -27,7 +27,7 @@ from .handlers.metrics import Metrics, MetricsHandler
 from .handlers.mock import MockHandler
 from .handlers.nested import NestedHandler, route_rows
 from .handlers.resource import CollectionHandler, ItemHandler
-from .http.dispatch import HandlerDelegate, SegmentIndex
+from .http.dispatch import HandlerDelegate, Routing, SegmentIndex
 from .http.proxy import apply_proxy_headers, strip_root_path, trusted_set
 from .mocks import check_collisions, group_by_url, sample_paths
 from .models.nested import inspect_nested, route_methods
@@ -166,6 +166,10 @@ class App(tornado.web.Application):
         return routes
 
     # -- what every request passes through, whatever its route (issue 18) ---------------
+
+    def start_request(self, server_conn: Any, request_conn: Any) -> Any:
+        """Tornado's routing delegate, making bzzlite's lighter request (bzzlite/http/dispatch.py)."""
+        return Routing(self, server_conn, request_conn)
 
     def find_handler(self, request: Any, **kwargs: Any) -> Any:
         """Route a request; a CORS preflight is answered for every URL, by one handler.

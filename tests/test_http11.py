@@ -860,3 +860,17 @@ def test_requests_leave_no_reference_cycles_for_the_garbage_collector(note_app: 
             gc.enable()
         conn.close()
         assert unreachable < 30  # 300 requests; before the fix: 24 objects each
+
+
+def test_a_body_that_came_with_its_head_is_handled_in_the_step_that_prepared_it() -> None:
+    # The body arrives with the head (one write): it is handed to the handler as prepare()
+    # ends, and the method runs in the same step of the handler's task, not a turn later.
+    from tests.test_dispatch import upload_app
+
+    seen: list[str] = []
+    with serving(upload_app(seen)) as (port, _), connect(port) as sock:
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n" + b"y" * 100)
+        status, _, body = read_response(sock)
+    assert (status, json.loads(body)) == (200, {"size": 100})
+    assert seen == ["prepare", "data", "post", "next turn"]

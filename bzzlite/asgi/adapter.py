@@ -30,7 +30,9 @@ import tornado.websocket
 from tornado import httputil
 
 from ..http import jsoncodec
+from ..http.dispatch import Request
 from ..http.errors import PROBLEM_JSON, ProtocolError, problem
+from ..http.headers import Headers
 from ..settings import mount_path
 from .connection import Connection, Receive, Scope, Send
 from .websocket import SocketConnection, socket_class
@@ -164,7 +166,7 @@ def _request(scope: Scope, connection: httputil.HTTPConnection,
         if version == "0.9":
             raise ProtocolError(400, "Malformed request: HTTP/0.9 is not served; send an HTTP/1.1 request line.")
         raise ProtocolError(505, f"HTTP/{version} is not served over this connection; use HTTP/1.1.")
-    headers = httputil.HTTPHeaders()
+    headers = Headers()
     for name, value in scope["headers"]:
         headers.add(name.decode("latin-1"), value.decode("latin-1"))
     path = scope.get("raw_path") or scope["path"].encode("utf-8")
@@ -179,7 +181,7 @@ def _request(scope: Scope, connection: httputil.HTTPConnection,
     uri = (path + (b"?" + query if query else b"")).decode("latin-1")
     start_line = httputil.RequestStartLine(method, uri, "HTTP/" + version)
     try:
-        request = httputil.HTTPServerRequest(headers=headers, connection=connection, start_line=start_line)
+        request = Request(connection, None, start_line, headers)
     except httputil.HTTPInputError as exc:  # no Host, two, or one that is not a host
         raise ProtocolError(400, f"Malformed request: {exc}.") from None
     return start_line, request
