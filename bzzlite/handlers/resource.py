@@ -178,18 +178,21 @@ class CollectionHandler(ResourceHandler):
         return links
 
     async def post(self) -> None:
-        await self.authorize("create")  # 401/403 before anything is said about the body
+        docs = self.docs
+        await docs.authorize("create")  # 401/403 before anything is said about the body
         data = self.parse_body()
         bulk = isinstance(data, list)
-        items = [self.docs.from_client(item) for item in (data if bulk else [data])]
-        records = await self.docs.create_records(items, bulk=bulk)
+        items = [docs.from_client(item) for item in (data if bulk else [data])]
+        records = await docs.create_records(items, bulk=bulk)
         ids = ",".join(r.id for r in records)
         self.set_header("X-Created-Id", ids)
         if bulk:
-            public = self.docs.public
+            public = docs.public
             self.write_json([public(r) for r in records], 201)
         else:
-            self.set_header("Location", self.location(quote(self.docs.url_key(records[0]), safe="")))
+            key = docs.url_key(records[0])
+            # an id (hex) needs no quoting: quote() keeps ASCII letters and digits as they are
+            self.set_header("Location", self.location(key if key.isascii() and key.isalnum() else quote(key, safe="")))
             self.write_document(records[0], 201)
 
 class ItemHandler(ResourceHandler):

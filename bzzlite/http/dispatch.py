@@ -84,6 +84,11 @@ class Routing(httputil.HTTPMessageDelegate):
         self.delegate = self.app.find_handler(request)  # bzzlite's App always finds one (NotFoundHandler)
         return self.delegate.headers_received(start_line, headers)  # type: ignore[union-attr]
 
+    @property
+    def routed(self) -> httputil.HTTPMessageDelegate | None:
+        """The delegate the request went to (bzzlite's server then calls it without this one)."""
+        return self.delegate
+
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         return self.delegate.data_received(chunk)  # type: ignore[union-attr]
 

@@ -113,6 +113,8 @@ class Exchange(httputil.HTTPConnection):
         try:
             self.delegate = protocol.server.app.start_request(protocol, self)
             prepared = self.delegate.headers_received(self.start_line, self.headers)
+            # A routing delegate only passes on what follows to the one it found: talk to that one.
+            self.delegate = getattr(self.delegate, "routed", None) or self.delegate
         except httputil.HTTPInputError as exc:  # a Host Tornado refuses (a list, not a host): the client's mistake
             self.delegate = None
             protocol.fail(ProtocolError(400, f"Malformed request: {exc}."))
